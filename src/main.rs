@@ -1,3 +1,45 @@
+//! rt: a daemonless OCI container runtime with runc's command line. Every call is one short
+//! synchronous process; see docs/ARCHITECTURE.md for how the modules fit together.
+
+mod cgroups;
+mod cli;
+mod console;
+mod container;
+mod logging;
+mod process;
+mod rootfs;
+mod security;
+mod spec;
+mod state;
+mod sys;
+
+use clap::Parser;
+
 fn main() {
-    println!("Hello, world!");
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and friends print and exit 0; usage errors exit 1 like runc's.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let format = match cli.log_format {
+        cli::LogFormat::Text => logging::Format::Text,
+        cli::LogFormat::Json => logging::Format::Json,
+    };
+    if let Err(e) = logging::init(cli.log.as_deref(), format, cli.debug) {
+        eprintln!("{e:#}");
+        std::process::exit(1);
+    }
+    match cli::dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logging::error(&msg);
+            eprintln!("{msg}");
+            std::process::exit(1);
+        }
+    }
 }

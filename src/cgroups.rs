@@ -1,0 +1,191 @@
+//! cgroup v2 membership: where the container's cgroup lives, creating it so the init can be
+//! cloned straight into it, listing and signalling its processes, and removing it.
+//! Resource limits are a separate piece of work; until they exist, a config asking for one is
+//! refused rather than silently run without it.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::LinuxResources;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The cgroup v2 mount: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
+pub fn v2_mount() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| {
+            crate::sys::open(p, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .and_then(|fd| crate::sys::fstatfs_magic(std::os::fd::AsRawFd::as_raw_fd(&fd)))
+                .is_ok_and(|m| m == CGROUP2_SUPER_MAGIC)
+        })
+}
+
+/// rt's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
+fn own_cgroup() -> String {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Resolves linux.cgroupsPath as runc does on v2 with the cgroupfs driver: absolute paths start
+/// at the mount, relative ones (and the empty default, `<id>`) under rt's own cgroup.
+pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
+    let p = match path {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from(id),
+    };
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            Component::RootDir | Component::CurDir => {}
+            _ => bail!(
+                "config.json: linux.cgroupsPath {}: must not contain '..'",
+                p.display()
+            ),
+        }
+    }
+    if parts.is_empty() {
+        bail!("config.json: linux.cgroupsPath {}: names the root cgroup", p.display());
+    }
+    let base = if p.is_absolute() {
+        String::new()
+    } else {
+        own_cgroup().trim_end_matches('/').to_string()
+    };
+    Ok(format!("{base}/{}", parts.join("/")))
+}
+
+/// A container cgroup that rt made for this create; removed again on drop unless disarmed.
+pub struct Created {
+    pub rel: String,
+    pub dir: PathBuf,
+    pub fd: OwnedFd,
+    armed: bool,
+}
+
+impl Created {
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = remove(&self.rel);
+        }
+    }
+}
+
+/// Makes the container's cgroup (and missing parents). An existing non-empty cgroup is an error:
+/// two containers sharing one would kill each other's processes on delete.
+pub fn create(rel: &str) -> Result<Option<Created>> {
+    let Some(mount) = v2_mount() else {
+        crate::logging::debug("no cgroup v2 mount: the container gets no cgroup of its own");
+        return Ok(None);
+    };
+    let dir = mount.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+    if !procs(rel).unwrap_or_default().is_empty() {
+        bail!("cgroup {rel} already has processes: is another container using it?");
+    }
+    let fd = crate::sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .with_context(|| format!("open cgroup {}", dir.display()))?;
+    Ok(Some(Created {
+        rel: rel.to_string(),
+        dir,
+        fd,
+        armed: true,
+    }))
+}
+
+fn dir_of(rel: &str) -> Option<PathBuf> {
+    v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
+}
+
+pub fn procs(rel: &str) -> Result<Vec<i32>> {
+    let dir = dir_of(rel).context("no cgroup v2 mount")?;
+    let text = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .with_context(|| format!("read {}/cgroup.procs", dir.display()))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Signals every process in the cgroup; SIGKILL goes through cgroup.kill, which also catches
+/// processes forked while we iterate.
+pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
+    let dir = dir_of(rel).context("no cgroup v2 mount")?;
+    if sig == libc::SIGKILL && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return Ok(());
+    }
+    for pid in procs(rel)? {
+        // SAFETY: kill(2) with a pid read from the container's cgroup.
+        unsafe { libc::kill(pid, sig) };
+    }
+    Ok(())
+}
+
+/// Removes the cgroup, killing stragglers first and waiting briefly for the kernel to notice
+/// they are gone (rmdir fails with EBUSY until then).
+pub fn remove(rel: &str) -> Result<()> {
+    let Some(dir) = dir_of(rel) else {
+        return Ok(());
+    };
+    for i in 0..200 {
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {
+                let _ = signal_all(rel, libc::SIGKILL);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("remove cgroup {}", dir.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Until rt applies resource limits, a config that asks for one must not run without it.
+/// Zero values and empty objects (Docker sends `"cpu": {"shares": 0}`) ask for nothing.
+pub fn check_resources(r: Option<&LinuxResources>) -> Result<()> {
+    let Some(r) = r else { return Ok(()) };
+    let v = serde_json::to_value(r)?;
+    let Some(obj) = v.as_object() else {
+        return Ok(());
+    };
+    let asked: Vec<&str> = obj
+        .iter()
+        .filter(|(k, v)| k.as_str() != "devices" && asks_anything(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !asked.is_empty() {
+        bail!(
+            "config.json: linux.resources.{}: resource limits are not supported by this rt yet",
+            asked.join(", linux.resources.")
+        );
+    }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        crate::logging::debug("linux.resources.devices is not enforced yet (no device cgroup)");
+    }
+    Ok(())
+}
+
+fn asks_anything(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => a.iter().any(asks_anything),
+        Value::Object(o) => o.values().any(asks_anything),
+    }
+}

@@ -1,0 +1,377 @@
+//! The command line: runc's contract (subcommands, flags, output formats), nothing else.
+//! Parsing and printing live here; the work is in `container`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::container::{self, CreateOpts};
+
+#[derive(Parser)]
+#[command(
+    name = "rt",
+    about = "A daemonless OCI container runtime with runc's command line",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Directory for the containers' state
+    #[arg(long, default_value = "/run/rt", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Append log messages to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Also log debug messages
+    #[arg(long)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported yet: a clear error when a container needs it)
+    #[arg(long)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto
+    #[arg(long, value_name = "MODE", default_missing_value = "true", num_args = 0..=1)]
+    pub rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Path to the bundle directory
+    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master of a terminal container
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the init's pid here (atomically, before returning)
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE and chroot instead of pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a session keyring for the container
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N more fds (3 .. 3+N-1) to the container
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Send a pidfd of the init to this socket (not supported yet)
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub pidfd_socket: Option<PathBuf>,
+    pub id: String,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Write a template config.json
+    Spec {
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Create a container and leave its init waiting for start
+    Create(CreateArgs),
+    /// Run the process of a created container
+    Start { id: String },
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal to a container's init (or all its processes)
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything it holds
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create, start and wait for a container
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container started
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+        /// Accepted for runc compatibility
+        #[arg(long)]
+        no_subreaper: bool,
+    },
+    /// List containers
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the processes of a container
+    Ps {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(last = true)]
+        ps_args: Vec<String>,
+    },
+}
+
+pub fn version_text() -> String {
+    format!(
+        "rt version {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::spec::SPEC_VERSION
+    )
+}
+
+/// Runs the parsed command; returns the process exit status.
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.version {
+        print!("{}", version_text());
+        return Ok(0);
+    }
+    let Some(cmd) = cli.cmd else {
+        bail!("no command given; see rt --help");
+    };
+    let root = &cli.root;
+    let needs_features = |name: &str| -> Result<()> {
+        if cli.systemd_cgroup {
+            bail!("{name}: --systemd-cgroup is not supported yet");
+        }
+        if cli.rootless.as_deref() == Some("true") {
+            bail!("{name}: --rootless is not supported yet");
+        }
+        Ok(())
+    };
+    match cmd {
+        Cmd::Spec { bundle, rootless } => {
+            write_spec(&bundle, rootless)?;
+        }
+        Cmd::Create(a) => {
+            needs_features("create")?;
+            container::create(root, &a.id, &create_opts(&a)?, true)?;
+        }
+        Cmd::Start { id } => container::start(root, &id)?,
+        Cmd::State { id } => {
+            let v = container::state_json(root, &id)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Cmd::Kill { all, id, signal } => {
+            container::kill(root, &id, parse_signal(&signal)?, all)?;
+        }
+        Cmd::Delete { force, id } => container::delete(root, &id, force)?,
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+            no_subreaper: _,
+        } => {
+            needs_features("run")?;
+            return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
+        }
+        Cmd::List { format, quiet } => print_list(root, format, quiet)?,
+        Cmd::Ps { format, id, ps_args } => print_ps(root, &id, format, &ps_args)?,
+    }
+    Ok(0)
+}
+
+fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
+    if a.pidfd_socket.is_some() {
+        bail!("--pidfd-socket is not supported yet");
+    }
+    Ok(CreateOpts {
+        bundle: a.bundle.clone(),
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    })
+}
+
+fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    let text = serde_json::to_string_pretty(&crate::spec::template(rootless))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                anyhow::anyhow!("File {} exists. Remove it first", path.display())
+            }
+            _ => anyhow::anyhow!("{}: {}", path.display(), crate::sys::errno_str(&e)),
+        })?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// `9`, `KILL`, `SIGKILL`, `sigkill`: what runc accepts.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if n > 0 && n <= libc::SIGRTMAX() {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" | "CLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            if let Some(off) = name.strip_prefix("RTMIN+").and_then(|n| n.parse::<i32>().ok()) {
+                libc::SIGRTMIN() + off
+            } else if let Some(off) = name.strip_prefix("RTMAX-").and_then(|n| n.parse::<i32>().ok()) {
+                libc::SIGRTMAX() - off
+            } else {
+                bail!("unknown signal {s:?}");
+            }
+        }
+    };
+    Ok(n)
+}
+
+fn print_list(root: &Path, format: Format, quiet: bool) -> Result<()> {
+    let items = container::list(root)?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for v in &items {
+            writeln!(out, "{}", v["id"].as_str().unwrap_or(""))?;
+        }
+        return Ok(());
+    }
+    if format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string(&items)?)?;
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "PID".into(),
+        "STATUS".into(),
+        "BUNDLE".into(),
+        "CREATED".into(),
+        "OWNER".into(),
+    ]];
+    for v in &items {
+        rows.push(vec![
+            v["id"].as_str().unwrap_or("").to_string(),
+            v["pid"].to_string(),
+            v["status"].as_str().unwrap_or("").to_string(),
+            v["bundle"].as_str().unwrap_or("").to_string(),
+            v["created"].as_str().unwrap_or("").to_string(),
+            v["owner"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    Ok(())
+}
+
+/// Columns padded like Go's tabwriter with padding 3, as runc prints them.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn print_ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
+    let pids = container::pids(root, id)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
+    if !out.status.success() {
+        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{header}")?;
+    for l in lines {
+        let pid = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            writeln!(stdout, "{l}")?;
+        }
+    }
+    Ok(())
+}

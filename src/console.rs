@@ -1,0 +1,110 @@
+//! `process.terminal`: a pty from the container's own devpts, its master sent to the caller's
+//! `--console-socket` in one SCM_RIGHTS message (as runc does), its slave the init's stdio and
+//! controlling terminal, and bound over /dev/console.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::Spec;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::rootfs::{Kind, Root};
+use crate::sys::{self, fd_path};
+
+/// The pty pair; the master goes to the console socket, the slave becomes stdio.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// Opens a pty from the container's devpts (so the slave is /dev/pts/N inside) and binds the
+/// slave over /dev/console. The slave comes from TIOCGPTPEER on the master, never from a path
+/// lookup an image could redirect (CVE-2025-52565).
+pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
+    let ptmx = root
+        .resolve(Path::new("/dev/pts/ptmx"), false)
+        .or_else(|_| root.resolve(Path::new("/dev/ptmx"), false))
+        .context("terminal: no /dev/pts/ptmx in the container")?;
+    let master = sys::open(
+        Path::new(&fd_path(ptmx.as_raw_fd())),
+        libc::O_RDWR | libc::O_NOCTTY,
+        0,
+    )
+    .context("terminal: open ptmx")?;
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to int; TIOCGPTPEER returns a new fd.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: unlock pty");
+        }
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: open pty peer");
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    if let Some(size) = spec.process().as_ref().and_then(|p| p.console_size()) {
+        let ws = libc::winsize {
+            ws_row: size.height() as u16,
+            ws_col: size.width() as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: ws is a valid winsize.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: set window size");
+        }
+    }
+    let console = root.mkdir_all(Path::new("/dev/console"), Kind::File)?;
+    sys::mount(
+        Some(&fd_path(slave.as_raw_fd())),
+        &fd_path(console.as_raw_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .context("terminal: bind /dev/console")?;
+    Ok(Pty { master, slave })
+}
+
+/// Sends the master to the console socket: one message, the fd as SCM_RIGHTS, the pty's name
+/// as payload, which is what runc sends and what containerd and conmon read.
+pub fn send_master(socket: RawFd, master: &OwnedFd) -> Result<()> {
+    sys::send_fds(socket, b"/dev/ptmx", &[master.as_raw_fd()]).context("send pty master to the console socket")
+}
+
+/// Connects to `--console-socket` in the caller's (host) context, before any namespace change.
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .with_context(|| format!("--console-socket {}", path.display()))?;
+    Ok(OwnedFd::from(s))
+}
+
+/// Makes the slave the process's stdio and controlling terminal (the init called setsid).
+pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
+    // SAFETY: dup2 onto stdio numbers and an ioctl without pointer arguments.
+    unsafe {
+        for target in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), target) < 0 {
+                return Err(std::io::Error::last_os_error()).context("terminal: dup2 pty");
+            }
+        }
+        if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: set controlling tty");
+        }
+    }
+    Ok(())
+}
+
+pub fn check_usage(terminal: bool, console_socket: Option<&PathBuf>, detached: bool) -> Result<()> {
+    if console_socket.is_some() && !terminal {
+        bail!("--console-socket was given but process.terminal is false");
+    }
+    if terminal && console_socket.is_none() && detached {
+        bail!("process.terminal needs --console-socket when rt detaches from the container");
+    }
+    Ok(())
+}

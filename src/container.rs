@@ -1,0 +1,436 @@
+//! The lifecycle operations (create, start, state, kill, delete, run, list, ps), each composed
+//! from the state directory, the cgroup and the process modules. Each runs under the
+//! container's directory lock, so concurrent calls on one id are serialised.
+
+use anyhow::{Context, Result, bail};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::state::{self, Dir, State, Status};
+use crate::sys;
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+pub struct CreateOpts {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A freshly created container, still locked by this rt process.
+pub struct Created {
+    pub dir: Dir,
+    pub state: State,
+    pub pidfd: OwnedFd,
+}
+
+/// Undoes a half-made create: removes the state directory (the cgroup has its own guard and
+/// the init is killed by the process module).
+struct DirGuard<'a>(Option<&'a Path>);
+
+impl Drop for DirGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn open_hostproc() -> Result<OwnedFd> {
+    let fd = sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
+    if sys::fstatfs_magic(fd.as_raw_fd())? != PROC_SUPER_MAGIC {
+        bail!("/proc is not a procfs mount");
+    }
+    Ok(fd)
+}
+
+pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
+    state::validate_id(id)?;
+    let bundle = crate::spec::load(&o.bundle)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    crate::console::check_usage(terminal, o.console_socket.as_ref(), detached)?;
+    let cgroup_rel = crate::cgroups::resolve(
+        bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()),
+        id,
+    )?;
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
+
+    let dir = Dir::create(root, id)?;
+    let dir_guard = DirGuard(Some(&dir.path));
+    let fifo_path = dir.fifo();
+    let c = sys::cstring(&fifo_path)?;
+    // SAFETY: c is a valid path. 0622: the init may run as any uid and must open it to write.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("create exec fifo");
+    }
+    std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .context("chmod exec fifo")?;
+    let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
+    let hostproc = open_hostproc()?;
+    let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
+
+    let args = crate::process::InitArgs {
+        id,
+        bundle: &bundle,
+        fifo: fifo.as_raw_fd(),
+        hostproc: hostproc.as_raw_fd(),
+        console_socket: console.as_ref().map(|c| c.as_raw_fd()),
+        preserve_fds: o.preserve_fds,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
+    };
+    let spawned = crate::process::spawn(&args)?;
+    let kill_init = scopeguard(spawned.pid);
+
+    let (start_time, _) = sys::proc_start_time(spawned.pid)
+        .context("container init exited during setup")?;
+    let st = State {
+        id: id.to_string(),
+        pid: spawned.pid,
+        start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        owner: String::new(),
+        cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
+        own_pidns: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())),
+    };
+    dir.save(&st)?;
+    if let Some(p) = &o.pid_file {
+        state::write_pid_file(p, spawned.pid)?;
+    }
+    if let Some(c) = cgroup.as_mut() {
+        c.disarm();
+    }
+    kill_init.disarm();
+    std::mem::forget(dir_guard);
+    Ok(Created {
+        dir,
+        state: st,
+        pidfd: spawned.pidfd,
+    })
+}
+
+/// Kills the init if create fails after it was spawned.
+struct InitGuard(Option<i32>);
+
+fn scopeguard(pid: i32) -> InitGuard {
+    InitGuard(Some(pid))
+}
+
+impl InitGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: the init is our child and not reaped yet, so the pid is still its own.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// A pidfd for the state's init, opened and then checked against the recorded start time, so
+/// a signal can never reach a process that merely reused the pid.
+fn init_pidfd(st: &State) -> Option<OwnedFd> {
+    if st.pid <= 0 {
+        return None;
+    }
+    let fd = sys::pidfd_open(st.pid).ok()?;
+    st.init_alive().then_some(fd)
+}
+
+fn poll_in(fds: &[i32], timeout_ms: i32) -> Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: p is a valid array of pollfd of its length.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e).context("poll");
+        }
+        return Ok(p.iter().map(|x| x.revents).collect());
+    }
+}
+
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    start_locked(&dir, &st)
+}
+
+fn start_locked(dir: &Dir, st: &State) -> Result<()> {
+    match st.status(&dir.path) {
+        Status::Created => {}
+        Status::Running => bail!("cannot start an already running container"),
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+    }
+    let pidfd = init_pidfd(st).context("container not running")?;
+    let fifo_path = dir.fifo();
+    let fifo = sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+        .context("open exec fifo")?;
+    // Opening the read side released the init's blocking open; it now writes one byte and
+    // execs, which closes its end (EOF here). If it dies instead, the pidfd says so.
+    let mut got = false;
+    loop {
+        let ev = poll_in(&[fifo.as_raw_fd(), pidfd.as_raw_fd()], -1)?;
+        if ev[0] != 0 {
+            let mut b = [0u8; 16];
+            // SAFETY: b is valid for its length.
+            let n = unsafe { libc::read(fifo.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            if n > 0 {
+                got = true;
+                continue;
+            }
+            if n == 0 && got {
+                break;
+            }
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                continue;
+            }
+        }
+        if ev[1] != 0 {
+            if got {
+                // It exec'd and exited already: a short-lived container.
+                break;
+            }
+            bail!("container init exited before it could be started");
+        }
+    }
+    std::fs::remove_file(&fifo_path).context("remove exec fifo")?;
+    Ok(())
+}
+
+pub fn state_json(root: &Path, id: &str) -> Result<serde_json::Value> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    Ok(st.to_json(st.status(&dir.path)))
+}
+
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    if st.status(&dir.path) == Status::Stopped {
+        bail!("container not running");
+    }
+    if all {
+        if let Some(cg) = &st.cgroup {
+            return crate::cgroups::signal_all(cg, sig);
+        }
+    }
+    let fd = init_pidfd(&st).context("container not running")?;
+    sys::pidfd_send_signal(&fd, sig).with_context(|| format!("signal {sig} to the container init"))
+}
+
+/// Waits until the init is gone (zombie or reaped): pidfds become readable at exit.
+fn wait_gone(fd: &OwnedFd, timeout_ms: i32) -> bool {
+    poll_in(&[fd.as_raw_fd()], timeout_ms).is_ok_and(|e| e[0] != 0)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = match Dir::open(root, id) {
+        Ok(d) => d,
+        Err(e) => {
+            // A create that died before writing state.json leaves a bare directory.
+            if state::validate_id(id).is_ok() {
+                let p = root.join(id);
+                if p.is_dir() && !p.join("state.json").exists() {
+                    let _ = std::fs::remove_dir_all(&p);
+                    if force {
+                        return Ok(());
+                    }
+                }
+            }
+            if force && e.to_string().contains("does not exist") {
+                return Ok(());
+            }
+            return Err(e);
+        }
+    };
+    let st = dir.load()?;
+    match st.status(&dir.path) {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st)?,
+        Status::Running if force => kill_and_wait(&st)?,
+        Status::Running => bail!("cannot delete container {id:?} that is not stopped: running"),
+    }
+    destroy(dir, &st)
+}
+
+fn kill_and_wait(st: &State) -> Result<()> {
+    if let Some(cg) = &st.cgroup {
+        let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
+    }
+    if let Some(fd) = init_pidfd(st) {
+        let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+        if !wait_gone(&fd, 10_000) {
+            bail!("container init (pid {}) did not die after SIGKILL", st.pid);
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything the container left: processes still in its cgroup (when it had no pid
+/// namespace of its own, the init's death did not take them along), the cgroup, the state.
+fn destroy(dir: Dir, st: &State) -> Result<()> {
+    if let Some(cg) = &st.cgroup {
+        if !st.own_pidns {
+            let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
+        }
+        crate::cgroups::remove(cg)?;
+    }
+    dir.remove()
+}
+
+/// `rt run`: create, start, then wait, forwarding signals; the exit status is the container's.
+pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    if detach {
+        let c = create(root, id, o, true)?;
+        if let Err(e) = start_locked(&c.dir, &c.state) {
+            let _ = kill_and_wait(&c.state);
+            let _ = destroy(c.dir, &c.state);
+            return Err(e);
+        }
+        return Ok(0);
+    }
+    // Block the signals we forward before the init exists, so none is lost in between; the
+    // init clears its mask before exec.
+    let mask = forwarded_signals();
+    // SAFETY: mask is a valid sigset_t.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
+    let c = create(root, id, o, false)?;
+    if let Err(e) = start_locked(&c.dir, &c.state) {
+        let _ = kill_and_wait(&c.state);
+        let _ = destroy(c.dir, &c.state);
+        return Err(e);
+    }
+    let status = wait_forwarding(&c, &mask)?;
+    if !keep {
+        destroy(c.dir, &c.state)?;
+    }
+    Ok(status)
+}
+
+fn forwarded_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local value.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for s in [
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ] {
+            libc::sigdelset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
+    // SAFETY: mask is valid; signalfd returns a new fd we own.
+    let sfd = unsafe { libc::signalfd(-1, mask, libc::SFD_CLOEXEC) };
+    if sfd < 0 {
+        return Err(std::io::Error::last_os_error()).context("signalfd");
+    }
+    // SAFETY: sfd was just created.
+    let sfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sfd) };
+    loop {
+        let ev = poll_in(&[sfd.as_raw_fd(), c.pidfd.as_raw_fd()], -1)?;
+        if ev[1] != 0 {
+            let mut status = 0;
+            // SAFETY: the init is our child (directly, or via CLONE_PARENT).
+            let r = unsafe { libc::waitpid(c.state.pid, &mut status, 0) };
+            if r != c.state.pid {
+                return Err(std::io::Error::last_os_error()).context("wait for the container");
+            }
+            return Ok(if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                libc::WEXITSTATUS(status)
+            });
+        }
+        if ev[0] != 0 {
+            // SAFETY: zeroed siginfo is a valid buffer for one record.
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            // SAFETY: info is valid for its size.
+            let n = unsafe {
+                libc::read(
+                    sfd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if n as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
+                let sig = info.ssi_signo as i32;
+                if sig != libc::SIGCHLD && sig != libc::SIGURG {
+                    let _ = sys::pidfd_send_signal(&c.pidfd, sig);
+                }
+            }
+        }
+    }
+}
+
+pub fn list(root: &Path) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        let dir = root.join(&id);
+        // Unlocked read: list must not wait behind a long create.
+        if let Ok(st) = state::read_state(&dir) {
+            out.push(st.to_json(st.status(&dir)));
+        }
+    }
+    Ok(out)
+}
+
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    if st.status(&dir.path) == Status::Stopped {
+        bail!("container not running");
+    }
+    match &st.cgroup {
+        Some(cg) => crate::cgroups::procs(cg),
+        None => Ok(vec![st.pid]),
+    }
+}

@@ -1,0 +1,571 @@
+//! Starting a container's init: clone3 straight into the new namespaces and cgroup (no re-exec
+//! of rt), the parent's side of the setup conversation (id maps, errors, "ready"), and the
+//! child's ordered setup up to the wait for `start`.
+//!
+//! Two shapes, chosen by the config:
+//! - fast: nothing to join and no time offsets. One clone3 with every CLONE_NEW* flag makes the
+//!   init directly.
+//! - staged: a first child joins the namespaces given by path (user first, mount last), unshares
+//!   the new ones, writes time offsets, then clone3s the init with CLONE_PARENT (so rt can still
+//!   wait for it) and exits. pid and time namespaces only apply to children, hence the second
+//!   clone.
+
+use anyhow::{Context, Result, anyhow, bail};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::spec::{Bundle, namespace_flag};
+use crate::sys::{self, Forked};
+
+/// The parent/child channel: a SOCK_SEQPACKET pair, one message per datagram.
+pub struct Channel(OwnedFd);
+
+impl Channel {
+    fn pair() -> Result<(Channel, Channel)> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid out array of two ints.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("socketpair");
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        unsafe {
+            Ok((
+                Channel(OwnedFd::from_raw_fd(fds[0])),
+                Channel(OwnedFd::from_raw_fd(fds[1])),
+            ))
+        }
+    }
+
+    pub fn send(&self, msg: &str) -> Result<()> {
+        sys::write_fd(self.0.as_raw_fd(), msg.as_bytes())
+            .map(drop)
+            .context("sync: send")
+    }
+
+    /// None when the other side is gone.
+    pub fn recv(&self) -> Result<Option<String>> {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(e).context("sync: receive");
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned()));
+        }
+    }
+
+    fn expect(&self, what: &str) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == what => Ok(()),
+            Some(m) => bail!("sync: expected {what}, got {m}"),
+            None => bail!("sync: rt went away"),
+        }
+    }
+}
+
+/// What the init needs beyond the spec, all prepared by the parent in the host's context.
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    /// O_PATH fd of the exec fifo the init blocks on until `start`.
+    pub fifo: RawFd,
+    /// A verified procfs of the host, used for every /proc access of the init: the container
+    /// could mount anything on its own /proc.
+    pub hostproc: RawFd,
+    pub console_socket: Option<RawFd>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub cgroup_fd: Option<RawFd>,
+}
+
+pub struct Spawned {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+struct NsPlan {
+    /// CLONE_NEW* flags of namespaces to create (cgroup excluded: the init unshares it once
+    /// it sits in its cgroup, so the namespace is rooted there).
+    new_flags: i32,
+    new_cgroupns: bool,
+    joins: Vec<(LinuxNamespaceType, PathBuf)>,
+    offsets: Vec<(String, i64, u32)>,
+}
+
+fn plan(spec: &Spec) -> NsPlan {
+    let mut p = NsPlan {
+        new_flags: 0,
+        new_cgroupns: false,
+        joins: Vec::new(),
+        offsets: Vec::new(),
+    };
+    let Some(linux) = spec.linux() else { return p };
+    for ns in linux.namespaces().iter().flatten() {
+        match ns.path() {
+            Some(path) => p.joins.push((ns.typ(), path.clone())),
+            None if ns.typ() == LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
+            None => p.new_flags |= namespace_flag(ns.typ()),
+        }
+    }
+    for (clock, off) in linux.time_offsets().iter().flatten() {
+        p.offsets.push((clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+    }
+    p.offsets.sort();
+    p
+}
+
+/// Runs `f` as a forked child: errors go to the parent over the channel, and the child never
+/// returns into the parent's stack (whose Drop guards would undo the parent's work).
+fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let msg = match r {
+        Ok(Err(e)) => format!("error {e:#}"),
+        Ok(Ok(never)) => match never {},
+        Err(_) => "error container init panicked".to_string(),
+    };
+    let _ = chan.send(&msg);
+    // SAFETY: _exit never returns and skips atexit handlers and destructors on purpose.
+    unsafe { libc::_exit(1) }
+}
+
+/// Creates the container's init and returns once it is blocked waiting for `start`.
+pub fn spawn(a: &InitArgs) -> Result<Spawned> {
+    let spec = &a.bundle.spec;
+    let plan = plan(spec);
+    let staged = !plan.joins.is_empty() || !plan.offsets.is_empty();
+    let (parent_end, child_end) = Channel::pair()?;
+    let new_userns = plan.new_flags & libc::CLONE_NEWUSER != 0;
+
+    let first_flags = if staged { 0 } else { plan.new_flags as u64 };
+    let forked = sys::clone3(first_flags, a.cgroup_fd, true).context("clone3")?;
+    let (first_pid, first_pidfd) = match forked {
+        Forked::Child => {
+            drop(parent_end);
+            child_main(&child_end, || {
+                if staged {
+                    stage1(a, &plan, &child_end)
+                } else {
+                    init(a, &plan, &child_end, new_userns)
+                }
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd.context("clone3 returned no pidfd")?),
+    };
+    drop(child_end);
+
+    let mut guard = KillGuard {
+        pids: vec![(first_pid, Some(first_pidfd))],
+    };
+    let mut init_pid = if staged { None } else { Some(first_pid) };
+    loop {
+        let msg = match parent_end.recv()? {
+            Some(m) => m,
+            None => bail!("container init exited during setup{}", exit_note(first_pid)),
+        };
+        if msg == "map" {
+            write_id_maps(first_pid, spec)?;
+            parent_end.send("go")?;
+        } else if let Some(pid) = msg.strip_prefix("pid ") {
+            let pid: i32 = pid.parse().context("sync: bad pid")?;
+            reap(first_pid);
+            guard.pids.push((pid, sys::pidfd_open(pid).ok()));
+            init_pid = Some(pid);
+        } else if msg == "ready" {
+            break;
+        } else if let Some(err) = msg.strip_prefix("error ") {
+            bail!("{err}");
+        } else {
+            bail!("sync: unexpected message {msg:?}");
+        }
+    }
+    let pid = init_pid.context("sync: ready before the init's pid was known")?;
+    let pidfd = match guard.pids.pop() {
+        Some((p, Some(fd))) if p == pid => fd,
+        _ => sys::pidfd_open(pid).context("pidfd_open init")?,
+    };
+    guard.pids.clear();
+    Ok(Spawned { pid, pidfd })
+}
+
+/// Kills and reaps half-made children when setup fails.
+struct KillGuard {
+    pids: Vec<(i32, Option<OwnedFd>)>,
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        for (pid, fd) in self.pids.drain(..).rev() {
+            match fd {
+                Some(fd) => {
+                    let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
+                }
+                // SAFETY: pid is our own child, not yet reaped, so it can't have been reused.
+                None => unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                },
+            }
+            reap(pid);
+        }
+    }
+}
+
+fn reap(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (r == pid).then_some(status)
+}
+
+fn exit_note(pid: i32) -> String {
+    let mut status = 0;
+    // SAFETY: non-blocking waitpid on our own child; it is reaped again (harmlessly) later.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    if r != pid {
+        return String::new();
+    }
+    if libc::WIFSIGNALED(status) {
+        format!(" (killed by signal {})", libc::WTERMSIG(status))
+    } else {
+        format!(" (exit status {})", libc::WEXITSTATUS(status))
+    }
+}
+
+/// The parent writes the maps: it is root in the user namespace's parent, so any ranges are
+/// allowed and setgroups stays available to the container.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().context("no linux section")?;
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, maps, field) in [
+        ("uid_map", fmt(linux.uid_mappings()), "linux.uidMappings"),
+        ("gid_map", fmt(linux.gid_mappings()), "linux.gidMappings"),
+    ] {
+        if maps.is_empty() {
+            continue;
+        }
+        std::fs::write(format!("/proc/{pid}/{file}"), &maps).map_err(|e| {
+            anyhow!("{field}: write /proc/{pid}/{file}: {}", sys::errno_str(&e))
+        })?;
+    }
+    Ok(())
+}
+
+fn open_ns_files(joins: &[(LinuxNamespaceType, PathBuf)]) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+    let mut fds = Vec::new();
+    for (t, p) in joins {
+        let fd = sys::open(p, libc::O_RDONLY, 0).with_context(|| {
+            format!("linux.namespaces: {} path {}", crate::spec::namespace_name(*t), p.display())
+        })?;
+        fds.push((*t, fd));
+    }
+    // user first (it grants the rights to join the rest), mount last (it changes path lookup).
+    fds.sort_by_key(|(t, _)| match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    });
+    Ok(fds)
+}
+
+fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
+    let fds = open_ns_files(&plan.joins)?;
+    for (t, fd) in &fds {
+        sys::setns(fd.as_raw_fd(), namespace_flag(*t)).with_context(|| {
+            format!("linux.namespaces: join {} namespace", crate::spec::namespace_name(*t))
+        })?;
+    }
+    drop(fds);
+    let joined_user = plan.joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    if plan.new_flags & libc::CLONE_NEWUSER != 0 {
+        sys::unshare(libc::CLONE_NEWUSER).context("unshare user namespace")?;
+        chan.send("map")?;
+        chan.expect("go")?;
+    }
+    if joined_user || plan.new_flags & libc::CLONE_NEWUSER != 0 {
+        become_root();
+    }
+    let rest = plan.new_flags & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        sys::unshare(rest).context("unshare namespaces")?;
+    }
+    if !plan.offsets.is_empty() {
+        let text: String = plan
+            .offsets
+            .iter()
+            .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+            .collect();
+        let f = sys::openat(a.hostproc, Path::new("self/timens_offsets"), libc::O_WRONLY, 0)
+            .context("linux.timeOffsets: open timens_offsets")?;
+        sys::write_fd(f.as_raw_fd(), text.as_bytes())
+            .context("linux.timeOffsets: write timens_offsets")?;
+    }
+    // CLONE_PARENT: the init becomes rt's child, so `rt run` can wait for its exit status.
+    match sys::clone3(libc::CLONE_PARENT as u64, None, false).context("clone3 init")? {
+        Forked::Child => child_main(chan, || init(a, plan, chan, false)),
+        Forked::Parent { pid, .. } => {
+            chan.send(&format!("pid {pid}"))?;
+            // SAFETY: leaving the intermediate process without running destructors.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// In a new user namespace the init starts as the overflow uid until the maps exist; become
+/// the namespace's root so the rest of the setup is privileged there.
+fn become_root() {
+    // SAFETY: plain syscalls; failure (0 not mapped) leaves us with the ns's full capabilities,
+    // which is all the setup needs.
+    unsafe {
+        libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+        libc::syscall(libc::SYS_setresuid, 0, 0, 0);
+    }
+}
+
+/// The container's init, from fresh namespaces to the blocking open of the exec fifo. The order
+/// here is the security argument: filesystem and devices while privileged, then limits, then
+/// the identity and capabilities the process will run with, then nothing but the wait and exec.
+fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<Infallible> {
+    // Until execve, /proc/<init> must not let anything in the container (or another user)
+    // ptrace us or open our fds.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    // SAFETY: umask cannot fail; 0 so modes in the config are applied exactly.
+    unsafe { libc::umask(0) };
+    if needs_map {
+        chan.send("map")?;
+        chan.expect("go")?;
+        become_root();
+    }
+    if plan.new_cgroupns {
+        sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
+    }
+    // SAFETY: setsid has no arguments; failing only means we already lead a session.
+    unsafe { libc::setsid() };
+    let spec = &a.bundle.spec;
+    let process = spec.process().as_ref().context("config.json: process is required")?;
+    let linux = spec.linux().as_ref();
+    let userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
+
+    if !a.no_new_keyring {
+        join_session_keyring(a.id);
+    }
+
+    let mut pty = None;
+    if crate::spec::has_namespace(spec, LinuxNamespaceType::Mount) {
+        let setup = crate::rootfs::Setup {
+            spec,
+            rootfs: &a.bundle.rootfs,
+            bundle: &a.bundle.dir,
+            userns,
+            hostproc: a.hostproc,
+        };
+        let root = setup.prepare()?;
+        if process.terminal().unwrap_or(false) {
+            pty = Some(crate::console::open_in(&root, spec)?);
+        }
+        if let Some(l) = linux {
+            crate::rootfs::mask_paths(&root, l.masked_paths().as_deref().unwrap_or(&[]))?;
+            crate::rootfs::readonly_paths(&root, l.readonly_paths().as_deref().unwrap_or(&[]))?;
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+            crate::rootfs::readonly_root(&root)?;
+        }
+        drop(root);
+        crate::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
+    } else {
+        bail!("config.json: linux.namespaces must include a mount namespace");
+    }
+
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).with_context(|| format!("hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        let c = CString::new(d).context("domainname")?;
+        // SAFETY: c is valid for len bytes.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("domainname {d:?}"));
+        }
+    }
+    for (k, v) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let rel = format!("sys/{}", k.replace('.', "/"));
+        let f = sys::openat(a.hostproc, Path::new(&rel), libc::O_WRONLY | libc::O_TRUNC, 0)
+            .with_context(|| format!("linux.sysctl {k}"))?;
+        sys::write_fd(f.as_raw_fd(), v.as_bytes()).with_context(|| format!("linux.sysctl {k}={v}"))?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        let f = sys::openat(a.hostproc, Path::new("self/oom_score_adj"), libc::O_WRONLY, 0)
+            .context("process.oomScoreAdj")?;
+        sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    if let Some(pty) = &pty {
+        if let Some(sock) = a.console_socket {
+            crate::console::send_master(sock, &pty.master)?;
+        }
+        crate::console::make_controlling(&pty.slave)?;
+    }
+    drop(pty);
+
+    crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().as_ref().context("process.args")?;
+    let exe = find_executable(&args[0], &env)?;
+
+    caps.apply_bounding()?;
+    sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
+    let setgroups_denied = userns && setgroups_denied(a.hostproc);
+    crate::security::set_user(process.user(), setgroups_denied)?;
+    sys::prctl(libc::PR_SET_KEEPCAPS, 0).context("clear keepcaps")?;
+    caps.apply()?;
+
+    // Entering the cwd after the uid switch checks it with the container user's permissions;
+    // then make sure it is really inside the container (CVE-2024-21626 leaked a host cwd).
+    std::env::set_current_dir(process.cwd())
+        .with_context(|| format!("process.cwd {}", process.cwd().display()))?;
+    let cwd = std::env::current_dir().context("process.cwd: getcwd")?;
+    if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        bail!("process.cwd {} is outside the container", process.cwd().display());
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        crate::security::set_no_new_privs()?;
+    }
+    let umask = process.user().umask().unwrap_or(0o022);
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(umask as libc::mode_t) };
+
+    // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
+    // close-on-exec; the preserved ones must not be.
+    for fd in 3..3 + a.preserve_fds as RawFd {
+        sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
+    }
+    sys::cloexec_from(3 + a.preserve_fds).context("close_range")?;
+    reset_signals();
+
+    let c_exe = CString::new(exe.as_os_str().as_bytes()).context("process.args[0]")?;
+    let c_args = args
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("process.args contains a NUL byte")?;
+    let c_env = env
+        .iter()
+        .map(|s| CString::new(s.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("process.env contains a NUL byte")?;
+
+    chan.send("ready")?;
+    // Blocks until `rt start` opens the fifo for reading; then one byte says "go".
+    let fifo = sys::openat(
+        a.hostproc,
+        Path::new(&format!("self/fd/{}", a.fifo)),
+        libc::O_WRONLY,
+        0,
+    )
+    .context("open exec fifo")?;
+    sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
+    exec(&c_exe, &c_args, &c_env)
+}
+
+fn exec(exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NUL-terminated arrays of live C strings.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    // The parent is gone by now; say it where the container's output goes.
+    eprintln!("rt: exec {}: {}", exe.to_string_lossy(), sys::errno_str(&e));
+    // SAFETY: exiting the failed init.
+    unsafe { libc::_exit(127) }
+}
+
+/// PATH lookup with the container's environment, inside the container's root (we have
+/// pivoted), so a missing binary fails `create` rather than `start`.
+fn find_executable(name: &str, env: &[String]) -> Result<PathBuf> {
+    let usable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        if !usable(&p) {
+            bail!("process.args[0] {name:?}: no such executable in the container");
+        }
+        return Ok(p);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(name);
+        if usable(&p) {
+            return Ok(p);
+        }
+    }
+    bail!("process.args[0] {name:?}: executable file not found in $PATH")
+}
+
+/// rt ignores SIGPIPE (Rust's default) and blocks signals while it forwards them; the container
+/// must start with default dispositions and an empty mask.
+fn reset_signals() {
+    // SAFETY: resetting dispositions to SIG_DFL and clearing the mask are always valid.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn setgroups_denied(hostproc: RawFd) -> bool {
+    let Ok(fd) = sys::openat(hostproc, Path::new("self/setgroups"), libc::O_RDONLY, 0) else {
+        return false;
+    };
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    n > 0 && buf.starts_with(b"deny")
+}
+
+/// A session keyring of the container's own, so it can't read the host's keys (as runc).
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if let Ok(name) = CString::new(format!("_ses.{id}")) {
+        // SAFETY: keyctl with a valid C string; failure (no keyrings) is harmless.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    }
+}

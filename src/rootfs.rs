@@ -1,0 +1,734 @@
+//! Building the container's filesystem view inside its new mount namespace: the bundle's mounts
+//! in order, devices, /dev symlinks, the console, masked and read-only paths, then pivot_root.
+//!
+//! Every destination comes from the image or the config, so it is resolved with
+//! openat2(RESOLVE_IN_ROOT) against a dirfd of the rootfs and mounted through /proc/self/fd/N:
+//! a symlink planted in the image can never make rt mount over a host path. All of this runs
+//! before pivot_root, while "/proc" is still the host's procfs, which the image cannot touch.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Component, Path, PathBuf};
+
+use crate::sys::{self, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, fd_path};
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// A mount entry's options split into what mount(2) takes as flags, the propagation changes
+/// that need calls of their own, recursive attributes for mount_setattr, and fs data.
+#[derive(Default, Debug)]
+pub struct Options {
+    pub flags: libc::c_ulong,
+    /// Flags explicitly cleared (e.g. `rw`, `suid`): matter when remounting a bind mount.
+    pub cleared: libc::c_ulong,
+    pub propagation: Vec<libc::c_ulong>,
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    pub data: Vec<String>,
+}
+
+pub fn parse_options(opts: &[String]) -> Options {
+    let mut o = Options::default();
+    for opt in opts {
+        let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "remount" => (libc::MS_REMOUNT, 0),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            "nomand" => (0, libc::MS_MANDLOCK),
+            "atime" => (0, libc::MS_NOATIME),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "bind" => (libc::MS_BIND, 0),
+            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "lazytime" => (libc::MS_LAZYTIME, 0),
+            "nolazytime" => (0, libc::MS_LAZYTIME),
+            "silent" => (libc::MS_SILENT, 0),
+            "loud" => (0, libc::MS_SILENT),
+            "iversion" => (libc::MS_I_VERSION, 0),
+            "noiversion" => (0, libc::MS_I_VERSION),
+            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, libc::MS_NOSYMFOLLOW),
+            // runc's own option for tmpfs copy-up; accepted, the tmpfs starts empty.
+            "tmpcopyup" => (0, 0),
+            other => {
+                if let Some(p) = propagation_flag(other) {
+                    o.propagation.push(p);
+                } else if let Some((set, clr)) = recursive_attr(other) {
+                    o.rec_set |= set;
+                    o.rec_clr |= clr;
+                } else {
+                    o.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) & !clear;
+        o.cleared = (o.cleared | clear) & !set;
+    }
+    o
+}
+
+/// `rro`, `rnosuid`...: runtime-spec 1.1 recursive attributes, applied with mount_setattr.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (sys::MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, sys::MOUNT_ATTR_RDONLY),
+        "rnosuid" => (sys::MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, sys::MOUNT_ATTR_NOSUID),
+        "rnodev" => (sys::MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, sys::MOUNT_ATTR_NODEV),
+        "rnoexec" => (sys::MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, sys::MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (sys::MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, sys::MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (sys::MOUNT_ATTR_RELATIME, sys::MOUNT_ATTR__ATIME),
+        "rnorelatime" => (0, 0),
+        "rnoatime" => (sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
+        "ratime" => (0, 0),
+        "rstrictatime" => (sys::MOUNT_ATTR_STRICTATIME, sys::MOUNT_ATTR__ATIME),
+        "rnosymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Normalises a container path to its components, refusing nothing: `..` can't escape because
+/// resolution happens with RESOLVE_IN_ROOT anyway.
+fn rel_components(p: &Path) -> Vec<PathBuf> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(PathBuf::from(s)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// The rootfs as a directory fd; every container path is resolved relative to it.
+pub struct Root {
+    pub fd: OwnedFd,
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = sys::open(path, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .with_context(|| format!("open rootfs {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    /// Opens `path` inside the root (O_PATH); symlinks are followed but stay inside.
+    pub fn resolve(&self, path: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
+        let rel: PathBuf = rel_components(path).iter().collect();
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        let flags = libc::O_PATH | if nofollow { libc::O_NOFOLLOW } else { 0 };
+        sys::openat2(
+            self.fd.as_raw_fd(),
+            &rel,
+            flags,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    /// Resolves `path` inside the root, creating what is missing (directories, and the last
+    /// component as `kind`). Each new entry is made with *at() calls on an already resolved
+    /// parent, so a racing symlink swap can't redirect the creation out of the rootfs.
+    pub fn mkdir_all(&self, path: &Path, kind: Kind) -> Result<OwnedFd> {
+        if let Ok(fd) = self.resolve(path, false) {
+            return Ok(fd);
+        }
+        let comps = rel_components(path);
+        let mut parent = self.resolve(Path::new("."), false)?;
+        let mut sofar = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            sofar.push(c);
+            let last = i + 1 == comps.len();
+            let fd = match self.resolve(&sofar, false) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let name = sys::cstring(c)?;
+                    // SAFETY: parent is a valid dirfd, name a valid C string.
+                    let r = if last && kind == Kind::File {
+                        let fd = unsafe {
+                            libc::openat(
+                                parent.as_raw_fd(),
+                                name.as_ptr(),
+                                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                                0o644,
+                            )
+                        };
+                        if fd >= 0 {
+                            // SAFETY: fd was just returned by openat.
+                            unsafe { libc::close(fd) };
+                        }
+                        fd
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
+                    };
+                    if r < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EEXIST) {
+                            return Err(e).with_context(|| {
+                                format!("create {} in the rootfs", sofar.display())
+                            });
+                        }
+                    }
+                    self.resolve(&sofar, false)
+                        .with_context(|| format!("open {} in the rootfs", sofar.display()))?
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("open {} in the rootfs", sofar.display()));
+                }
+            };
+            parent = fd;
+        }
+        Ok(parent)
+    }
+}
+
+fn is_bind(m: &Mount, o: &Options) -> bool {
+    m.typ().as_deref() == Some("bind") || o.flags & libc::MS_BIND != 0
+}
+
+/// Everything done in the new mount namespace before pivot_root.
+pub struct Setup<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub userns: bool,
+    pub hostproc: RawFd,
+}
+
+impl Setup<'_> {
+    /// Returns the rootfs handle, with every mount, device and path mask in place.
+    pub fn prepare(&self) -> Result<Root> {
+        let linux = self.spec.linux().as_ref();
+        let prop = linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .and_then(propagation_flag);
+        // Never let our mounts propagate back to the host, unless the config asks for sharing.
+        sys::mount(
+            None,
+            "/",
+            None,
+            prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+            None,
+        )
+        .context("make / a slave mount")?;
+        if prop.is_some_and(|p| p & libc::MS_SHARED != 0) {
+            make_parent_private(self.rootfs)?;
+        }
+        let rootfs = self.rootfs.to_str().context("rootfs path is not UTF-8")?;
+        sys::mount(
+            Some(rootfs),
+            rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .with_context(|| format!("bind mount rootfs {rootfs}"))?;
+        let root = Root::open(self.rootfs)?;
+
+        let mut dev_bound = false;
+        for m in self.spec.mounts().iter().flatten() {
+            self.mount_entry(&root, m).with_context(|| {
+                format!("mounts: {} ({})", m.destination().display(),
+                    m.typ().as_deref().unwrap_or("bind"))
+            })?;
+            let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+            if is_bind(m, &o) && rel_components(m.destination()) == [PathBuf::from("dev")] {
+                dev_bound = true;
+            }
+        }
+        if let Some(process) = self.spec.process() {
+            root.mkdir_all(process.cwd(), Kind::Dir)
+                .with_context(|| format!("process.cwd {}", process.cwd().display()))?;
+        }
+        if !dev_bound {
+            self.default_devices(&root)?;
+            dev_symlinks(&root)?;
+        }
+        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+            self.device(&root, d)
+                .with_context(|| format!("linux.devices: {}", d.path().display()))?;
+        }
+        Ok(root)
+    }
+
+    fn mount_entry(&self, root: &Root, m: &Mount) -> Result<()> {
+        let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+        let dest = m.destination();
+        let typ = m.typ().as_deref().unwrap_or("");
+        if is_bind(m, &o) {
+            return self.bind_entry(root, m, &o);
+        }
+        if typ.is_empty() || typ == "none" {
+            bail!("type is required for a non-bind mount");
+        }
+        let target = root.mkdir_all(dest, Kind::Dir)?;
+        // A symlinked or non-directory /proc or /sys is how CVE-2019-19921 style attacks start.
+        if typ == "proc" || typ == "sysfs" {
+            let direct = root.resolve(dest, true)?;
+            let st = sys::fstat(direct.as_raw_fd())?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                bail!("destination must be a real directory, not a symlink or file");
+            }
+        }
+        let typ = if typ == "cgroup" { "cgroup2" } else { typ };
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.to_string());
+        let data = o.data.join(",");
+        let flags = o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+        let res = sys::mount(
+            Some(&source),
+            &fd_path(target.as_raw_fd()),
+            Some(typ),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        );
+        match res {
+            Ok(()) => {}
+            // Without a cgroup namespace (or on hybrid hosts) cgroup2 may refuse a fresh
+            // mount; bind the host's v2 hierarchy read-only instead.
+            Err(e) if typ == "cgroup2" => {
+                let Some(host) = crate::cgroups::v2_mount() else {
+                    return Err(e).context("mount cgroup2");
+                };
+                sys::mount(
+                    Some(host.to_str().unwrap_or("/sys/fs/cgroup")),
+                    &fd_path(target.as_raw_fd()),
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .context("bind cgroup2")?;
+                let t = root.resolve(dest, false)?;
+                remount_bind(&t, flags | libc::MS_RDONLY)?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("mount {typ}")),
+        }
+        let after = root.resolve(dest, false)?;
+        if typ == "proc" {
+            ensure_magic(&after, PROC_SUPER_MAGIC, "proc")?;
+        } else if typ == "sysfs" {
+            ensure_magic(&after, SYSFS_MAGIC, "sysfs")?;
+        }
+        self.finish(&after, &o)
+    }
+
+    fn bind_entry(&self, root: &Root, m: &Mount, o: &Options) -> Result<()> {
+        let src = m
+            .source()
+            .as_ref()
+            .context("a bind mount needs a source")?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            self.bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src)
+            .map_err(|e| anyhow::anyhow!("source {}: {}", src.display(), sys::errno_str(&e)))?;
+        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+        let target = root.mkdir_all(m.destination(), kind)?;
+        let src_s = src.to_str().context("source path is not UTF-8")?;
+        sys::mount(
+            Some(src_s),
+            &fd_path(target.as_raw_fd()),
+            None,
+            libc::MS_BIND | (o.flags & libc::MS_REC),
+            None,
+        )
+        .with_context(|| format!("bind {src_s}"))?;
+        // The fd still names the directory under the new mount; reopen to reach the mount.
+        let after = root.resolve(m.destination(), false)?;
+        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        if extra != 0 || o.cleared != 0 {
+            remount_bind(&after, extra)?;
+        }
+        self.finish(&after, o)
+    }
+
+    fn finish(&self, target: &OwnedFd, o: &Options) -> Result<()> {
+        if o.rec_set != 0 || o.rec_clr != 0 {
+            sys::mount_setattr_recursive(target.as_raw_fd(), o.rec_set, o.rec_clr)
+                .context("mount_setattr")?;
+        }
+        for p in &o.propagation {
+            sys::mount(None, &fd_path(target.as_raw_fd()), None, *p, None)
+                .context("set mount propagation")?;
+        }
+        Ok(())
+    }
+
+    fn default_devices(&self, root: &Root) -> Result<()> {
+        let dev = root.mkdir_all(Path::new("/dev"), Kind::Dir)?;
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            self.make_node(root, &dev, name, libc::S_IFCHR | 0o666, major, minor, 0, 0)
+                .with_context(|| format!("create /dev/{name}"))?;
+        }
+        Ok(())
+    }
+
+    fn device(&self, root: &Root, d: &LinuxDevice) -> Result<()> {
+        let path = d.path();
+        if !path.is_absolute() || !path.starts_with("/dev") {
+            bail!("device path must be absolute and under /dev");
+        }
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => bail!("type 'a' is only valid in device cgroup rules"),
+        };
+        let parent_path = path.parent().unwrap_or(Path::new("/dev"));
+        let name = path.file_name().context("device path has no file name")?;
+        let parent = root.mkdir_all(parent_path, Kind::Dir)?;
+        let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+        self.make_node(
+            root,
+            &parent,
+            &name.to_string_lossy(),
+            kind | mode,
+            d.major() as u32,
+            d.minor() as u32,
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+        )
+    }
+
+    /// mknod, or in a user namespace (where mknod is not allowed) a bind mount of the host node.
+    #[allow(clippy::too_many_arguments)]
+    fn make_node(
+        &self,
+        _root: &Root,
+        dir: &OwnedFd,
+        name: &str,
+        mode: u32,
+        major: u32,
+        minor: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        let cname = sys::cstr(name)?;
+        if self.userns {
+            let host = format!("/dev/{name}");
+            // SAFETY: dir is a valid dirfd, cname a valid C string.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    cname.as_ptr(),
+                    libc::O_CREAT | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("create bind target");
+            }
+            // SAFETY: fd was just opened by us.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            return sys::mount(Some(&host), &fd_path(fd.as_raw_fd()), None, libc::MS_BIND, None)
+                .with_context(|| format!("bind {host}"));
+        }
+        // SAFETY: valid dirfd and C string; makedev is pure.
+        let r = unsafe {
+            libc::mknodat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                mode,
+                libc::makedev(major, minor),
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Ok(());
+            }
+            return Err(e).context("mknod");
+        }
+        // mknod honours the umask; the config's mode is what the node must have.
+        // SAFETY: as above.
+        unsafe {
+            if libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777, libc::AT_SYMLINK_NOFOLLOW) != 0
+                && libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error()).context("chmod");
+            }
+            if libc::fchownat(dir.as_raw_fd(), cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+                return Err(std::io::Error::last_os_error()).context("chown");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dev_symlinks(root: &Root) -> Result<()> {
+    let dev = root.mkdir_all(Path::new("/dev"), Kind::Dir)?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        let t = sys::cstr(target)?;
+        let n = sys::cstr(name)?;
+        // SAFETY: valid dirfd and C strings.
+        if unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e).with_context(|| format!("symlink /dev/{name}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remounts a bind mount with new flags, keeping the flags the kernel would refuse to drop
+/// (those locked by a less privileged mount namespace).
+fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, st is a valid out pointer.
+    if unsafe { libc::fstatvfs(target.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("statvfs");
+    }
+    let locked = st.f_flag
+        & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_NOATIME | libc::ST_NODIRATIME | libc::ST_RELATIME);
+    let mut keep: libc::c_ulong = 0;
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if locked & st_flag != 0 {
+            keep |= ms_flag;
+        }
+    }
+    let first = sys::mount(
+        None,
+        &fd_path(target.as_raw_fd()),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | flags,
+        None,
+    );
+    if first.is_err() {
+        sys::mount(
+            None,
+            &fd_path(target.as_raw_fd()),
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | flags | keep,
+            None,
+        )
+        .context("remount bind mount")?;
+    }
+    Ok(())
+}
+
+fn ensure_magic(fd: &OwnedFd, magic: i64, what: &str) -> Result<()> {
+    if sys::fstatfs_magic(fd.as_raw_fd())? != magic {
+        bail!("the {what} mount is not a real {what} filesystem");
+    }
+    Ok(())
+}
+
+/// pivot_root needs the rootfs's parent mount not to be shared.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let mut best: Option<String> = None;
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let mp = unescape_mountinfo(mp);
+        if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.len() > b.len()) {
+            best = Some(mp);
+        }
+    }
+    let mp = best.unwrap_or_else(|| "/".into());
+    sys::mount(None, &mp, None, libc::MS_PRIVATE, None)
+        .with_context(|| format!("make {mp} private"))
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// maskedPaths: files get the container's /dev/null bound over them (after checking it *is*
+/// the 1:3 char device, CVE-2025-31133), directories an empty read-only tmpfs.
+pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let null = root
+        .resolve(Path::new("/dev/null"), true)
+        .context("maskedPaths: open /dev/null")?;
+    let st = sys::fstat(null.as_raw_fd())?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        bail!("maskedPaths: /dev/null in the container is not the null device");
+    }
+    for p in paths {
+        let target = match root.resolve(Path::new(p), true) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("maskedPaths: {p}")),
+        };
+        let st = sys::fstat(target.as_raw_fd())?;
+        let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            sys::mount(
+                Some("tmpfs"),
+                &fd_path(target.as_raw_fd()),
+                Some("tmpfs"),
+                libc::MS_RDONLY,
+                Some("size=0k,mode=000"),
+            )
+        } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            continue;
+        } else {
+            sys::mount(
+                Some(&fd_path(null.as_raw_fd())),
+                &fd_path(target.as_raw_fd()),
+                None,
+                libc::MS_BIND,
+                None,
+            )
+        };
+        r.with_context(|| format!("maskedPaths: {p}"))?;
+    }
+    Ok(())
+}
+
+pub fn readonly_paths(root: &Root, paths: &[String]) -> Result<()> {
+    for p in paths {
+        let target = match root.resolve(Path::new(p), false) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("readonlyPaths: {p}")),
+        };
+        sys::mount(
+            Some(&fd_path(target.as_raw_fd())),
+            &fd_path(target.as_raw_fd()),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .with_context(|| format!("readonlyPaths: {p}"))?;
+        let top = root.resolve(Path::new(p), false)?;
+        sys::mount_setattr_recursive(top.as_raw_fd(), sys::MOUNT_ATTR_RDONLY, 0)
+            .with_context(|| format!("readonlyPaths: {p}"))?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs "/" and detaches the old root, so no host path stays reachable.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let rootfs_s = rootfs.to_str().context("rootfs path is not UTF-8")?;
+    if no_pivot {
+        std::env::set_current_dir(rootfs).context("chdir rootfs")?;
+        sys::mount(Some(rootfs_s), "/", None, libc::MS_MOVE, None).context("move rootfs to /")?;
+        let dot = sys::cstr(".")?;
+        // SAFETY: valid C string.
+        if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("chroot");
+        }
+        std::env::set_current_dir("/").context("chdir /")?;
+        return Ok(());
+    }
+    let old = sys::open(Path::new("/"), libc::O_DIRECTORY | libc::O_RDONLY, 0)?;
+    let new = sys::open(rootfs, libc::O_DIRECTORY | libc::O_RDONLY, 0)?;
+    // SAFETY: fchdir/pivot_root/umount2 on fds and literal paths we own.
+    unsafe {
+        if libc::fchdir(new.as_raw_fd()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("chdir rootfs");
+        }
+        let dot = c".";
+        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("pivot_root");
+        }
+        if libc::fchdir(old.as_raw_fd()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("chdir old root");
+        }
+    }
+    // The old root is stacked under "."; make it a slave so unmounting it never reaches the
+    // host, then detach it.
+    sys::mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None).context("make old root slave")?;
+    sys::umount2(".", libc::MNT_DETACH).context("detach old root")?;
+    std::env::set_current_dir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// `root.readonly`: the rootfs bind mount itself becomes read-only (submounts keep their own
+/// flags, as in runc).
+pub fn readonly_root(root: &Root) -> Result<()> {
+    remount_bind(&root.fd, libc::MS_RDONLY).context("remount the rootfs read-only")
+}

@@ -1,0 +1,342 @@
+//! Reading a bundle's config.json and checking it before anything touches the system, so every
+//! mistake is reported as one line naming the field, with nothing left to clean up.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The runtime-spec version rt implements.
+pub const SPEC_VERSION: &str = "1.2.0";
+
+/// A loaded, validated bundle.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(bundle)
+        .with_context(|| format!("bundle {}", bundle.display()))?;
+    let cfg = dir.join("config.json");
+    let text = std::fs::read(&cfg).map_err(|e| {
+        anyhow::anyhow!("{}: {}", cfg.display(), crate::sys::errno_str(&e))
+    })?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!("{}: {}", cfg.display(), tidy_serde_error(&e))
+    })?;
+    let root = spec
+        .root()
+        .as_ref()
+        .context("config.json: root.path is required")?;
+    if root.path().as_os_str().is_empty() {
+        bail!("config.json: root.path is required");
+    }
+    let rootfs = dir.join(root.path());
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("config.json: root.path {}: not a directory", rootfs.display()),
+        Err(e) => bail!(
+            "config.json: root.path {}: {}",
+            rootfs.display(),
+            crate::sys::errno_str(&e)
+        ),
+    }
+    let b = Bundle { dir, rootfs, spec };
+    validate(&b.spec)?;
+    Ok(b)
+}
+
+/// serde's messages list every accepted variant; keep the part that names the offending value.
+fn tidy_serde_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let head = match msg.find(", expected") {
+        Some(i) => msg[..i].to_string(),
+        None => match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        },
+    };
+    format!("{head} (line {} column {})", e.line(), e.column())
+}
+
+pub fn namespace_flag(t: LinuxNamespaceType) -> i32 {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+pub fn namespace_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Does the config ask for a namespace of this type (new or joined)?
+pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+}
+
+fn validate(spec: &Spec) -> Result<()> {
+    if !spec.version().starts_with("1.") {
+        bail!(
+            "config.json: ociVersion {:?} is not supported (rt implements {SPEC_VERSION})",
+            spec.version()
+        );
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process is required")?;
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => bail!("config.json: process.args must not be empty"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "config.json: process.cwd {:?} must be an absolute path",
+            process.cwd()
+        );
+    }
+    if let Some(env) = process.env() {
+        for e in env {
+            if !e.contains('=') || e.starts_with('=') {
+                bail!("config.json: process.env entry {e:?} is not of the form KEY=VALUE");
+            }
+        }
+    }
+    for rl in process.rlimits().iter().flatten() {
+        if rl.soft() > rl.hard() {
+            bail!(
+                "config.json: process.rlimits {:?}: soft limit {} exceeds hard limit {}",
+                rl.typ(),
+                rl.soft(),
+                rl.hard()
+            );
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.destination().as_os_str().is_empty() {
+            bail!("config.json: mounts: an entry has an empty destination");
+        }
+    }
+
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let mut seen = HashSet::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let name = namespace_name(ns.typ());
+        if !seen.insert(name) {
+            bail!("config.json: linux.namespaces: {name} is listed twice");
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                bail!(
+                    "config.json: linux.namespaces: {name} path {} must be absolute",
+                    p.display()
+                );
+            }
+            std::fs::metadata(p).map_err(|e| {
+                anyhow::anyhow!(
+                    "config.json: linux.namespaces: {name} path {}: {}",
+                    p.display(),
+                    crate::sys::errno_str(&e)
+                )
+            })?;
+        }
+    }
+    let new_userns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_userns && !has_maps {
+        bail!("config.json: linux.uidMappings/gidMappings are required with a new user namespace");
+    }
+    if has_maps && !new_userns {
+        bail!("config.json: linux.uidMappings/gidMappings need a new user namespace in linux.namespaces");
+    }
+    for m in linux
+        .uid_mappings()
+        .iter()
+        .flatten()
+        .chain(linux.gid_mappings().iter().flatten())
+    {
+        if m.size() == 0 {
+            bail!("config.json: linux id mapping with size 0");
+        }
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !has_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        bail!("config.json: hostname needs a uts namespace in linux.namespaces");
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !has_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        bail!("config.json: domainname needs a uts namespace in linux.namespaces");
+    }
+    if let Some(off) = linux.time_offsets() {
+        if !off.is_empty() && !has_namespace(spec, LinuxNamespaceType::Time) {
+            bail!("config.json: linux.timeOffsets needs a time namespace in linux.namespaces");
+        }
+        for k in off.keys() {
+            if k != "monotonic" && k != "boottime" {
+                bail!("config.json: linux.timeOffsets: unknown clock {k:?} (monotonic or boottime)");
+            }
+        }
+    }
+    for (key, _) in linux.sysctl().iter().flatten() {
+        check_sysctl(spec, key)?;
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if crate::rootfs::propagation_flag(p).is_none() {
+            bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
+        }
+    }
+    crate::cgroups::check_resources(linux.resources().as_ref())?;
+    Ok(())
+}
+
+/// A sysctl is only safe to set when it lives in a namespace the container owns; otherwise it
+/// would change the host (runc refuses the same ones).
+fn check_sysctl(spec: &Spec, key: &str) -> Result<()> {
+    if key.contains("..") || key.contains('\0') || key.starts_with('/') || key.is_empty() {
+        bail!("config.json: linux.sysctl: invalid key {key:?}");
+    }
+    let k = key.replace('/', ".");
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if ipc.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if k.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        bail!("config.json: linux.sysctl: {key:?} is not namespaced and would change the host");
+    };
+    if !has_namespace(spec, needs) {
+        bail!(
+            "config.json: linux.sysctl: {key:?} needs a {} namespace in linux.namespaces",
+            namespace_name(needs)
+        );
+    }
+    Ok(())
+}
+
+/// The config.json `rt spec` writes: runc's template, so tools and people get what they expect.
+pub fn template(rootless: bool) -> serde_json::Value {
+    let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut v = serde_json::json!({
+        "ociVersion": SPEC_VERSION,
+        "process": {
+            "terminal": true,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "rt",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    });
+    if rootless {
+        // As runc: own user namespace mapping the caller to root, no network namespace, and
+        // /sys bound from the host since a fresh sysfs needs a network namespace we own.
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let linux = &mut v["linux"];
+        linux["resources"] = serde_json::Value::Null;
+        linux["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+        linux["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "cgroup"}, {"type": "user"}
+        ]);
+        if let Some(obj) = linux.as_object_mut() {
+            obj.remove("resources");
+        }
+        let mounts = v["mounts"].as_array_mut().expect("template mounts is an array");
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+            if m["destination"] == "/dev/pts" {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| o != "gid=5");
+                }
+            }
+            if m["destination"] == "/dev/mqueue" {
+                *m = serde_json::json!({"destination": "/dev/mqueue", "type": "none",
+                    "source": "/dev/mqueue", "options": ["bind", "nosuid", "noexec", "nodev"]});
+            }
+        }
+    }
+    v
+}

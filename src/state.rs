@@ -1,0 +1,225 @@
+//! The only thing rt keeps between calls: `<root>/<id>/state.json` (plus the exec fifo while a
+//! container is created and not started). A directory lock serialises calls on one id.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub const EXEC_FIFO: &str = "exec.fifo";
+const STATE_FILE: &str = "state.json";
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct State {
+    pub id: String,
+    /// Host pid of the container's init; 0 once it is known to be gone.
+    pub pid: i32,
+    /// Start time of the init in clock ticks (/proc/PID/stat field 22): a pid whose start time
+    /// differs is a different process that reused the number.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    #[serde(default)]
+    pub owner: String,
+    /// The container's cgroup, relative to the cgroup v2 mount.
+    pub cgroup: Option<String>,
+    /// Whether the init got its own pid namespace (then killing it kills the rest).
+    #[serde(default)]
+    pub own_pidns: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// A locked container directory. The lock lives as long as this value.
+pub struct Dir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+/// runc's rule for ids: letters, digits and `_+-.`, but never `.` or `..` themselves, so an id
+/// is always one plain path component.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if !ok {
+        bail!("invalid container id {id:?}: use letters, digits and _+-. only");
+    }
+    Ok(())
+}
+
+fn lock(path: &Path) -> Result<File> {
+    let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("lock container state");
+    }
+    Ok(f)
+}
+
+impl Dir {
+    /// Creates `<root>/<id>` exclusively: of two concurrent creates of one id, one fails here.
+    pub fn create(root: &Path, id: &str) -> Result<Dir> {
+        validate_id(id)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .with_context(|| format!("create state root {}", root.display()))?;
+        let path = root.join(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container {id:?} already exists")
+            }
+            Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
+        }
+        let lock = lock(&path)?;
+        Ok(Dir { path, _lock: lock })
+    }
+
+    pub fn open(root: &Path, id: &str) -> Result<Dir> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let lock = match lock(&path) {
+            Ok(l) => l,
+            Err(_) if !path.exists() => bail!("container {id:?} does not exist"),
+            Err(e) => return Err(e),
+        };
+        // A concurrent delete may have removed it while we waited for the lock.
+        if !path.join(STATE_FILE).exists() {
+            bail!("container {id:?} does not exist");
+        }
+        Ok(Dir { path, _lock: lock })
+    }
+
+    pub fn load(&self) -> Result<State> {
+        read_state(&self.path)
+    }
+
+    /// Atomic write (temp + rename) so a crash never leaves half a state file.
+    pub fn save(&self, st: &State) -> Result<()> {
+        let tmp = self.path.join(".state.json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .context("write state")?;
+        f.write_all(&serde_json::to_vec(st)?)
+            .context("write state")?;
+        std::fs::rename(&tmp, self.path.join(STATE_FILE)).context("write state")?;
+        Ok(())
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path)
+            .with_context(|| format!("remove {}", self.path.display()))
+    }
+}
+
+pub fn read_state(dir: &Path) -> Result<State> {
+    let text = std::fs::read(dir.join(STATE_FILE))
+        .with_context(|| format!("read {}", dir.join(STATE_FILE).display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("parse {}", dir.join(STATE_FILE).display()))
+}
+
+impl State {
+    /// Is the recorded init still this container's init (same pid *and* start time)?
+    pub fn init_alive(&self) -> bool {
+        self.pid > 0
+            && matches!(crate::sys::proc_start_time(self.pid),
+                Some((start, st)) if start == self.start_time && st != 'Z' && st != 'X')
+    }
+
+    pub fn status(&self, dir: &Path) -> Status {
+        if !self.init_alive() {
+            Status::Stopped
+        } else if dir.join(EXEC_FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The runtime-spec state document, in the field order and format runc prints.
+    pub fn to_json(&self, status: Status) -> serde_json::Value {
+        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        serde_json::json!({
+            "ociVersion": crate::spec::SPEC_VERSION,
+            "id": self.id,
+            "pid": pid,
+            "status": status.as_str(),
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "annotations": self.annotations,
+            "owner": self.owner,
+        })
+    }
+}
+
+/// Writes a pid file the way callers (containerd, conmon) expect: decimal, no newline, and
+/// atomically, so a reader never sees a partial number.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = std::path::absolute(path).with_context(|| format!("pid file {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path
+        .file_name()
+        .with_context(|| format!("pid file {}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("write pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("write pid file {}: {e}", path.display())
+    })
+}
+
+/// Ids of all containers under root, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(e).with_context(|| format!("read {}", root.display())),
+    };
+    for e in rd.flatten() {
+        if e.path().join(STATE_FILE).exists() {
+            ids.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
