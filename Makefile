@@ -1,11 +1,36 @@
 # rt — build, sample bundles, tests and benchmarks. See README.md.
 SHELL := /bin/bash
-CARGO ?= cargo
-RT := target/release/rt
+# Only one cargo at a time on this machine: every cargo call takes this lock.
+CARGO ?= flock /tmp/rt-cargo.lock cargo
+RT := target/x86_64-unknown-linux-gnu/release/rt
 BUSYBOX ?= /bin/busybox
+# Extra arguments for bench/bench.py, e.g. make bench BENCH_ARGS="--runtimes runc,crun --iterations 5"
+BENCH_ARGS ?=
 
-.PHONY: all build rootfs
+# Debian 12 packages the project needs, and the ones only the benchmark needs.
+DEB_PACKAGES := busybox-static gcc libseccomp-dev pkg-config make python3
+BENCH_PACKAGES := runc crun
+
+# $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.
+define apt_install
+missing=""; \
+for p in $(1); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+else echo "already installed: $(1)"; \
+fi
+endef
+
+.PHONY: all deps bench-deps build rootfs demo test lint bench
 all: build rootfs
+
+deps:
+	@$(call apt_install,$(DEB_PACKAGES))
+	@command -v cargo >/dev/null || { echo "error: cargo not found: install Rust with rustup, or add ~/.cargo/bin to PATH" >&2; exit 1; }
+
+bench-deps: deps
+	@$(call apt_install,$(BENCH_PACKAGES))
 
 build:
 	$(CARGO) build --release
@@ -22,3 +47,22 @@ bundles/busybox/rootfs/bin/busybox: $(BUSYBOX)
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > bundles/busybox/rootfs.tmp/etc/passwd
 	printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > bundles/busybox/rootfs.tmp/etc/group
 	rm -rf bundles/busybox/rootfs && mv bundles/busybox/rootfs.tmp bundles/busybox/rootfs
+
+# Runs the sample bundle under its own state dir in /tmp, removed afterwards.
+demo: deps build rootfs
+	@root=$$(mktemp -d /tmp/rt-demo.XXXXXX); id=demo-$$$$; \
+	trap '$(RT) --root "$$root" delete -f $$id >/dev/null 2>&1; rm -rf "$$root"' EXIT; \
+	echo "+ $(RT) --root $$root run -b bundles/busybox $$id"; \
+	$(RT) --root "$$root" run -b bundles/busybox $$id
+
+# Every test (as root), then the lint.
+test: deps rootfs
+	$(CARGO) test
+	@$(MAKE) --no-print-directory lint
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: bench-deps build rootfs
+	python3 bench/bench.py $(BENCH_ARGS)

@@ -52,7 +52,10 @@ pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
         }
     }
     if parts.is_empty() {
-        bail!("config.json: linux.cgroupsPath {}: names the root cgroup", p.display());
+        bail!(
+            "config.json: linux.cgroupsPath {}: names the root cgroup",
+            p.display()
+        );
     }
     let base = if p.is_absolute() {
         String::new()

@@ -193,7 +193,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
         }
         Cmd::List { format, quiet } => print_list(root, format, quiet)?,
-        Cmd::Ps { format, id, ps_args } => print_ps(root, &id, format, &ps_args)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => print_ps(root, &id, format, &ps_args)?,
     }
     Ok(0)
 }
@@ -273,9 +277,15 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "PWR" => libc::SIGPWR,
         "SYS" => libc::SIGSYS,
         _ => {
-            if let Some(off) = name.strip_prefix("RTMIN+").and_then(|n| n.parse::<i32>().ok()) {
+            if let Some(off) = name
+                .strip_prefix("RTMIN+")
+                .and_then(|n| n.parse::<i32>().ok())
+            {
                 libc::SIGRTMIN() + off
-            } else if let Some(off) = name.strip_prefix("RTMAX-").and_then(|n| n.parse::<i32>().ok()) {
+            } else if let Some(off) = name
+                .strip_prefix("RTMAX-")
+                .and_then(|n| n.parse::<i32>().ok())
+            {
                 libc::SIGRTMAX() - off
             } else {
                 bail!("unknown signal {s:?}");
@@ -324,7 +334,13 @@ fn print_list(root: &Path, format: Format, quiet: bool) -> Result<()> {
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(String::len).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut s = String::new();
     for r in rows {
@@ -356,7 +372,11 @@ fn print_ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> Result
         .output()
         .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -368,7 +388,10 @@ fn print_ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> Result
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{header}")?;
     for l in lines {
-        let pid = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok());
+        let pid = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             writeln!(stdout, "{l}")?;
         }

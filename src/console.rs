@@ -73,7 +73,8 @@ pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
 /// Sends the master to the console socket: one message, the fd as SCM_RIGHTS, the pty's name
 /// as payload, which is what runc sends and what containerd and conmon read.
 pub fn send_master(socket: RawFd, master: &OwnedFd) -> Result<()> {
-    sys::send_fds(socket, b"/dev/ptmx", &[master.as_raw_fd()]).context("send pty master to the console socket")
+    sys::send_fds(socket, b"/dev/ptmx", &[master.as_raw_fd()])
+        .context("send pty master to the console socket")
 }
 
 /// Connects to `--console-socket` in the caller's (host) context, before any namespace change.

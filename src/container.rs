@@ -40,7 +40,8 @@ impl Drop for DirGuard<'_> {
 }
 
 fn open_hostproc() -> Result<OwnedFd> {
-    let fd = sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
+    let fd =
+        sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
     if sys::fstatfs_magic(fd.as_raw_fd())? != PROC_SUPER_MAGIC {
         bail!("/proc is not a procfs mount");
     }
@@ -58,7 +59,11 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .unwrap_or(false);
     crate::console::check_usage(terminal, o.console_socket.as_ref(), detached)?;
     let cgroup_rel = crate::cgroups::resolve(
-        bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()),
+        bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref()),
         id,
     )?;
     let console = o
@@ -75,8 +80,11 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
         return Err(std::io::Error::last_os_error()).context("create exec fifo");
     }
-    std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))
-        .context("chmod exec fifo")?;
+    std::fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .context("chmod exec fifo")?;
     let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
     let hostproc = open_hostproc()?;
     let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
@@ -91,12 +99,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
         cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
+        close_in_child: &[dir.lock_fd()],
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
 
-    let (start_time, _) = sys::proc_start_time(spawned.pid)
-        .context("container init exited during setup")?;
+    let (start_time, _) =
+        sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
     let st = State {
         id: id.to_string(),
         pid: spawned.pid,
@@ -112,7 +121,11 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .linux()
             .as_ref()
             .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none())),
+            .is_some_and(|ns| {
+                ns.iter().any(|n| {
+                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+                })
+            }),
     };
     dir.save(&st)?;
     if let Some(p) = &o.pid_file {
@@ -202,8 +215,8 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
     }
     let pidfd = init_pidfd(st).context("container not running")?;
     let fifo_path = dir.fifo();
-    let fifo = sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0)
-        .context("open exec fifo")?;
+    let fifo =
+        sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0).context("open exec fifo")?;
     // Opening the read side released the init's blocking open; it now writes one byte and
     // execs, which closes its end (EOF here). If it dies instead, the pidfd says so.
     let mut got = false;

@@ -70,7 +70,9 @@ impl Channel {
             if n == 0 {
                 return Ok(None);
             }
-            return Ok(Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned()));
+            return Ok(Some(
+                String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
+            ));
         }
     }
 
@@ -97,6 +99,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub cgroup_fd: Option<RawFd>,
+    /// fds of the parent the children must close at once (the state lock).
+    pub close_in_child: &'a [RawFd],
 }
 
 pub struct Spawned {
@@ -129,7 +133,11 @@ fn plan(spec: &Spec) -> NsPlan {
         }
     }
     for (clock, off) in linux.time_offsets().iter().flatten() {
-        p.offsets.push((clock.clone(), off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        p.offsets.push((
+            clock.clone(),
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0),
+        ));
     }
     p.offsets.sort();
     p
@@ -162,6 +170,10 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let (first_pid, first_pidfd) = match forked {
         Forked::Child => {
             drop(parent_end);
+            for fd in a.close_in_child {
+                // SAFETY: closing an fd this child inherited and never uses.
+                unsafe { libc::close(*fd) };
+            }
             child_main(&child_end, || {
                 if staged {
                     stage1(a, &plan, &child_end)
@@ -268,18 +280,23 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         if maps.is_empty() {
             continue;
         }
-        std::fs::write(format!("/proc/{pid}/{file}"), &maps).map_err(|e| {
-            anyhow!("{field}: write /proc/{pid}/{file}: {}", sys::errno_str(&e))
-        })?;
+        std::fs::write(format!("/proc/{pid}/{file}"), &maps)
+            .map_err(|e| anyhow!("{field}: write /proc/{pid}/{file}: {}", sys::errno_str(&e)))?;
     }
     Ok(())
 }
 
-fn open_ns_files(joins: &[(LinuxNamespaceType, PathBuf)]) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+fn open_ns_files(
+    joins: &[(LinuxNamespaceType, PathBuf)],
+) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
     let mut fds = Vec::new();
     for (t, p) in joins {
         let fd = sys::open(p, libc::O_RDONLY, 0).with_context(|| {
-            format!("linux.namespaces: {} path {}", crate::spec::namespace_name(*t), p.display())
+            format!(
+                "linux.namespaces: {} path {}",
+                crate::spec::namespace_name(*t),
+                p.display()
+            )
         })?;
         fds.push((*t, fd));
     }
@@ -296,11 +313,17 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
     let fds = open_ns_files(&plan.joins)?;
     for (t, fd) in &fds {
         sys::setns(fd.as_raw_fd(), namespace_flag(*t)).with_context(|| {
-            format!("linux.namespaces: join {} namespace", crate::spec::namespace_name(*t))
+            format!(
+                "linux.namespaces: join {} namespace",
+                crate::spec::namespace_name(*t)
+            )
         })?;
     }
     drop(fds);
-    let joined_user = plan.joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let joined_user = plan
+        .joins
+        .iter()
+        .any(|(t, _)| *t == LinuxNamespaceType::User);
     if plan.new_flags & libc::CLONE_NEWUSER != 0 {
         sys::unshare(libc::CLONE_NEWUSER).context("unshare user namespace")?;
         chan.send("map")?;
@@ -319,8 +342,13 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
             .iter()
             .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
             .collect();
-        let f = sys::openat(a.hostproc, Path::new("self/timens_offsets"), libc::O_WRONLY, 0)
-            .context("linux.timeOffsets: open timens_offsets")?;
+        let f = sys::openat(
+            a.hostproc,
+            Path::new("self/timens_offsets"),
+            libc::O_WRONLY,
+            0,
+        )
+        .context("linux.timeOffsets: open timens_offsets")?;
         sys::write_fd(f.as_raw_fd(), text.as_bytes())
             .context("linux.timeOffsets: write timens_offsets")?;
     }
@@ -366,7 +394,10 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     // SAFETY: setsid has no arguments; failing only means we already lead a session.
     unsafe { libc::setsid() };
     let spec = &a.bundle.spec;
-    let process = spec.process().as_ref().context("config.json: process is required")?;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process is required")?;
     let linux = spec.linux().as_ref();
     let userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
 
@@ -391,7 +422,12 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
             crate::rootfs::mask_paths(&root, l.masked_paths().as_deref().unwrap_or(&[]))?;
             crate::rootfs::readonly_paths(&root, l.readonly_paths().as_deref().unwrap_or(&[]))?;
         }
-        if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        if spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false)
+        {
             crate::rootfs::readonly_root(&root)?;
         }
         drop(root);
@@ -407,18 +443,34 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
         let c = CString::new(d).context("domainname")?;
         // SAFETY: c is valid for len bytes.
         if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("domainname {d:?}"));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("domainname {d:?}"));
         }
     }
-    for (k, v) in linux.and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (k, v) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let rel = format!("sys/{}", k.replace('.', "/"));
-        let f = sys::openat(a.hostproc, Path::new(&rel), libc::O_WRONLY | libc::O_TRUNC, 0)
-            .with_context(|| format!("linux.sysctl {k}"))?;
-        sys::write_fd(f.as_raw_fd(), v.as_bytes()).with_context(|| format!("linux.sysctl {k}={v}"))?;
+        let f = sys::openat(
+            a.hostproc,
+            Path::new(&rel),
+            libc::O_WRONLY | libc::O_TRUNC,
+            0,
+        )
+        .with_context(|| format!("linux.sysctl {k}"))?;
+        sys::write_fd(f.as_raw_fd(), v.as_bytes())
+            .with_context(|| format!("linux.sysctl {k}={v}"))?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        let f = sys::openat(a.hostproc, Path::new("self/oom_score_adj"), libc::O_WRONLY, 0)
-            .context("process.oomScoreAdj")?;
+        let f = sys::openat(
+            a.hostproc,
+            Path::new("self/oom_score_adj"),
+            libc::O_WRONLY,
+            0,
+        )
+        .context("process.oomScoreAdj")?;
         sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
             .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
@@ -449,7 +501,10 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
         .with_context(|| format!("process.cwd {}", process.cwd().display()))?;
     let cwd = std::env::current_dir().context("process.cwd: getcwd")?;
     if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        bail!("process.cwd {} is outside the container", process.cwd().display());
+        bail!(
+            "process.cwd {} is outside the container",
+            process.cwd().display()
+        );
     }
     if process.no_new_privileges().unwrap_or(false) {
         crate::security::set_no_new_privs()?;

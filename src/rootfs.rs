@@ -194,7 +194,11 @@ impl Root {
                             libc::openat(
                                 parent.as_raw_fd(),
                                 name.as_ptr(),
-                                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                                libc::O_CREAT
+                                    | libc::O_EXCL
+                                    | libc::O_NOFOLLOW
+                                    | libc::O_WRONLY
+                                    | libc::O_CLOEXEC,
                                 0o644,
                             )
                         };
@@ -219,7 +223,8 @@ impl Root {
                         .with_context(|| format!("open {} in the rootfs", sofar.display()))?
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| format!("open {} in the rootfs", sofar.display()));
+                    return Err(e)
+                        .with_context(|| format!("open {} in the rootfs", sofar.display()));
                 }
             };
             parent = fd;
@@ -274,8 +279,11 @@ impl Setup<'_> {
         let mut dev_bound = false;
         for m in self.spec.mounts().iter().flatten() {
             self.mount_entry(&root, m).with_context(|| {
-                format!("mounts: {} ({})", m.destination().display(),
-                    m.typ().as_deref().unwrap_or("bind"))
+                format!(
+                    "mounts: {} ({})",
+                    m.destination().display(),
+                    m.typ().as_deref().unwrap_or("bind")
+                )
             })?;
             let o = parse_options(m.options().as_deref().unwrap_or(&[]));
             if is_bind(m, &o) && rel_components(m.destination()) == [PathBuf::from("dev")] {
@@ -290,7 +298,11 @@ impl Setup<'_> {
             self.default_devices(&root)?;
             dev_symlinks(&root)?;
         }
-        for d in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+        for d in linux
+            .and_then(|l| l.devices().as_ref())
+            .into_iter()
+            .flatten()
+        {
             self.device(&root, d)
                 .with_context(|| format!("linux.devices: {}", d.path().display()))?;
         }
@@ -362,10 +374,7 @@ impl Setup<'_> {
     }
 
     fn bind_entry(&self, root: &Root, m: &Mount, o: &Options) -> Result<()> {
-        let src = m
-            .source()
-            .as_ref()
-            .context("a bind mount needs a source")?;
+        let src = m.source().as_ref().context("a bind mount needs a source")?;
         let src = if src.is_absolute() {
             src.clone()
         } else {
@@ -478,8 +487,14 @@ impl Setup<'_> {
             }
             // SAFETY: fd was just opened by us.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            return sys::mount(Some(&host), &fd_path(fd.as_raw_fd()), None, libc::MS_BIND, None)
-                .with_context(|| format!("bind {host}"));
+            return sys::mount(
+                Some(&host),
+                &fd_path(fd.as_raw_fd()),
+                None,
+                libc::MS_BIND,
+                None,
+            )
+            .with_context(|| format!("bind {host}"));
         }
         // SAFETY: valid dirfd and C string; makedev is pure.
         let r = unsafe {
@@ -500,12 +515,24 @@ impl Setup<'_> {
         // mknod honours the umask; the config's mode is what the node must have.
         // SAFETY: as above.
         unsafe {
-            if libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777, libc::AT_SYMLINK_NOFOLLOW) != 0
+            if libc::fchmodat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                mode & 0o7777,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) != 0
                 && libc::fchmodat(dir.as_raw_fd(), cname.as_ptr(), mode & 0o7777, 0) != 0
             {
                 return Err(std::io::Error::last_os_error()).context("chmod");
             }
-            if libc::fchownat(dir.as_raw_fd(), cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+            if libc::fchownat(
+                dir.as_raw_fd(),
+                cname.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error()).context("chown");
             }
         }
@@ -549,7 +576,12 @@ fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()> {
         return Err(std::io::Error::last_os_error()).context("statvfs");
     }
     let locked = st.f_flag
-        & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_NOATIME | libc::ST_NODIRATIME | libc::ST_RELATIME);
+        & (libc::ST_NOSUID
+            | libc::ST_NODEV
+            | libc::ST_NOEXEC
+            | libc::ST_NOATIME
+            | libc::ST_NODIRATIME
+            | libc::ST_RELATIME);
     let mut keep: libc::c_ulong = 0;
     for (st_flag, ms_flag) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
@@ -595,7 +627,9 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
     let mut best: Option<String> = None;
     for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
         let mp = unescape_mountinfo(mp);
         if rootfs.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.len() > b.len()) {
             best = Some(mp);
@@ -721,7 +755,8 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     }
     // The old root is stacked under "."; make it a slave so unmounting it never reaches the
     // host, then detach it.
-    sys::mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None).context("make old root slave")?;
+    sys::mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .context("make old root slave")?;
     sys::umount2(".", libc::MNT_DETACH).context("detach old root")?;
     std::env::set_current_dir("/").context("chdir /")?;
     Ok(())

@@ -52,8 +52,9 @@ fn to_caps(set: Option<&Capabilities>, field: &str) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
-        let cap = caps::Capability::from_str(&name)
-            .map_err(|_| anyhow::anyhow!("process.capabilities.{field}: unknown capability {name}"))?;
+        let cap = caps::Capability::from_str(&name).map_err(|_| {
+            anyhow::anyhow!("process.capabilities.{field}: unknown capability {name}")
+        })?;
         out.insert(cap);
     }
     Ok(out)
@@ -158,7 +159,10 @@ pub fn set_user(user: &User, userns_setgroups_denied: bool) -> Result<()> {
         // SAFETY: groups is a valid array of its length.
         if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
             let e = std::io::Error::last_os_error();
-            bail!("process.user.additionalGids {groups:?}: {}", crate::sys::errno_str(&e));
+            bail!(
+                "process.user.additionalGids {groups:?}: {}",
+                crate::sys::errno_str(&e)
+            );
         }
     } else if !groups.is_empty() {
         bail!("process.user.additionalGids: setgroups is denied in this user namespace");

@@ -17,15 +17,13 @@ pub struct Bundle {
 }
 
 pub fn load(bundle: &Path) -> Result<Bundle> {
-    let dir = std::path::absolute(bundle)
-        .with_context(|| format!("bundle {}", bundle.display()))?;
+    let dir =
+        std::path::absolute(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
     let cfg = dir.join("config.json");
-    let text = std::fs::read(&cfg).map_err(|e| {
-        anyhow::anyhow!("{}: {}", cfg.display(), crate::sys::errno_str(&e))
-    })?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(|e| {
-        anyhow::anyhow!("{}: {}", cfg.display(), tidy_serde_error(&e))
-    })?;
+    let text = std::fs::read(&cfg)
+        .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), crate::sys::errno_str(&e)))?;
+    let spec: Spec = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), tidy_serde_error(&e)))?;
     let root = spec
         .root()
         .as_ref()
@@ -36,7 +34,10 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let rootfs = dir.join(root.path());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => bail!("config.json: root.path {}: not a directory", rootfs.display()),
+        Ok(_) => bail!(
+            "config.json: root.path {}: not a directory",
+            rootfs.display()
+        ),
         Err(e) => bail!(
             "config.json: root.path {}: {}",
             rootfs.display(),
@@ -175,7 +176,9 @@ fn validate(spec: &Spec) -> Result<()> {
         bail!("config.json: linux.uidMappings/gidMappings are required with a new user namespace");
     }
     if has_maps && !new_userns {
-        bail!("config.json: linux.uidMappings/gidMappings need a new user namespace in linux.namespaces");
+        bail!(
+            "config.json: linux.uidMappings/gidMappings need a new user namespace in linux.namespaces"
+        );
     }
     for m in linux
         .uid_mappings()
@@ -203,7 +206,9 @@ fn validate(spec: &Spec) -> Result<()> {
         }
         for k in off.keys() {
             if k != "monotonic" && k != "boottime" {
-                bail!("config.json: linux.timeOffsets: unknown clock {k:?} (monotonic or boottime)");
+                bail!(
+                    "config.json: linux.timeOffsets: unknown clock {k:?} (monotonic or boottime)"
+                );
             }
         }
     }
@@ -320,7 +325,9 @@ pub fn template(rootless: bool) -> serde_json::Value {
         if let Some(obj) = linux.as_object_mut() {
             obj.remove("resources");
         }
-        let mounts = v["mounts"].as_array_mut().expect("template mounts is an array");
+        let mounts = v["mounts"]
+            .as_array_mut()
+            .expect("template mounts is an array");
         mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
         for m in mounts.iter_mut() {
             if m["destination"] == "/sys" {

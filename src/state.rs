@@ -139,6 +139,12 @@ impl Dir {
         Ok(())
     }
 
+    /// The lock's fd: the container's init must close it, since flock locks belong to the open
+    /// file, which a forked child shares until exec.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self._lock.as_raw_fd()
+    }
+
     pub fn fifo(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
     }
@@ -152,7 +158,8 @@ impl Dir {
 pub fn read_state(dir: &Path) -> Result<State> {
     let text = std::fs::read(dir.join(STATE_FILE))
         .with_context(|| format!("read {}", dir.join(STATE_FILE).display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("parse {}", dir.join(STATE_FILE).display()))
+    serde_json::from_slice(&text)
+        .with_context(|| format!("parse {}", dir.join(STATE_FILE).display()))
 }
 
 impl State {
@@ -175,7 +182,11 @@ impl State {
 
     /// The runtime-spec state document, in the field order and format runc prints.
     pub fn to_json(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
         serde_json::json!({
             "ociVersion": crate::spec::SPEC_VERSION,
             "id": self.id,
@@ -184,8 +195,8 @@ impl State {
             "bundle": self.bundle,
             "rootfs": self.rootfs,
             "created": self.created,
-            "annotations": self.annotations,
             "owner": self.owner,
+            "annotations": self.annotations,
         })
     }
 }
@@ -198,7 +209,11 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("pid file {}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, pid.to_string())
         .with_context(|| format!("write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).map_err(|e| {

@@ -48,7 +48,10 @@ struct CloneArgs {
 /// The result of a successful clone3: in the parent the child's pid (and a pidfd when asked);
 /// in the child `Child`.
 pub enum Forked {
-    Parent { pid: libc::pid_t, pidfd: Option<OwnedFd> },
+    Parent {
+        pid: libc::pid_t,
+        pidfd: Option<OwnedFd>,
+    },
     Child,
 }
 
@@ -124,7 +127,13 @@ pub const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// openat2(2): the only sound way to resolve a path chosen by an image inside its rootfs, since
 /// RESOLVE_IN_ROOT keeps `..` and absolute symlinks from leaving `dirfd`.
-pub fn openat2(dirfd: RawFd, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+pub fn openat2(
+    dirfd: RawFd,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
@@ -263,7 +272,8 @@ pub fn unshare(flags: i32) -> io::Result<()> {
 
 pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes.
-    check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) as libc::c_long }).map(|n| n as usize)
+    check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) as libc::c_long })
+        .map(|n| n as usize)
 }
 
 /// Marks every fd from `first` on close-on-exec, so the container inherits none of rt's fds,
@@ -271,20 +281,34 @@ pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     // SAFETY: plain syscall with integer arguments.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) }).map(drop)
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
+        .map(drop)
 }
 
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on an fd number; an invalid fd just errors.
     let flags = check_int(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     // SAFETY: as above.
     check_int(unsafe { libc::fcntl(fd, libc::F_SETFD, new) }).map(drop)
 }
 
 pub fn prctl(option: i32, arg: libc::c_ulong) -> io::Result<()> {
     // SAFETY: the prctl options rt uses take integer arguments only.
-    check_int(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }).map(drop)
+    check_int(unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
 }
 
 pub fn fstatfs_magic(fd: RawFd) -> io::Result<i64> {
@@ -306,7 +330,9 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 pub fn errno_str(e: &io::Error) -> String {
     match e.raw_os_error() {
         // SAFETY: strerror returns a static string for any errno.
-        Some(n) => unsafe { CStr::from_ptr(libc::strerror(n)) }.to_string_lossy().to_lowercase(),
+        Some(n) => unsafe { CStr::from_ptr(libc::strerror(n)) }
+            .to_string_lossy()
+            .to_lowercase(),
         None => e.to_string(),
     }
 }
