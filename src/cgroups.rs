@@ -68,7 +68,6 @@ pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
 /// A container cgroup that rt made for this create; removed again on drop unless disarmed.
 pub struct Created {
     pub rel: String,
-    pub dir: PathBuf,
     pub fd: OwnedFd,
     armed: bool,
 }
@@ -103,7 +102,6 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         .with_context(|| format!("open cgroup {}", dir.display()))?;
     Ok(Some(Created {
         rel: rel.to_string(),
-        dir,
         fd,
         armed: true,
     }))

@@ -261,10 +261,8 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if st.status(&dir.path) == Status::Stopped {
         bail!("container not running");
     }
-    if all {
-        if let Some(cg) = &st.cgroup {
-            return crate::cgroups::signal_all(cg, sig);
-        }
+    if all && let Some(cg) = &st.cgroup {
+        return crate::cgroups::signal_all(cg, sig);
     }
     let fd = init_pidfd(&st).context("container not running")?;
     sys::pidfd_send_signal(&fd, sig).with_context(|| format!("signal {sig} to the container init"))

@@ -412,7 +412,6 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
             rootfs: &a.bundle.rootfs,
             bundle: &a.bundle.dir,
             userns,
-            hostproc: a.hostproc,
         };
         let root = setup.prepare()?;
         if process.terminal().unwrap_or(false) {

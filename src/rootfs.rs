@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use crate::sys::{self, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, fd_path};
@@ -243,7 +243,6 @@ pub struct Setup<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub userns: bool,
-    pub hostproc: RawFd,
 }
 
 impl Setup<'_> {
@@ -645,12 +644,13 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;

@@ -215,10 +215,10 @@ fn validate(spec: &Spec) -> Result<()> {
     for (key, _) in linux.sysctl().iter().flatten() {
         check_sysctl(spec, key)?;
     }
-    if let Some(p) = linux.rootfs_propagation() {
-        if crate::rootfs::propagation_flag(p).is_none() {
-            bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
-        }
+    if let Some(p) = linux.rootfs_propagation()
+        && crate::rootfs::propagation_flag(p).is_none()
+    {
+        bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
     }
     crate::cgroups::check_resources(linux.resources().as_ref())?;
     Ok(())
@@ -334,10 +334,10 @@ pub fn template(rootless: bool) -> serde_json::Value {
                 *m = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
                     "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
             }
-            if m["destination"] == "/dev/pts" {
-                if let Some(opts) = m["options"].as_array_mut() {
-                    opts.retain(|o| o != "gid=5");
-                }
+            if m["destination"] == "/dev/pts"
+                && let Some(opts) = m["options"].as_array_mut()
+            {
+                opts.retain(|o| o != "gid=5");
             }
             if m["destination"] == "/dev/mqueue" {
                 *m = serde_json::json!({"destination": "/dev/mqueue", "type": "none",

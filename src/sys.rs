@@ -62,7 +62,12 @@ pub fn clone3(flags: u64, cgroup: Option<RawFd>, want_pidfd: bool) -> io::Result
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the kernel reuses the caller's own exit signal and refuses another.
+        exit_signal: if flags & libc::CLONE_PARENT as u64 != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..Default::default()
     };
     if want_pidfd {
