@@ -100,6 +100,86 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The socket pair rt uses as its own console socket for a foreground terminal.
+pub fn pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = std::os::unix::net::UnixStream::pair().context("console socketpair")?;
+    Ok((OwnedFd::from(a), OwnedFd::from(b)))
+}
+
+pub fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
+    sys::recv_fd(sock.as_raw_fd()).context("receive the container's pty master")
+}
+
+/// Copies what is readable from `from` to `to`; false at EOF or error.
+pub fn pump(from: RawFd, to: RawFd) -> bool {
+    let mut buf = [0u8; 4096];
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut off = 0;
+    while off < n as usize {
+        match sys::write_fd(to, &buf[off..n as usize]) {
+            Ok(w) => off += w,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// After the container exited, copy whatever output is still buffered in the pty.
+pub fn drain(master: RawFd, to: RawFd) {
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        let fl = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    while pump(master, to) {}
+}
+
+/// Gives the container's terminal our terminal's size (at start and on SIGWINCH).
+pub fn copy_winsize(master: &OwnedFd) {
+    // SAFETY: winsize is a valid out/in parameter for these ioctls.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Our terminal in raw mode while relaying (keys go to the container unprocessed); restored
+/// on drop, including on error paths.
+pub struct RawMode(Option<libc::termios>);
+
+impl RawMode {
+    pub fn enter() -> RawMode {
+        // SAFETY: termios calls on stdin with valid out-parameters.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::isatty(libc::STDIN_FILENO) != 1
+                || libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0
+            {
+                return RawMode(None);
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
+            RawMode(Some(saved))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            // SAFETY: restoring the attributes we read from stdin.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+        }
+    }
+}
+
 pub fn check_usage(terminal: bool, console_socket: Option<&PathBuf>, detached: bool) -> Result<()> {
     if console_socket.is_some() && !terminal {
         bail!("--console-socket was given but process.terminal is false");

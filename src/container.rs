@@ -25,6 +25,8 @@ pub struct Created {
     pub dir: Dir,
     pub state: State,
     pub pidfd: OwnedFd,
+    /// The pty master when rt drives a foreground terminal itself.
+    pub console_master: Option<OwnedFd>,
 }
 
 /// Undoes a half-made create: removes the state directory (the cgroup has its own guard and
@@ -66,11 +68,18 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .and_then(|l| l.cgroups_path().as_deref()),
         id,
     )?;
-    let console = o
-        .console_socket
-        .as_deref()
-        .map(crate::console::connect)
-        .transpose()?;
+    // A foreground terminal without --console-socket: rt itself receives the master and
+    // relays it (see console::relay).
+    let mut console_rx = None;
+    let console = match o.console_socket.as_deref() {
+        Some(p) => Some(crate::console::connect(p)?),
+        None if terminal && !detached => {
+            let (ours, theirs) = crate::console::pair()?;
+            console_rx = Some(ours);
+            Some(theirs)
+        }
+        None => None,
+    };
 
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
@@ -136,10 +145,15 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     }
     kill_init.disarm();
     std::mem::forget(dir_guard);
+    drop(console);
+    let console_master = console_rx
+        .map(|rx| crate::console::receive_master(&rx))
+        .transpose()?;
     Ok(Created {
         dir,
         state: st,
         pidfd: spawned.pidfd,
+        console_master,
     })
 }
 
@@ -350,7 +364,13 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
         let _ = destroy(c.dir, &c.state);
         return Err(e);
     }
-    let status = wait_forwarding(&c, &mask)?;
+    let status = {
+        let _raw = c
+            .console_master
+            .as_ref()
+            .map(|_| crate::console::RawMode::enter());
+        wait_forwarding(&c, &mask)?
+    };
     if !keep {
         destroy(c.dir, &c.state)?;
     }
@@ -386,9 +406,30 @@ fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
     }
     // SAFETY: sfd was just created.
     let sfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sfd) };
+    let mut fds = vec![sfd.as_raw_fd(), c.pidfd.as_raw_fd()];
+    if let Some(m) = &c.console_master {
+        fds.extend([m.as_raw_fd(), libc::STDIN_FILENO]);
+        crate::console::copy_winsize(m);
+    }
+    let mut stdin_open = true;
     loop {
-        let ev = poll_in(&[sfd.as_raw_fd(), c.pidfd.as_raw_fd()], -1)?;
+        let ev = poll_in(&fds, -1)?;
+        if let Some(m) = &c.console_master {
+            if ev[2] != 0 && !crate::console::pump(m.as_raw_fd(), libc::STDOUT_FILENO) {
+                // EIO: the container closed its side; the pidfd will report the exit.
+                fds[2] = -1;
+            }
+            if stdin_open && ev[3] != 0 && !crate::console::pump(libc::STDIN_FILENO, m.as_raw_fd())
+            {
+                // EOF on our stdin: stop polling it (the container sees no more input).
+                stdin_open = false;
+                fds[3] = -1;
+            }
+        }
         if ev[1] != 0 {
+            if let Some(m) = &c.console_master {
+                crate::console::drain(m.as_raw_fd(), libc::STDOUT_FILENO);
+            }
             let mut status = 0;
             // SAFETY: the init is our child (directly, or via CLONE_PARENT).
             let r = unsafe { libc::waitpid(c.state.pid, &mut status, 0) };
@@ -414,7 +455,11 @@ fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
             };
             if n as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
                 let sig = info.ssi_signo as i32;
-                if sig != libc::SIGCHLD && sig != libc::SIGURG {
+                if sig == libc::SIGWINCH
+                    && let Some(m) = &c.console_master
+                {
+                    crate::console::copy_winsize(m);
+                } else if sig != libc::SIGCHLD && sig != libc::SIGURG {
                     let _ = sys::pidfd_send_signal(&c.pidfd, sig);
                 }
             }

@@ -37,7 +37,7 @@ pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
         if unsafe { libc::setrlimit(rlimit_resource(l.typ()), &rl) } != 0 {
             let e = std::io::Error::last_os_error();
             bail!(
-                "process.rlimits {:?} (soft {}, hard {}): {}",
+                "process.rlimits {} (soft {}, hard {}): {}",
                 l.typ(),
                 l.soft(),
                 l.hard(),

@@ -52,6 +52,16 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 /// serde's messages list every accepted variant; keep the part that names the offending value.
 fn tidy_serde_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
+    // oci-spec's wording for a capability name it does not know.
+    if let Some(rest) = msg.strip_prefix("no variant for ")
+        && let Some(name) = rest.split(" (converted").next()
+    {
+        return format!(
+            "unknown capability {name} (line {} column {})",
+            e.line(),
+            e.column()
+        );
+    }
     let head = match msg.find(", expected") {
         Some(i) => msg[..i].to_string(),
         None => match msg.rfind(" at line ") {
