@@ -150,6 +150,7 @@ fn validate(spec: &Spec) -> Result<()> {
         }
     }
 
+    refuse_unsupported(spec)?;
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
@@ -231,6 +232,73 @@ fn validate(spec: &Spec) -> Result<()> {
         bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
     }
     crate::cgroups::check_resources(linux.resources().as_ref())?;
+    Ok(())
+}
+
+/// Fields rt does not implement yet. Running without them would silently weaken the container
+/// (seccomp, LSM labels) or skip work the caller relies on (hooks), so they are refused.
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    let p = spec.process().as_ref();
+    let l = spec.linux().as_ref();
+    let checks = [
+        ("hooks", spec.hooks().is_some()),
+        (
+            "process.apparmorProfile",
+            p.is_some_and(|p| p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())),
+        ),
+        (
+            "process.selinuxLabel",
+            p.is_some_and(|p| p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())),
+        ),
+        (
+            "process.scheduler",
+            p.is_some_and(|p| p.scheduler().is_some()),
+        ),
+        (
+            "process.ioPriority",
+            p.is_some_and(|p| p.io_priority().is_some()),
+        ),
+        (
+            "process.execCPUAffinity",
+            p.is_some_and(|p| p.exec_cpu_affinity().is_some()),
+        ),
+        ("linux.seccomp", l.is_some_and(|l| l.seccomp().is_some())),
+        (
+            "linux.mountLabel",
+            l.is_some_and(|l| l.mount_label().as_ref().is_some_and(|s| !s.is_empty())),
+        ),
+        ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
+        (
+            "linux.personality",
+            l.is_some_and(|l| l.personality().is_some()),
+        ),
+        (
+            "linux.memoryPolicy",
+            l.is_some_and(|l| l.memory_policy().is_some()),
+        ),
+        (
+            "linux.netDevices",
+            l.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())),
+        ),
+    ];
+    for (field, present) in checks {
+        if present {
+            bail!("config.json: {field} is not supported by this rt yet");
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        let idmap_opt = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_opt {
+            bail!(
+                "config.json: mounts: {}: idmapped mounts are not supported by this rt yet",
+                m.destination().display()
+            );
+        }
+    }
     Ok(())
 }
 
