@@ -305,7 +305,12 @@ fn print_list(root: &Path, format: Format, quiet: bool) -> Result<()> {
         return Ok(());
     }
     if format == Format::Json {
-        writeln!(out, "{}", serde_json::to_string(&items)?)?;
+        // runc prints a nil list as `null`; callers parse either.
+        if items.is_empty() {
+            writeln!(out, "null")?;
+        } else {
+            writeln!(out, "{}", serde_json::to_string(&items)?)?;
+        }
         return Ok(());
     }
     let mut rows = vec![vec![
@@ -330,7 +335,7 @@ fn print_list(root: &Path, format: Format, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Columns padded like Go's tabwriter with padding 3, as runc prints them.
+/// Columns padded like runc's Go tabwriter: minimum width 12, padding 3.
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
@@ -348,7 +353,7 @@ fn table(rows: &[Vec<String>]) -> String {
             if i + 1 == r.len() {
                 s.push_str(cell);
             } else {
-                s.push_str(&format!("{cell:<w$}", w = widths[i] + 3));
+                s.push_str(&format!("{cell:<w$}", w = (widths[i] + 3).max(12)));
             }
         }
         s.push('\n');
