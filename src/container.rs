@@ -364,15 +364,30 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
         let _ = destroy(c.dir, &c.state);
         return Err(e);
     }
+    let Created {
+        dir,
+        state,
+        pidfd,
+        console_master,
+    } = c;
+    // Unlock while waiting: state, kill and exec on this container must work meanwhile.
+    drop(dir);
     let status = {
-        let _raw = c
-            .console_master
+        let _raw = console_master
             .as_ref()
             .map(|_| crate::console::RawMode::enter());
-        wait_forwarding(&c, &mask)?
+        wait_forwarding(&state, &pidfd, console_master.as_ref(), &mask)?
     };
     if !keep {
-        destroy(c.dir, &c.state)?;
+        // Someone may have deleted it meanwhile (delete --force), even made a new container
+        // with the id: only what is still ours is removed.
+        if let Ok(dir) = Dir::open(root, id)
+            && let Ok(st) = dir.load()
+            && st.pid == state.pid
+            && st.start_time == state.start_time
+        {
+            destroy(dir, &st)?;
+        }
     }
     Ok(status)
 }
@@ -398,7 +413,12 @@ fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
+fn wait_forwarding(
+    st: &State,
+    pidfd: &OwnedFd,
+    console_master: Option<&OwnedFd>,
+    mask: &libc::sigset_t,
+) -> Result<i32> {
     // SAFETY: mask is valid; signalfd returns a new fd we own.
     let sfd = unsafe { libc::signalfd(-1, mask, libc::SFD_CLOEXEC) };
     if sfd < 0 {
@@ -406,15 +426,15 @@ fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
     }
     // SAFETY: sfd was just created.
     let sfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sfd) };
-    let mut fds = vec![sfd.as_raw_fd(), c.pidfd.as_raw_fd()];
-    if let Some(m) = &c.console_master {
+    let mut fds = vec![sfd.as_raw_fd(), pidfd.as_raw_fd()];
+    if let Some(m) = console_master {
         fds.extend([m.as_raw_fd(), libc::STDIN_FILENO]);
         crate::console::copy_winsize(m);
     }
     let mut stdin_open = true;
     loop {
         let ev = poll_in(&fds, -1)?;
-        if let Some(m) = &c.console_master {
+        if let Some(m) = console_master {
             if ev[2] != 0 && !crate::console::pump(m.as_raw_fd(), libc::STDOUT_FILENO) {
                 // EIO: the container closed its side; the pidfd will report the exit.
                 fds[2] = -1;
@@ -427,13 +447,13 @@ fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
             }
         }
         if ev[1] != 0 {
-            if let Some(m) = &c.console_master {
+            if let Some(m) = console_master {
                 crate::console::drain(m.as_raw_fd(), libc::STDOUT_FILENO);
             }
             let mut status = 0;
             // SAFETY: the init is our child (directly, or via CLONE_PARENT).
-            let r = unsafe { libc::waitpid(c.state.pid, &mut status, 0) };
-            if r != c.state.pid {
+            let r = unsafe { libc::waitpid(st.pid, &mut status, 0) };
+            if r != st.pid {
                 return Err(std::io::Error::last_os_error()).context("wait for the container");
             }
             return Ok(if libc::WIFSIGNALED(status) {
@@ -456,11 +476,11 @@ fn wait_forwarding(c: &Created, mask: &libc::sigset_t) -> Result<i32> {
             if n as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
                 let sig = info.ssi_signo as i32;
                 if sig == libc::SIGWINCH
-                    && let Some(m) = &c.console_master
+                    && let Some(m) = console_master
                 {
                     crate::console::copy_winsize(m);
                 } else if sig != libc::SIGCHLD && sig != libc::SIGURG {
-                    let _ = sys::pidfd_send_signal(&c.pidfd, sig);
+                    let _ = sys::pidfd_send_signal(pidfd, sig);
                 }
             }
         }

@@ -178,7 +178,20 @@ impl Root {
         if let Ok(fd) = self.resolve(path, false) {
             return Ok(fd);
         }
-        let comps = rel_components(path);
+        let mut comps = rel_components(path);
+        // A dangling symlink on the way (`/evil -> /somewhere/new`) is followed inside the
+        // root and its missing target created there, as runc does; 40 links at most, as the
+        // kernel allows.
+        for _ in 0..40 {
+            match self.mkdir_walk(&comps, kind)? {
+                Walk::Done(fd) => return Ok(fd),
+                Walk::Relink(next) => comps = next,
+            }
+        }
+        bail!("{}: too many levels of symbolic links", path.display())
+    }
+
+    fn mkdir_walk(&self, comps: &[PathBuf], kind: Kind) -> Result<Walk> {
         let mut parent = self.resolve(Path::new("."), false)?;
         let mut sofar = PathBuf::new();
         for (i, c) in comps.iter().enumerate() {
@@ -188,8 +201,19 @@ impl Root {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let name = sys::cstring(c)?;
-                    // SAFETY: parent is a valid dirfd, name a valid C string.
+                    if let Some(target) = readlink_at(&parent, &name) {
+                        // Re-plan from the link's target: absolute targets start at the root.
+                        let mut next = if target.is_absolute() {
+                            Vec::new()
+                        } else {
+                            comps[..i].to_vec()
+                        };
+                        next.extend(rel_components(&target));
+                        next.extend(comps[i + 1..].iter().cloned());
+                        return Ok(Walk::Relink(next));
+                    }
                     let r = if last && kind == Kind::File {
+                        // SAFETY: parent is a valid dirfd, name a valid C string.
                         let fd = unsafe {
                             libc::openat(
                                 parent.as_raw_fd(),
@@ -229,8 +253,34 @@ impl Root {
             };
             parent = fd;
         }
-        Ok(parent)
+        Ok(Walk::Done(parent))
     }
+}
+
+enum Walk {
+    Done(OwnedFd),
+    Relink(Vec<PathBuf>),
+}
+
+/// The target of `name` in `dir` if it is a symlink.
+fn readlink_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is valid for its length; dir is an O_PATH dirfd.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    ))
 }
 
 fn is_bind(m: &Mount, o: &Options) -> bool {

@@ -1,0 +1,244 @@
+//! process.terminal + --console-socket: rt sends the pty master over a unix socket.
+mod common;
+use common::*;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What the receiver got from the single message on the console socket.
+struct Received {
+    fds: Vec<OwnedFd>,
+    payload: Vec<u8>,
+}
+
+/// Listen on `path`; a thread accepts one connection and receives one message with
+/// SCM_RIGHTS. The result (or an error string) arrives on the returned channel.
+fn console_receiver(path: &Path) -> mpsc::Receiver<Result<Received, String>> {
+    let listener = UnixListener::bind(path).expect("bind console socket");
+    listener.set_nonblocking(true).unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() > deadline {
+                        let _ = tx.send(Err("nobody connected to the console socket".into()));
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("accept: {e}")));
+                    return;
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+        let res = (|| {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(|e| format!("recvmsg: {e}"))?;
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
+                if let ControlMessageOwned::ScmRights(v) = c {
+                    for fd in v {
+                        // SAFETY: fresh fds received via SCM_RIGHTS, owned by us now
+                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+            let n = msg.bytes;
+            Ok::<_, String>((fds, n))
+        })();
+        let _ = tx.send(res.map(|(fds, n)| Received {
+            fds,
+            payload: buf[..n].to_vec(),
+        }));
+    });
+    rx
+}
+
+fn is_pty_master(fd: RawFd) -> bool {
+    let mut n: libc::c_uint = 0;
+    // TIOCGPTN only succeeds on a pty master
+    unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut n) == 0 }
+}
+
+/// Read from the master until `needle` shows up, EOF/EIO, or the timeout.
+fn read_master_until(fd: RawFd, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        if String::from_utf8_lossy(&out).contains(needle) {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+        if r <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n <= 0 {
+            break; // EIO once the slave side is closed
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn console_socket_receives_pty_master() {
+    let rt = Rt::new();
+    let token = unique("tty-token");
+    let mut b = Bundle::sh(&format!(
+        "echo {token}; tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo ALL-TTY; sleep 0.2"
+    ));
+    b.process()["terminal"] = serde_json::json!(true);
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let c = rt.create_ok_with(&b, &["--console-socket", sock.to_str().unwrap()]);
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("receiver thread died")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        got.fds.len(),
+        1,
+        "exactly one fd expected, payload {:?}",
+        got.payload
+    );
+    let master = got.fds[0].as_raw_fd();
+    assert!(is_pty_master(master), "received fd is not a pty master");
+
+    rt.start(&c.id).ok();
+    let out = read_master_until(master, "ALL-TTY", Duration::from_secs(5));
+    assert!(
+        out.contains(&token),
+        "container output via the pty: {out:?}"
+    );
+    assert!(
+        out.contains("/dev/pts/"),
+        "tty should be a devpts slave: {out:?}"
+    );
+    assert!(
+        out.contains("ALL-TTY"),
+        "stdio not all on the terminal: {out:?}"
+    );
+    // the pty turns \n into \r\n: proves it went through a terminal
+    assert!(out.contains(&format!("{token}\r\n")), "{out:?}");
+    rt.assert_status(&c.id, "stopped");
+}
+
+#[test]
+fn console_input_reaches_the_container() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("read line; echo \"got:$line\"");
+    b.process()["terminal"] = serde_json::json!(true);
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let c = rt.create_ok_with(&b, &["--console-socket", sock.to_str().unwrap()]);
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let master = got.fds[0].as_raw_fd();
+    rt.start(&c.id).ok();
+    let line = b"hello-input\n";
+    let n = unsafe { libc::write(master, line.as_ptr() as *const libc::c_void, line.len()) };
+    assert_eq!(n, line.len() as isize);
+    let out = read_master_until(master, "got:hello-input", Duration::from_secs(5));
+    assert!(out.contains("got:hello-input"), "{out:?}");
+}
+
+#[test]
+fn console_init_has_only_the_pty_as_stdio() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["terminal"] = serde_json::json!(true);
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let c = rt.create_ok_with(&b, &["--console-socket", sock.to_str().unwrap()]);
+    let _got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.start(&c.id).ok();
+    assert!(wait_exec(c.pid, &["sleep", "1000"]));
+    assert_eq!(proc_fds(c.pid), std::collections::BTreeSet::from([0, 1, 2]));
+    // 0, 1, 2 all refer to the same pty slave (same device)
+    let rdev = |fd: i32| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{}/fd/{fd}", c.pid))
+            .unwrap()
+            .rdev()
+    };
+    assert_eq!(rdev(0), rdev(1));
+    assert_eq!(rdev(1), rdev(2));
+    let major = ((rdev(0) >> 8) & 0xfff) | ((rdev(0) >> 32) & !0xfff);
+    assert_eq!(major, 136, "stdio is not a pts device");
+}
+
+#[test]
+fn console_socket_that_does_not_exist_fails_cleanly() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["terminal"] = serde_json::json!(true);
+    let sock = b.dir.join("no-such.sock");
+    let id = rt.new_id();
+    rt.create(&b, &id, &["--console-socket", sock.to_str().unwrap()])
+        .fails();
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn run_detach_with_console_socket() {
+    let rt = Rt::new();
+    let token = unique("tty-token");
+    let mut b = Bundle::sh(&format!("echo {token}; sleep 1000"));
+    b.process()["terminal"] = serde_json::json!(true);
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let id = rt.new_id();
+    rt.run(
+        &b,
+        &id,
+        &["--detach", "--console-socket", sock.to_str().unwrap()],
+    )
+    .ok();
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.fds.len(), 1);
+    let master = got.fds[0].as_raw_fd();
+    assert!(is_pty_master(master));
+    let out = read_master_until(master, &token, Duration::from_secs(5));
+    assert!(out.contains(&token), "{out:?}");
+    assert_eq!(rt.status(&id).as_deref(), Some("running"));
+}

@@ -1,0 +1,231 @@
+//! Bad input must fail with exit 1, one line naming the file/field/value, and leave
+//! nothing behind (state dir, cgroup, process, mount).
+mod common;
+use common::*;
+use serde_json::json;
+
+/// create must fail mentioning every needle, then nothing may be left.
+#[track_caller]
+fn create_fails_cleanly(rt: &Rt, b: &Bundle, needles: &[&str]) {
+    let id = rt.new_id();
+    rt.create(b, &id, &[]).fails_with(needles);
+    rt.assert_no_leftovers(&id, b, &[]);
+    rt.cmd(&["state", &id]).fails_with(&["does not exist"]);
+}
+
+#[test]
+fn missing_config_json() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.remove_config();
+    create_fails_cleanly(&rt, &b, &["config.json"]);
+}
+
+#[test]
+fn missing_bundle_dir() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    let id = rt.new_id();
+    let missing = b.dir.join("does-not-exist");
+    rt.cmd(&["create", "--bundle", missing.to_str().unwrap(), &id])
+        .fails();
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn invalid_json() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.write_raw_config("{ \"ociVersion\": \"1.2.0\", \"process\": ");
+    create_fails_cleanly(&rt, &b, &["config.json"]);
+}
+
+#[test]
+fn field_of_wrong_type() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.process()["args"] = json!("not-a-list");
+    let id = rt.new_id();
+    let o = rt.create(&b, &id, &[]);
+    o.fails_with(&["config.json"]);
+    assert!(
+        o.stderr.contains("args") || o.stderr.contains("not-a-list"),
+        "error should name the field or the value: {o:?}"
+    );
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn empty_args() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.process()["args"] = json!([]);
+    create_fails_cleanly(&rt, &b, &["args"]);
+}
+
+#[test]
+fn unknown_capability() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.process()["capabilities"]["bounding"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("CAP_FOO"));
+    create_fails_cleanly(&rt, &b, &["CAP_FOO"]);
+}
+
+#[test]
+fn unknown_capability_in_ambient() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.process()["capabilities"]["ambient"] = json!(["CAP_NOT_A_CAP"]);
+    create_fails_cleanly(&rt, &b, &["CAP_NOT_A_CAP"]);
+}
+
+#[test]
+fn bad_container_ids() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    let escape = unique("escaped");
+    let dotdot = format!("../{escape}");
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    for id in [dotdot.as_str(), "a/b", "..", "."] {
+        // deliberately not tracked: never run `delete --force ..` on a buggy runtime
+        let o = rt.cmd(&["create", "--bundle", b.path(), id]);
+        o.fails_with(&[id]);
+        assert!(
+            !rt.root.parent().unwrap().join(&escape).exists(),
+            "create of {id:?} wrote outside --root"
+        );
+        if id != "." && id != ".." {
+            rt.assert_no_leftovers(id, &b, &[]);
+        } else {
+            assert!(!b.cgroup_dir().exists());
+            assert!(rt.marked_procs().is_empty());
+        }
+    }
+    // empty id
+    let o = rt.cmd(&["create", "--bundle", b.path(), ""]);
+    o.fails();
+    assert!(!b.cgroup_dir().exists());
+}
+
+#[test]
+fn mount_with_unknown_fs_type() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.add_mount("/tmp/x", "nosuchfs", "none", &[]);
+    let id = rt.new_id();
+    let o = rt.create(&b, &id, &[]);
+    o.fails_with(&[]);
+    assert!(
+        o.stderr.contains("nosuchfs") || o.stderr.contains("/tmp/x"),
+        "error should name the mount: {o:?}"
+    );
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn bind_mount_of_missing_source() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let missing = b.dir.join("no-such-source");
+    b.add_bind(&missing, "/tmp/x", &["rbind"]);
+    create_fails_cleanly(&rt, &b, &[missing.to_str().unwrap()]);
+}
+
+#[test]
+fn mount_with_invalid_options() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.add_mount("/tmp/badopts", "tmpfs", "tmpfs", &["size=not-a-size"]);
+    create_fails_cleanly(&rt, &b, &["/tmp/badopts"]);
+}
+
+#[test]
+fn missing_rootfs() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let missing = b.dir.join("no-rootfs");
+    b.config["root"]["path"] = json!(missing.to_str().unwrap());
+    create_fails_cleanly(&rt, &b, &[missing.to_str().unwrap()]);
+}
+
+#[test]
+fn unknown_namespace_type() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.add_namespace("bogusns", None);
+    create_fails_cleanly(&rt, &b, &["bogusns"]);
+}
+
+#[test]
+fn namespace_path_does_not_exist() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let p = b.dir.join("no-such-netns");
+    b.add_namespace("network", Some(p.to_str().unwrap()));
+    create_fails_cleanly(&rt, &b, &[p.to_str().unwrap()]);
+}
+
+#[test]
+fn unknown_rlimit() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.process()["rlimits"] = json!([{ "type": "RLIMIT_BOGUS", "soft": 1, "hard": 1 }]);
+    create_fails_cleanly(&rt, &b, &["RLIMIT_BOGUS"]);
+}
+
+#[test]
+fn missing_executable() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["/no/such/binary"]);
+    let id = rt.new_id();
+    // may be detected by create or by start; either way the error names it
+    let o = rt.create(&b, &id, &[]);
+    if o.success() {
+        let o = rt.start(&id);
+        o.fails_with(&["/no/such/binary"]);
+        rt.delete_force(&id).ok();
+    } else {
+        o.fails_with(&["/no/such/binary"]);
+    }
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn run_of_missing_executable_leaves_nothing() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["no-such-command-in-path"]);
+    let id = rt.new_id();
+    let o = rt.run(&b, &id, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("no-such-command-in-path"), "{o:?}");
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn failed_create_does_not_disturb_other_containers() {
+    let rt = Rt::new();
+    let good = Bundle::new(&["sleep", "1000"]);
+    let c = rt.create_ok(&good);
+    let mut bad = Bundle::new(&["true"]);
+    bad.process()["capabilities"]["bounding"] = json!(["CAP_FOO"]);
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[]).fails_with(&["CAP_FOO"]);
+    rt.assert_no_leftovers(&id, &bad, &[c.pid]);
+    assert_eq!(rt.status(&c.id).as_deref(), Some("created"));
+    let o = rt.cmd(&["list", "-q"]);
+    o.ok();
+    assert_eq!(o.lines(), vec![c.id.clone()]);
+}
+
+#[test]
+fn invalid_signal() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    rt.kill(&c.id, "SIGNOPE").fails_with(&["SIGNOPE"]);
+    assert_eq!(rt.status(&c.id).as_deref(), Some("running"));
+}

@@ -1,0 +1,275 @@
+//! Namespaces: new vs shared (compared by /proc/<pid>/ns/* inode), joining by path,
+//! user/time namespaces, hostname/domainname, cgroup namespace.
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::Command;
+
+/// The template's namespaces are new, the absent ones (user, time) shared.
+#[test]
+fn template_namespaces_new_and_absent_ones_shared() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let new = b.namespace_types();
+    for t in ALL_NS_TYPES {
+        let f = ns_file(t);
+        let (cns, hns) = (ns_link(c.pid, f), host_ns(f));
+        if new.iter().any(|n| n == t) {
+            assert_ne!(cns, hns, "{t} namespace should be new");
+        } else {
+            assert_eq!(
+                cns, hns,
+                "{t} namespace absent from config must be shared with the host"
+            );
+        }
+    }
+}
+
+fn check_only_this_one_shared(shared: &str) {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.remove_namespace(shared);
+    let c = rt.start_ok(&b);
+    let f = ns_file(shared);
+    assert_eq!(
+        ns_link(c.pid, f),
+        host_ns(f),
+        "{shared} absent from config must be shared"
+    );
+    for t in b.namespace_types() {
+        let f = ns_file(&t);
+        assert_ne!(ns_link(c.pid, f), host_ns(f), "{t} should still be new");
+    }
+}
+
+#[test]
+fn absent_pid_namespace_is_shared() {
+    check_only_this_one_shared("pid");
+}
+
+#[test]
+fn absent_network_namespace_is_shared() {
+    check_only_this_one_shared("network");
+}
+
+#[test]
+fn absent_ipc_namespace_is_shared() {
+    check_only_this_one_shared("ipc");
+}
+
+#[test]
+fn absent_uts_namespace_is_shared() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.remove_namespace("uts");
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let c = rt.start_ok(&b);
+    assert_eq!(ns_link(c.pid, "uts"), host_ns("uts"));
+    assert_ne!(ns_link(c.pid, "net"), host_ns("net"));
+}
+
+#[test]
+fn absent_cgroup_namespace_is_shared() {
+    check_only_this_one_shared("cgroup");
+}
+
+#[test]
+fn pid_namespace_init_is_pid_1() {
+    let rt = Rt::new();
+    let b = Bundle::sh("echo $$");
+    let out = rt.run_stdout(&b);
+    assert_eq!(out, "1\n");
+}
+
+#[test]
+fn join_network_namespace_of_helper_by_path() {
+    let rt = Rt::new();
+    let helper = Helper::spawn(Command::new("unshare").args(["--net", "sleep", "1000"]));
+    let hp = helper.pid();
+    assert!(
+        wait_for(WAIT, || cmdline(hp) == ["sleep", "1000"]),
+        "helper did not start"
+    );
+    let helper_net = ns_link(hp, "net");
+    assert_ne!(helper_net, host_ns("net"));
+
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.add_namespace("network", Some(&format!("/proc/{hp}/ns/net")));
+    let c = rt.start_ok(&b);
+    assert_eq!(
+        ns_link(c.pid, "net"),
+        helper_net,
+        "did not join the helper's netns"
+    );
+}
+
+#[test]
+fn join_network_namespace_of_another_container() {
+    let rt = Rt::new();
+    let a = Bundle::new(&["sleep", "1000"]);
+    let ca = rt.start_ok(&a);
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.add_namespace("network", Some(&format!("/proc/{}/ns/net", ca.pid)));
+    let cb = rt.start_ok(&b);
+    assert_eq!(ns_link(cb.pid, "net"), ns_link(ca.pid, "net"));
+    assert_ne!(ns_link(cb.pid, "net"), host_ns("net"));
+    // the other namespaces are still its own
+    assert_ne!(ns_link(cb.pid, "uts"), ns_link(ca.pid, "uts"));
+}
+
+#[test]
+fn join_ipc_and_uts_namespaces_by_path() {
+    let rt = Rt::new();
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.config["hostname"] = json!("shared-host");
+    let ca = rt.start_ok(&a);
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.config.as_object_mut().unwrap().remove("hostname");
+    b.add_namespace("ipc", Some(&format!("/proc/{}/ns/ipc", ca.pid)));
+    b.add_namespace("uts", Some(&format!("/proc/{}/ns/uts", ca.pid)));
+    let cb = rt.start_ok(&b);
+    assert_eq!(ns_link(cb.pid, "ipc"), ns_link(ca.pid, "ipc"));
+    assert_eq!(ns_link(cb.pid, "uts"), ns_link(ca.pid, "uts"));
+}
+
+#[test]
+fn user_namespace_with_mappings() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.add_namespace("user", None);
+    b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]);
+    let c = rt.start_ok(&b);
+    assert_ne!(ns_link(c.pid, "user"), host_ns("user"));
+    let norm = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let uid_map = std::fs::read_to_string(format!("/proc/{}/uid_map", c.pid)).unwrap();
+    let gid_map = std::fs::read_to_string(format!("/proc/{}/gid_map", c.pid)).unwrap();
+    assert_eq!(norm(uid_map), "0 100000 65536");
+    assert_eq!(norm(gid_map), "0 200000 65536");
+    // container root is host uid 100000 / gid 200000
+    assert_eq!(proc_status_nums(c.pid, "Uid"), vec![100000; 4]);
+    assert_eq!(proc_status_nums(c.pid, "Gid"), vec![200000; 4]);
+}
+
+#[test]
+fn user_namespace_id_inside() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("id -u; id -g; cat /proc/self/uid_map");
+    b.add_namespace("user", None);
+    b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let out = rt.run_stdout(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(lines[1], "0");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+}
+
+fn time_ns_bundle(args: &[&str], mono: i64, boot: i64) -> Bundle {
+    let mut b = Bundle::new(args);
+    b.add_namespace("time", None);
+    b.linux()["timeOffsets"] = json!({
+        "monotonic": { "secs": mono, "nanosecs": 0 },
+        "boottime": { "secs": boot, "nanosecs": 0 }
+    });
+    b
+}
+
+#[test]
+fn time_namespace_offsets() {
+    let rt = Rt::new();
+    let (mono, boot) = (86400 * 7, 86400 * 30);
+    let b = time_ns_bundle(&["sleep", "1000"], mono, boot);
+    let c = rt.start_ok(&b);
+    assert_ne!(
+        ns_link(c.pid, "time"),
+        host_ns("time"),
+        "not in a new time namespace"
+    );
+    let offs = std::fs::read_to_string(format!("/proc/{}/timens_offsets", c.pid)).unwrap();
+    let mut got = std::collections::BTreeMap::new();
+    for l in offs.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        got.insert(
+            f[0].to_string(),
+            (f[1].parse::<i64>().unwrap(), f[2].parse::<i64>().unwrap()),
+        );
+    }
+    assert_eq!(got.get("monotonic"), Some(&(mono, 0)), "{offs}");
+    assert_eq!(got.get("boottime"), Some(&(boot, 0)), "{offs}");
+}
+
+fn host_uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn time_namespace_shifts_uptime_inside() {
+    let rt = Rt::new();
+    let boot = 86400 * 30;
+    let b = time_ns_bundle(&["cat", "/proc/uptime"], 0, boot);
+    let before = host_uptime();
+    let out = rt.run_stdout(&b);
+    let after = host_uptime();
+    let inside: f64 = out
+        .split_whitespace()
+        .next()
+        .expect("uptime")
+        .parse()
+        .unwrap();
+    assert!(
+        inside >= before + boot as f64 - 1.0 && inside <= after + boot as f64 + 1.0,
+        "uptime inside {inside}, host {before}..{after}, offset {boot}"
+    );
+}
+
+#[test]
+fn hostname_and_domainname() {
+    let rt = Rt::new();
+    let host_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut b = Bundle::sh("hostname; cat /proc/sys/kernel/domainname");
+    b.config["hostname"] = json!("box-7");
+    b.config["domainname"] = json!("example.test");
+    let out = rt.run_stdout(&b);
+    assert_eq!(out, "box-7\nexample.test\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_before
+    );
+}
+
+#[test]
+fn cgroup_namespace_root_inside() {
+    let rt = Rt::new();
+    let b = Bundle::sh("grep '^0::' /proc/self/cgroup");
+    let out = rt.run_stdout(&b);
+    assert_eq!(
+        out.trim(),
+        "0::/",
+        "inside a cgroup ns the own cgroup is the root"
+    );
+
+    // without cgroup ns the full path is visible
+    let mut b = Bundle::sh("grep '^0::' /proc/self/cgroup");
+    b.remove_namespace("cgroup");
+    let out = rt.run_stdout(&b);
+    assert_eq!(out.trim(), format!("0::{}", b.cgroup));
+}
+
+#[test]
+fn network_namespace_has_only_loopback() {
+    let rt = Rt::new();
+    let b = Bundle::sh("ls /sys/class/net");
+    let out = rt.run_stdout(&b);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+}

@@ -1,0 +1,305 @@
+//! The container process: args/PATH, env, cwd, user, umask, rlimits, capabilities,
+//! noNewPrivileges, oomScoreAdj, file descriptors.
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn args_are_looked_up_in_container_path() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["mycmd", "arg1"]);
+    let host = b.host_dir("pbin");
+    let script = host.join("mycmd");
+    fs::write(&script, "#!/bin/sh\necho \"from-mycmd $1\"\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    b.add_bind(&host, "/tmp/pbin", &["rbind", "ro"]);
+    b.set_env(&["PATH=/tmp/pbin:/bin"]);
+    assert_eq!(rt.run_stdout(&b), "from-mycmd arg1\n");
+}
+
+#[test]
+fn relative_command_found_via_default_path() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["echo", "via", "path"]);
+    assert_eq!(rt.run_stdout(&b), "via path\n");
+}
+
+#[test]
+fn env_is_exactly_the_configured_one() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("echo \"$A|$B|${RT_TEST_MARKER:-unset}|$PATH\"");
+    b.set_env(&["PATH=/bin:/sbin", "A=1", "B=hello world"]);
+    assert_eq!(rt.run_stdout(&b), "1|hello world|unset|/bin:/sbin\n");
+}
+
+#[test]
+fn env_from_host_view() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.set_env(&["PATH=/bin", "FOO=bar=baz"]);
+    let c = rt.start_ok(&b);
+    let env = fs::read(format!("/proc/{}/environ", c.pid)).unwrap();
+    let vars: BTreeSet<String> = env
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    assert!(
+        vars.contains("PATH=/bin") && vars.contains("FOO=bar=baz"),
+        "{vars:?}"
+    );
+    assert!(
+        !vars.iter().any(|v| v.starts_with(MARKER_VAR)),
+        "host env leaked: {vars:?}"
+    );
+}
+
+#[test]
+fn cwd() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["pwd"]);
+    b.process()["cwd"] = json!("/dev/shm");
+    assert_eq!(rt.run_stdout(&b), "/dev/shm\n");
+}
+
+#[test]
+fn user_uid_gid_and_additional_gids() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["user"] = json!({ "uid": 1000, "gid": 1001, "additionalGids": [2000, 2001] });
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_status_nums(c.pid, "Uid"), vec![1000; 4]);
+    assert_eq!(proc_status_nums(c.pid, "Gid"), vec![1001; 4]);
+    let groups: BTreeSet<u64> = proc_status_nums(c.pid, "Groups").into_iter().collect();
+    assert_eq!(groups, BTreeSet::from([2000, 2001]));
+}
+
+#[test]
+fn user_inside_id() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("id -u; id -g; id -G");
+    b.process()["user"] = json!({ "uid": 1234, "gid": 4321, "additionalGids": [7] });
+    let out = rt.run_stdout(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1234");
+    assert_eq!(lines[1], "4321");
+    let g: BTreeSet<&str> = lines[2].split_whitespace().collect();
+    assert!(g.contains("7") && g.contains("4321"), "{out}");
+}
+
+#[test]
+fn root_user_has_no_supplementary_groups_from_host() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_status_nums(c.pid, "Uid"), vec![0; 4]);
+    let groups = proc_status_nums(c.pid, "Groups");
+    assert!(
+        groups.iter().all(|g| *g == 0),
+        "unexpected groups {groups:?}"
+    );
+}
+
+#[test]
+fn umask() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["user"]["umask"] = json!(0o027);
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_status(c.pid, "Umask").as_deref(), Some("0027"));
+
+    let mut b = Bundle::sh("umask; touch /tmp/f; stat -c %a /tmp/f");
+    b.process()["user"]["umask"] = json!(0o077);
+    assert_eq!(rt.run_stdout(&b), "0077\n600\n");
+}
+
+#[test]
+fn rlimits() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["rlimits"] = json!([
+        { "type": "RLIMIT_NOFILE", "soft": 777, "hard": 888 },
+        { "type": "RLIMIT_CORE", "soft": 1234, "hard": 5678 },
+        { "type": "RLIMIT_NPROC", "soft": 4321, "hard": 4322 }
+    ]);
+    let c = rt.start_ok(&b);
+    let l = |n| proc_limit(c.pid, n).unwrap_or_else(|| panic!("no {n} in limits"));
+    assert_eq!(l("Max open files"), ("777".into(), "888".into()));
+    assert_eq!(l("Max core file size"), ("1234".into(), "5678".into()));
+    assert_eq!(l("Max processes"), ("4321".into(), "4322".into()));
+}
+
+const CAP_CHOWN: u32 = 0;
+const CAP_KILL: u32 = 5;
+const CAP_NET_BIND_SERVICE: u32 = 10;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_AUDIT_WRITE: u32 = 29;
+
+#[test]
+fn capabilities_root_process() {
+    let rt = Rt::new();
+    // template: bounding = effective = permitted = AUDIT_WRITE, KILL, NET_BIND_SERVICE
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let want = cap_mask(&[CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE]);
+    assert_eq!(proc_caps(c.pid, "CapBnd"), want, "CapBnd");
+    assert_eq!(proc_caps(c.pid, "CapEff"), want, "CapEff");
+    assert_eq!(proc_caps(c.pid, "CapPrm"), want, "CapPrm");
+    assert_eq!(proc_caps(c.pid, "CapInh"), 0, "CapInh");
+    assert_eq!(proc_caps(c.pid, "CapAmb"), 0, "CapAmb");
+}
+
+#[test]
+fn capabilities_non_root_with_ambient() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b.process()["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"],
+        "effective": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    });
+    let c = rt.start_ok(&b);
+    let amb = cap_mask(&[CAP_KILL, CAP_NET_BIND_SERVICE]);
+    assert_eq!(
+        proc_caps(c.pid, "CapBnd"),
+        cap_mask(&[CAP_CHOWN, CAP_KILL, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN]),
+        "CapBnd"
+    );
+    assert_eq!(proc_caps(c.pid, "CapInh"), amb, "CapInh");
+    assert_eq!(proc_caps(c.pid, "CapAmb"), amb, "CapAmb");
+    // exec by a non-root user of a file without file caps: permitted = effective = ambient
+    assert_eq!(proc_caps(c.pid, "CapPrm"), amb, "CapPrm");
+    assert_eq!(proc_caps(c.pid, "CapEff"), amb, "CapEff");
+}
+
+#[test]
+fn capabilities_empty_sets() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["capabilities"] = json!({});
+    let c = rt.start_ok(&b);
+    for f in ["CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"] {
+        assert_eq!(proc_caps(c.pid, f), 0, "{f}");
+    }
+}
+
+#[test]
+fn no_new_privileges() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_status(c.pid, "NoNewPrivs").as_deref(), Some("1"));
+
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["noNewPrivileges"] = json!(false);
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_status(c.pid, "NoNewPrivs").as_deref(), Some("0"));
+}
+
+#[test]
+fn oom_score_adj() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["oomScoreAdj"] = json!(345);
+    let c = rt.start_ok(&b);
+    let v = fs::read_to_string(format!("/proc/{}/oom_score_adj", c.pid)).unwrap();
+    assert_eq!(v.trim(), "345");
+}
+
+#[test]
+fn init_has_only_stdio_fds_even_if_rt_inherits_more() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    // hand rt two inheritable extra fds (3 and 7) without --preserve-fds
+    let f = fs::File::open(b.config_path()).unwrap();
+    let mut cmd = rt.command(&["create", "--bundle", b.path(), &id]);
+    pass_fds(&mut cmd, &[(raw(&f), 3), (raw(&f), 7)]);
+    run_cmd(&mut cmd).ok();
+    let pid = rt.pid(&id);
+    rt.start(&id).ok();
+    assert!(wait_exec(pid, &["sleep", "1000"]));
+    assert_eq!(
+        proc_fds(pid),
+        BTreeSet::from([0, 1, 2]),
+        "fds: {:?}",
+        fd_targets(pid)
+    );
+}
+
+fn fd_targets(pid: i32) -> Vec<(i32, String)> {
+    proc_fds(pid)
+        .into_iter()
+        .map(|fd| {
+            let t = fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (fd, t)
+        })
+        .collect()
+}
+
+#[test]
+fn run_inside_sees_only_stdio_fds() {
+    let rt = Rt::new();
+    // ls opens one fd itself to read the directory: expect 0 1 2 and that one
+    let b = Bundle::sh("exec ls /proc/self/fd");
+    let out = rt.run_stdout(&b);
+    let fds: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"], "{out:?}");
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds() {
+    let rt = Rt::new();
+    let b = Bundle::sh("cat <&3; cat <&4");
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let token3 = unique("token3");
+    let token4 = unique("token4");
+    fs::write(b.dir.join("f3"), format!("{token3}\n")).unwrap();
+    fs::write(b.dir.join("f4"), format!("{token4}\n")).unwrap();
+    let f3 = fs::File::open(b.dir.join("f3")).unwrap();
+    let f4 = fs::File::open(b.dir.join("f4")).unwrap();
+    let id = rt.new_id();
+    let mut cmd = rt.command(&["run", "--preserve-fds", "2", "--bundle", b.path(), &id]);
+    pass_fds(&mut cmd, &[(raw(&f3), 3), (raw(&f4), 4)]);
+    let o = run_cmd(&mut cmd);
+    o.ok();
+    assert_eq!(o.stdout, format!("{token3}\n{token4}\n"));
+}
+
+#[test]
+fn preserve_fds_visible_from_host() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let fpath = b.dir.join("f3");
+    fs::write(&fpath, "x").unwrap();
+    let f3 = fs::File::open(&fpath).unwrap();
+    let id = rt.new_id();
+    let mut cmd = rt.command(&["create", "--preserve-fds", "1", "--bundle", b.path(), &id]);
+    // fd 4 is passed too but not preserved
+    pass_fds(&mut cmd, &[(raw(&f3), 3), (raw(&f3), 4)]);
+    run_cmd(&mut cmd).ok();
+    let pid = rt.pid(&id);
+    rt.start(&id).ok();
+    assert!(wait_exec(pid, &["sleep", "1000"]));
+    assert_eq!(
+        proc_fds(pid),
+        BTreeSet::from([0, 1, 2, 3]),
+        "{:?}",
+        fd_targets(pid)
+    );
+    let t = fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
+    assert_eq!(t, fpath);
+}
