@@ -78,6 +78,59 @@ pub struct CreateArgs {
     pub id: String,
 }
 
+#[derive(Args)]
+pub struct ExecArgs {
+    /// JSON file with the whole process (runtime-spec `process`)
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process started
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variable KEY=VALUE (repeatable)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional group ids (repeatable or comma-separated)
+    #[arg(short = 'g', long, value_delimiter = ',', value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(long, value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// AppArmor profile (not supported yet)
+    #[arg(long, value_name = "PROFILE")]
+    pub apparmor: Option<String>,
+    /// SELinux process label (not supported yet)
+    #[arg(long, value_name = "LABEL")]
+    pub process_label: Option<String>,
+    /// Sub-cgroup of the container's cgroup to run in: [controller:]path
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
+    /// Allow exec in a paused container (rt cannot pause containers yet, so nothing to allow)
+    #[arg(long)]
+    pub ignore_paused: bool,
+    pub id: String,
+    /// Command and arguments (unless --process)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Write a template config.json
@@ -128,6 +181,8 @@ pub enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a new process inside a running container
+    Exec(Box<ExecArgs>),
     /// List the processes of a container
     Ps {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -191,6 +246,28 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             needs_features("run")?;
             return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
+        }
+        Cmd::Exec(a) => {
+            if a.apparmor.is_some() || a.process_label.is_some() {
+                bail!("exec: --apparmor and --process-label are not supported by this rt yet");
+            }
+            let o = crate::exec::ExecOpts {
+                process_file: a.process,
+                args: a.command,
+                tty: a.tty,
+                console_socket: a.console_socket,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                cwd: a.cwd,
+                env: a.env,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.cap,
+                no_new_privs: a.no_new_privs,
+                preserve_fds: a.preserve_fds,
+                cgroup: a.cgroup,
+            };
+            return crate::exec::exec(root, &a.id, &o);
         }
         Cmd::List { format, quiet } => print_list(root, format, quiet)?,
         Cmd::Ps {

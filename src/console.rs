@@ -3,7 +3,7 @@
 //! controlling terminal, and bound over /dev/console.
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -16,10 +16,10 @@ pub struct Pty {
     pub slave: OwnedFd,
 }
 
-/// Opens a pty from the container's devpts (so the slave is /dev/pts/N inside) and binds the
-/// slave over /dev/console. The slave comes from TIOCGPTPEER on the master, never from a path
-/// lookup an image could redirect (CVE-2025-52565).
-pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
+/// Opens a pty from the container's devpts (so the slave is /dev/pts/N inside). The slave
+/// comes from TIOCGPTPEER on the master, never from a path lookup an image could redirect
+/// (CVE-2025-52565).
+pub fn open_pty(root: &Root, process: &Process) -> Result<Pty> {
     let ptmx = root
         .resolve(Path::new("/dev/pts/ptmx"), false)
         .or_else(|_| root.resolve(Path::new("/dev/ptmx"), false))
@@ -46,7 +46,7 @@ pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
         }
         OwnedFd::from_raw_fd(fd)
     };
-    if let Some(size) = spec.process().as_ref().and_then(|p| p.console_size()) {
+    if let Some(size) = process.console_size() {
         let ws = libc::winsize {
             ws_row: size.height() as u16,
             ws_col: size.width() as u16,
@@ -58,16 +58,26 @@ pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
             return Err(std::io::Error::last_os_error()).context("terminal: set window size");
         }
     }
+    Ok(Pty { master, slave })
+}
+
+/// The init's terminal: a pty as above, with the slave bound over /dev/console.
+pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process is required")?;
+    let pty = open_pty(root, process)?;
     let console = root.mkdir_all(Path::new("/dev/console"), Kind::File)?;
     sys::mount(
-        Some(&fd_path(slave.as_raw_fd())),
+        Some(&fd_path(pty.slave.as_raw_fd())),
         &fd_path(console.as_raw_fd()),
         None,
         libc::MS_BIND,
         None,
     )
     .context("terminal: bind /dev/console")?;
-    Ok(Pty { master, slave })
+    Ok(pty)
 }
 
 /// Sends the master to the console socket: one message, the fd as SCM_RIGHTS, the pty's name

@@ -41,7 +41,7 @@ impl Drop for DirGuard<'_> {
     }
 }
 
-fn open_hostproc() -> Result<OwnedFd> {
+pub fn open_hostproc() -> Result<OwnedFd> {
     let fd =
         sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
     if sys::fstatfs_magic(fd.as_raw_fd())? != PROC_SUPER_MAGIC {
@@ -137,6 +137,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             }),
     };
     dir.save(&st)?;
+    // exec needs the container's config as it was at create, whatever the bundle holds later.
+    std::fs::write(dir.path.join(state::CONFIG_COPY), &bundle.raw).context("save config")?;
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, spawned.pid)?;
     }
@@ -184,7 +186,7 @@ impl Drop for InitGuard {
 
 /// A pidfd for the state's init, opened and then checked against the recorded start time, so
 /// a signal can never reach a process that merely reused the pid.
-fn init_pidfd(st: &State) -> Option<OwnedFd> {
+pub fn init_pidfd(st: &State) -> Option<OwnedFd> {
     if st.pid <= 0 {
         return None;
     }
@@ -376,7 +378,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
         let _raw = console_master
             .as_ref()
             .map(|_| crate::console::RawMode::enter());
-        wait_forwarding(&state, &pidfd, console_master.as_ref(), &mask)?
+        wait_forwarding(state.pid, &pidfd, console_master.as_ref(), &mask)?
     };
     if !keep {
         // Someone may have deleted it meanwhile (delete --force), even made a new container
@@ -392,7 +394,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
     Ok(status)
 }
 
-fn forwarded_signals() -> libc::sigset_t {
+pub fn forwarded_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local value.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -413,8 +415,8 @@ fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_forwarding(
-    st: &State,
+pub fn wait_forwarding(
+    pid: i32,
     pidfd: &OwnedFd,
     console_master: Option<&OwnedFd>,
     mask: &libc::sigset_t,
@@ -452,8 +454,8 @@ fn wait_forwarding(
             }
             let mut status = 0;
             // SAFETY: the init is our child (directly, or via CLONE_PARENT).
-            let r = unsafe { libc::waitpid(st.pid, &mut status, 0) };
-            if r != st.pid {
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r != pid {
                 return Err(std::io::Error::last_os_error()).context("wait for the container");
             }
             return Ok(if libc::WIFSIGNALED(status) {

@@ -5,6 +5,7 @@ mod cgroups;
 mod cli;
 mod console;
 mod container;
+mod exec;
 mod logging;
 mod process;
 mod rootfs;

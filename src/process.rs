@@ -25,7 +25,7 @@ use crate::sys::{self, Forked};
 pub struct Channel(OwnedFd);
 
 impl Channel {
-    fn pair() -> Result<(Channel, Channel)> {
+    pub fn pair() -> Result<(Channel, Channel)> {
         let mut fds = [0; 2];
         // SAFETY: fds is a valid out array of two ints.
         if unsafe {
@@ -145,7 +145,7 @@ fn plan(spec: &Spec) -> NsPlan {
 
 /// Runs `f` as a forked child: errors go to the parent over the channel, and the child never
 /// returns into the parent's stack (whose Drop guards would undo the parent's work).
-fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
+pub fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let msg = match r {
         Ok(Err(e)) => format!("error {e:#}"),
@@ -481,21 +481,60 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     }
     drop(pty);
 
+    let ready = finalize(process, a.hostproc, a.preserve_fds, userns)?;
+
+    chan.send("ready")?;
+    // Blocks until `rt start` opens the fifo for reading; then one byte says "go".
+    let fifo = sys::openat(
+        a.hostproc,
+        Path::new(&format!("self/fd/{}", a.fifo)),
+        libc::O_WRONLY,
+        0,
+    )
+    .context("open exec fifo")?;
+    sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
+    ready.exec()
+}
+
+/// A process ready to exec: everything that can fail before execve has been done.
+pub struct Ready {
+    exe: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl Ready {
+    pub fn exec(&self) -> Result<Infallible> {
+        exec(&self.exe, &self.args, &self.env)
+    }
+}
+
+/// The privilege and environment steps shared by the init and `rt exec`: rlimits, then the
+/// bounding set while still root, then the user (keepcaps preserves the capabilities across the
+/// switch), the final capability sets, cwd (checked with the user's permissions, and checked to
+/// be inside the container: CVE-2024-21626), no_new_privs, umask, fds, signals.
+pub fn finalize(
+    process: &oci_spec::runtime::Process,
+    hostproc: RawFd,
+    preserve_fds: u32,
+    userns: bool,
+) -> Result<Ready> {
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().as_ref().context("process.args")?;
+    if args.is_empty() || args[0].is_empty() {
+        bail!("process.args must not be empty");
+    }
     let exe = find_executable(&args[0], &env)?;
 
     caps.apply_bounding()?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
-    let setgroups_denied = userns && setgroups_denied(a.hostproc);
+    let setgroups_denied = userns && setgroups_denied(hostproc);
     crate::security::set_user(process.user(), setgroups_denied)?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 0).context("clear keepcaps")?;
     caps.apply()?;
 
-    // Entering the cwd after the uid switch checks it with the container user's permissions;
-    // then make sure it is really inside the container (CVE-2024-21626 leaked a host cwd).
     std::env::set_current_dir(process.cwd())
         .with_context(|| format!("process.cwd {}", process.cwd().display()))?;
     let cwd = std::env::current_dir().context("process.cwd: getcwd")?;
@@ -514,35 +553,23 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
 
     // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
     // close-on-exec; the preserved ones must not be.
-    for fd in 3..3 + a.preserve_fds as RawFd {
+    for fd in 3..3 + preserve_fds as RawFd {
         sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
     }
-    sys::cloexec_from(3 + a.preserve_fds).context("close_range")?;
+    sys::cloexec_from(3 + preserve_fds).context("close_range")?;
     reset_signals();
 
-    let c_exe = CString::new(exe.as_os_str().as_bytes()).context("process.args[0]")?;
-    let c_args = args
-        .iter()
-        .map(|s| CString::new(s.as_str()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("process.args contains a NUL byte")?;
-    let c_env = env
-        .iter()
-        .map(|s| CString::new(s.as_str()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("process.env contains a NUL byte")?;
-
-    chan.send("ready")?;
-    // Blocks until `rt start` opens the fifo for reading; then one byte says "go".
-    let fifo = sys::openat(
-        a.hostproc,
-        Path::new(&format!("self/fd/{}", a.fifo)),
-        libc::O_WRONLY,
-        0,
-    )
-    .context("open exec fifo")?;
-    sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
-    exec(&c_exe, &c_args, &c_env)
+    let to_c = |v: &[String], what: &str| {
+        v.iter()
+            .map(|s| CString::new(s.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{what} contains a NUL byte"))
+    };
+    Ok(Ready {
+        exe: CString::new(exe.as_os_str().as_bytes()).context("process.args[0]")?,
+        args: to_c(args, "process.args")?,
+        env: to_c(&env, "process.env")?,
+    })
 }
 
 fn exec(exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {

@@ -14,6 +14,8 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// config.json as read, saved in the state dir for exec.
+    pub raw: Vec<u8>,
 }
 
 pub fn load(bundle: &Path) -> Result<Bundle> {
@@ -44,7 +46,12 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
             crate::sys::errno_str(&e)
         ),
     }
-    let b = Bundle { dir, rootfs, spec };
+    let b = Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw: text,
+    };
     validate(&b.spec)?;
     Ok(b)
 }

@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const EXEC_FIFO: &str = "exec.fifo";
+pub const CONFIG_COPY: &str = "config.json";
 const STATE_FILE: &str = "state.json";
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -199,6 +200,14 @@ impl State {
             "annotations": self.annotations,
         })
     }
+}
+
+/// The container's config as saved by create.
+pub fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec> {
+    let text = std::fs::read(dir.join(CONFIG_COPY))
+        .with_context(|| format!("read {}", dir.join(CONFIG_COPY).display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("parse {}", dir.join(CONFIG_COPY).display()))
 }
 
 /// Writes a pid file the way callers (containerd, conmon) expect: decimal, no newline, and

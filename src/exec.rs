@@ -1,0 +1,261 @@
+//! `rt exec`: a new process inside a running container. rt joins the container's pid namespace
+//! for its children only, then clone3s straight into the container's cgroup; the child joins
+//! every other namespace of the init through its pidfd in one setns(2) and goes through the same
+//! privilege steps as the init (process::finalize) before execve.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::state::{Dir, Status};
+use crate::sys::{self, Forked};
+
+/// What the command line asks for, before it is merged with the container's process.
+#[derive(Default)]
+pub struct ExecOpts {
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub cgroup: Option<String>,
+}
+
+/// The process to run: the `--process` file as given, or (like runc) the container's own
+/// process with the command line's overrides.
+fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
+    if let Some(path) = &o.process_file {
+        let text = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("--process {}: {}", path.display(), sys::errno_str(&e)))?;
+        let p: Process = serde_json::from_slice(&text)
+            .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            bail!("--process {}: args must not be empty", path.display());
+        }
+        if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+            || p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
+        {
+            bail!(
+                "--process {}: apparmorProfile/selinuxLabel are not supported by this rt yet",
+                path.display()
+            );
+        }
+        return Ok(p);
+    }
+    if o.args.is_empty() {
+        bail!("exec needs a command (or --process FILE)");
+    }
+    let mut p = spec
+        .process()
+        .clone()
+        .context("the container's config has no process")?;
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    if let Some(cwd) = &o.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    let mut env = p.env().clone().unwrap_or_default();
+    env.extend(o.env.iter().cloned());
+    p.set_env(Some(env));
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let uid: u32 = uid
+            .parse()
+            .with_context(|| format!("--user {u:?}: uid must be a number"))?;
+        let user = p.user_mut();
+        user.set_uid(uid);
+        if let Some(g) = gid {
+            user.set_gid(
+                g.parse()
+                    .with_context(|| format!("--user {u:?}: gid must be a number"))?,
+            );
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        let user = p.user_mut();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&o.additional_gids);
+        user.set_additional_gids(Some(gids));
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+            let mut set = set.unwrap_or_default();
+            for c in &o.caps {
+                let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
+                    .map_err(|_| anyhow::anyhow!("--cap {c}: unknown capability"))?;
+                set.insert(cap);
+            }
+            Ok(set)
+        };
+        caps.set_bounding(Some(add(caps.bounding().clone())?));
+        caps.set_effective(Some(add(caps.effective().clone())?));
+        caps.set_permitted(Some(add(caps.permitted().clone())?));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+/// Runs the exec; returns the process's exit status (0 when detached).
+pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    match st.status(&dir.path) {
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Created | Status::Running => {}
+    }
+    let spec = crate::state::load_spec(&dir.path)?;
+    let process = build_process(&spec, o)?;
+    let terminal = process.terminal().unwrap_or(false);
+    crate::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
+
+    let pidfd = crate::container::init_pidfd(&st).context("container not running")?;
+    let hostproc = crate::container::open_hostproc()?;
+    let cgroup_fd = match &st.cgroup {
+        Some(cg) => Some(open_cgroup(cg, o.cgroup.as_deref())?),
+        None => None,
+    };
+    let mut console_rx = None;
+    let console = match o.console_socket.as_deref() {
+        Some(p) => Some(crate::console::connect(p)?),
+        None if terminal => {
+            let (ours, theirs) = crate::console::pair()?;
+            console_rx = Some(ours);
+            Some(theirs)
+        }
+        None => None,
+    };
+
+    // Namespaces the container has (new or joined): those are the init's to join. A type the
+    // config leaves out is the host's, which we are in already.
+    let mut flags = 0;
+    let mut userns = false;
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if ns.typ() == LinuxNamespaceType::User {
+            userns = true;
+        }
+        flags |= crate::spec::namespace_flag(ns.typ());
+    }
+    if flags & libc::CLONE_NEWPID != 0 {
+        // Only rt's future children move: the child is born in the container's pid namespace.
+        sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID)
+            .context("join the container's pid namespace")?;
+    }
+    let (parent_end, child_end) = crate::process::Channel::pair()?;
+    let forked =
+        sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), true).context("clone3")?;
+    let (pid, child_pidfd) = match forked {
+        Forked::Child => {
+            drop(parent_end);
+            // SAFETY: closing the inherited state lock, which must stay rt's alone.
+            unsafe { libc::close(dir.lock_fd()) };
+            let a = ChildArgs {
+                pidfd: pidfd.as_raw_fd(),
+                ns_flags: flags & !libc::CLONE_NEWPID,
+                userns,
+                hostproc: hostproc.as_raw_fd(),
+                console: console.as_ref().map(|c| c.as_raw_fd()),
+                process: &process,
+                preserve_fds: o.preserve_fds,
+            };
+            crate::process::child_main(&child_end, || child(&a))
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd.context("clone3 returned no pidfd")?),
+    };
+    drop(child_end);
+    drop(console);
+    // The child says nothing on success: its end closes at execve (close-on-exec).
+    if let Some(msg) = parent_end.recv()? {
+        // SAFETY: reaping our own failed child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
+    }
+    let master = console_rx
+        .map(|rx| crate::console::receive_master(&rx))
+        .transpose()?;
+    if let Some(p) = &o.pid_file {
+        crate::state::write_pid_file(p, pid)?;
+    }
+    drop(dir);
+    if o.detach {
+        return Ok(0);
+    }
+    let mask = crate::container::forwarded_signals();
+    // SAFETY: mask is a valid sigset_t.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
+    let _raw = master.as_ref().map(|_| crate::console::RawMode::enter());
+    crate::container::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
+}
+
+fn open_cgroup(container: &str, sub: Option<&str>) -> Result<OwnedFd> {
+    let rel = match sub {
+        None => container.to_string(),
+        Some(s) => {
+            // runc's `[controller:]path`; on cgroup v2 the controller part names nothing.
+            let path = s.rsplit_once(':').map_or(s, |(_, p)| p);
+            if Path::new(path)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                bail!("--cgroup {s}: must be a relative path below the container's cgroup");
+            }
+            format!("{container}/{path}")
+        }
+    };
+    let dir = crate::cgroups::v2_mount()
+        .context("no cgroup v2 mount")?
+        .join(rel.trim_start_matches('/'));
+    sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .with_context(|| format!("open cgroup {}", dir.display()))
+}
+
+struct ChildArgs<'a> {
+    pidfd: RawFd,
+    ns_flags: i32,
+    userns: bool,
+    hostproc: RawFd,
+    console: Option<RawFd>,
+    process: &'a Process,
+    preserve_fds: u32,
+}
+
+fn child(a: &ChildArgs) -> Result<Infallible> {
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    if a.ns_flags != 0 {
+        sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
+    }
+    if a.process.terminal().unwrap_or(false) {
+        // SAFETY: setsid has no arguments; the new session gets the pty as its terminal.
+        unsafe { libc::setsid() };
+        let root = crate::rootfs::Root::open(Path::new("/"))?;
+        let pty = crate::console::open_pty(&root, a.process)?;
+        if let Some(sock) = a.console {
+            crate::console::send_master(sock, &pty.master)?;
+        }
+        crate::console::make_controlling(&pty.slave)?;
+    }
+    let ready = crate::process::finalize(a.process, a.hostproc, a.preserve_fds, a.userns)?;
+    ready.exec()
+}
