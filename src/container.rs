@@ -125,6 +125,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         owner: String::new(),
         cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
+        has_hooks: bundle.spec.hooks().is_some(),
         own_pidns: bundle
             .spec
             .linux()
@@ -194,7 +195,7 @@ pub fn init_pidfd(st: &State) -> Option<OwnedFd> {
     st.init_alive().then_some(fd)
 }
 
-fn poll_in(fds: &[i32], timeout_ms: i32) -> Result<Vec<i16>> {
+pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Result<Vec<i16>> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -221,6 +222,20 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     start_locked(&dir, &st)
+}
+
+/// poststart hooks: after the user process started, before `start` returns; a failure is
+/// a warning (runtime-spec).
+fn poststart(dir: &Dir, st: &State) {
+    if st.has_hooks
+        && let Ok(spec) = state::load_spec(&dir.path)
+    {
+        crate::hooks::run_warn(
+            spec.hooks().as_ref(),
+            crate::hooks::Phase::Poststart,
+            &st.to_json(Status::Running),
+        );
+    }
 }
 
 fn start_locked(dir: &Dir, st: &State) -> Result<()> {
@@ -262,6 +277,7 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
         }
     }
     std::fs::remove_file(&fifo_path).context("remove exec fifo")?;
+    poststart(dir, st);
     Ok(())
 }
 
@@ -335,13 +351,26 @@ fn kill_and_wait(st: &State) -> Result<()> {
 /// Removes everything the container left: processes still in its cgroup (when it had no pid
 /// namespace of its own, the init's death did not take them along), the cgroup, the state.
 fn destroy(dir: Dir, st: &State) -> Result<()> {
+    let spec = if st.has_hooks {
+        state::load_spec(&dir.path).ok()
+    } else {
+        None
+    };
     if let Some(cg) = &st.cgroup {
         if !st.own_pidns {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
         }
         crate::cgroups::remove(cg)?;
     }
-    dir.remove()
+    dir.remove()?;
+    if let Some(spec) = spec {
+        crate::hooks::run_warn(
+            spec.hooks().as_ref(),
+            crate::hooks::Phase::Poststop,
+            &st.to_json(Status::Stopped),
+        );
+    }
+    Ok(())
 }
 
 /// `rt run`: create, start, then wait, forwarding signals; the exit status is the container's.

@@ -72,6 +72,10 @@ pub fn error(msg: &str) {
     emit("error", msg)
 }
 
+pub fn warn(msg: &str) {
+    emit("warning", msg)
+}
+
 pub fn debug(msg: &str) {
     emit("debug", msg)
 }

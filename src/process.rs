@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::hooks::Phase;
 use crate::spec::{Bundle, namespace_flag};
 use crate::sys::{self, Forked};
 
@@ -197,6 +198,18 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
         };
         if msg == "map" {
             write_id_maps(first_pid, spec)?;
+            parent_end.send("go")?;
+        } else if msg == "hooks" {
+            // The namespaces and mounts exist, pivot_root has not happened: the point where
+            // prestart and createRuntime hooks run, in rt's (the runtime's) namespaces.
+            let pid = init_pid.context("sync: hooks before the init's pid was known")?;
+            let st = crate::state::hook_state(a.id, pid, "creating", a.bundle);
+            crate::hooks::run(spec.hooks().as_ref(), crate::hooks::Phase::Prestart, &st)?;
+            crate::hooks::run(
+                spec.hooks().as_ref(),
+                crate::hooks::Phase::CreateRuntime,
+                &st,
+            )?;
             parent_end.send("go")?;
         } else if let Some(pid) = msg.strip_prefix("pid ") {
             let pid: i32 = pid.parse().context("sync: bad pid")?;
@@ -414,6 +427,15 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
             userns,
         };
         let root = setup.prepare()?;
+        let hooks = spec.hooks().as_ref();
+        if !crate::hooks::of(hooks, Phase::Prestart).is_empty()
+            || !crate::hooks::of(hooks, Phase::CreateRuntime).is_empty()
+        {
+            chan.send("hooks")?;
+            chan.expect("go")?;
+        }
+        // createContainer: in the container's namespaces, before pivot_root.
+        crate::hooks::run(hooks, Phase::CreateContainer, &own_state(a, "creating"))?;
         if process.terminal().unwrap_or(false) {
             pty = Some(crate::console::open_in(&root, spec)?);
         }
@@ -493,6 +515,12 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     )
     .context("open exec fifo")?;
     sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
+    // startContainer: after start, in the container, right before the user's program.
+    crate::hooks::run(
+        spec.hooks().as_ref(),
+        Phase::StartContainer,
+        &own_state(a, "created"),
+    )?;
     ready.exec()
 }
 
@@ -570,6 +598,16 @@ pub fn finalize(
         args: to_c(args, "process.args")?,
         env: to_c(&env, "process.env")?,
     })
+}
+
+/// The state document the init gives its own hooks, with its host pid (read through the
+/// host's procfs: in its pid namespace it is 1).
+fn own_state(a: &InitArgs, status: &str) -> serde_json::Value {
+    let pid = std::fs::read_link(format!("/proc/self/fd/{}/self", a.hostproc))
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    crate::state::hook_state(a.id, pid, status, a.bundle)
 }
 
 fn exec(exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {

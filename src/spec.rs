@@ -1,6 +1,7 @@
 //! Reading a bundle's config.json and checking it before anything touches the system, so every
 //! mistake is reported as one line naming the field, with nothing left to clean up.
 
+use crate::hooks::Phase;
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
@@ -158,6 +159,33 @@ fn validate(spec: &Spec) -> Result<()> {
     }
 
     refuse_unsupported(spec)?;
+    for phase in [
+        Phase::Prestart,
+        Phase::CreateRuntime,
+        Phase::CreateContainer,
+        Phase::StartContainer,
+        Phase::Poststart,
+        Phase::Poststop,
+    ] {
+        for (i, h) in crate::hooks::of(spec.hooks().as_ref(), phase)
+            .iter()
+            .enumerate()
+        {
+            if !h.path().is_absolute() {
+                bail!(
+                    "config.json: hooks.{}[{i}].path {} must be absolute",
+                    phase.name(),
+                    h.path().display()
+                );
+            }
+            if h.timeout().is_some_and(|t| t <= 0) {
+                bail!(
+                    "config.json: hooks.{}[{i}].timeout must be positive",
+                    phase.name()
+                );
+            }
+        }
+    }
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
@@ -248,7 +276,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let p = spec.process().as_ref();
     let l = spec.linux().as_ref();
     let checks = [
-        ("hooks", spec.hooks().is_some()),
         (
             "process.apparmorProfile",
             p.is_some_and(|p| p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())),

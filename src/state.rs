@@ -34,6 +34,9 @@ pub struct State {
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,
+    /// Whether the config has hooks: start and delete only read the saved config then.
+    #[serde(default)]
+    pub has_hooks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +211,24 @@ pub fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec> {
         .with_context(|| format!("read {}", dir.join(CONFIG_COPY).display()))?;
     serde_json::from_slice(&text)
         .with_context(|| format!("parse {}", dir.join(CONFIG_COPY).display()))
+}
+
+/// The state document given to hooks before state.json exists (status `creating`).
+pub fn hook_state(
+    id: &str,
+    pid: i32,
+    status: &str,
+    bundle: &crate::spec::Bundle,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::spec::SPEC_VERSION,
+        "id": id,
+        "pid": pid,
+        "status": status,
+        "bundle": bundle.dir,
+        "rootfs": bundle.rootfs,
+        "annotations": bundle.spec.annotations().clone().unwrap_or_default(),
+    })
 }
 
 /// Writes a pid file the way callers (containerd, conmon) expect: decimal, no newline, and
