@@ -181,6 +181,8 @@ pub enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Print the runtime-spec features document of this rt
+    Features,
     /// Run a new process inside a running container
     Exec(Box<ExecArgs>),
     /// List the processes of a container
@@ -246,6 +248,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             needs_features("run")?;
             return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
+        }
+        Cmd::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::features::document())?
+            );
         }
         Cmd::Exec(a) => {
             if a.apparmor.is_some() || a.process_label.is_some() {

@@ -6,6 +6,7 @@ mod cli;
 mod console;
 mod container;
 mod exec;
+mod features;
 mod hooks;
 mod logging;
 mod process;

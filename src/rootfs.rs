@@ -16,19 +16,87 @@ use crate::sys::{self, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, fd_path};
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
 
+/// Propagation options and their mount(2) flags.
+pub const PROPAGATION_OPTIONS: &[(&str, libc::c_ulong)] = &[
+    ("private", libc::MS_PRIVATE),
+    ("rprivate", libc::MS_PRIVATE | libc::MS_REC),
+    ("shared", libc::MS_SHARED),
+    ("rshared", libc::MS_SHARED | libc::MS_REC),
+    ("slave", libc::MS_SLAVE),
+    ("rslave", libc::MS_SLAVE | libc::MS_REC),
+    ("unbindable", libc::MS_UNBINDABLE),
+    ("runbindable", libc::MS_UNBINDABLE | libc::MS_REC),
+];
+
 pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
-    Some(match name {
-        "private" => libc::MS_PRIVATE,
-        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
-        "shared" => libc::MS_SHARED,
-        "rshared" => libc::MS_SHARED | libc::MS_REC,
-        "slave" => libc::MS_SLAVE,
-        "rslave" => libc::MS_SLAVE | libc::MS_REC,
-        "unbindable" => libc::MS_UNBINDABLE,
-        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
-        _ => return None,
-    })
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
+
+/// Options that are mount(2) flags: (name, flags set, flags cleared).
+pub const FLAG_OPTIONS: &[(&str, libc::c_ulong, libc::c_ulong)] = &[
+    ("ro", libc::MS_RDONLY, 0),
+    ("rw", 0, libc::MS_RDONLY),
+    ("nosuid", libc::MS_NOSUID, 0),
+    ("suid", 0, libc::MS_NOSUID),
+    ("nodev", libc::MS_NODEV, 0),
+    ("dev", 0, libc::MS_NODEV),
+    ("noexec", libc::MS_NOEXEC, 0),
+    ("exec", 0, libc::MS_NOEXEC),
+    ("sync", libc::MS_SYNCHRONOUS, 0),
+    ("async", 0, libc::MS_SYNCHRONOUS),
+    ("dirsync", libc::MS_DIRSYNC, 0),
+    ("remount", libc::MS_REMOUNT, 0),
+    ("mand", libc::MS_MANDLOCK, 0),
+    ("nomand", 0, libc::MS_MANDLOCK),
+    ("atime", 0, libc::MS_NOATIME),
+    ("noatime", libc::MS_NOATIME, 0),
+    ("diratime", 0, libc::MS_NODIRATIME),
+    ("nodiratime", libc::MS_NODIRATIME, 0),
+    ("bind", libc::MS_BIND, 0),
+    ("rbind", libc::MS_BIND | libc::MS_REC, 0),
+    ("relatime", libc::MS_RELATIME, 0),
+    ("norelatime", 0, libc::MS_RELATIME),
+    ("strictatime", libc::MS_STRICTATIME, 0),
+    ("nostrictatime", 0, libc::MS_STRICTATIME),
+    ("lazytime", libc::MS_LAZYTIME, 0),
+    ("nolazytime", 0, libc::MS_LAZYTIME),
+    ("silent", libc::MS_SILENT, 0),
+    ("loud", 0, libc::MS_SILENT),
+    ("iversion", libc::MS_I_VERSION, 0),
+    ("noiversion", 0, libc::MS_I_VERSION),
+    ("nosymfollow", libc::MS_NOSYMFOLLOW, 0),
+    ("symfollow", 0, libc::MS_NOSYMFOLLOW),
+];
+
+/// runtime-spec 1.1 recursive attributes, applied with mount_setattr: (name, set, clear).
+pub const RECURSIVE_OPTIONS: &[(&str, u64, u64)] = &[
+    ("rro", sys::MOUNT_ATTR_RDONLY, 0),
+    ("rrw", 0, sys::MOUNT_ATTR_RDONLY),
+    ("rnosuid", sys::MOUNT_ATTR_NOSUID, 0),
+    ("rsuid", 0, sys::MOUNT_ATTR_NOSUID),
+    ("rnodev", sys::MOUNT_ATTR_NODEV, 0),
+    ("rdev", 0, sys::MOUNT_ATTR_NODEV),
+    ("rnoexec", sys::MOUNT_ATTR_NOEXEC, 0),
+    ("rexec", 0, sys::MOUNT_ATTR_NOEXEC),
+    ("rnodiratime", sys::MOUNT_ATTR_NODIRATIME, 0),
+    ("rdiratime", 0, sys::MOUNT_ATTR_NODIRATIME),
+    (
+        "rrelatime",
+        sys::MOUNT_ATTR_RELATIME,
+        sys::MOUNT_ATTR__ATIME,
+    ),
+    ("rnoatime", sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
+    (
+        "rstrictatime",
+        sys::MOUNT_ATTR_STRICTATIME,
+        sys::MOUNT_ATTR__ATIME,
+    ),
+    ("rnosymfollow", sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
+    ("rsymfollow", 0, sys::MOUNT_ATTR_NOSYMFOLLOW),
+];
 
 /// A mount entry's options split into what mount(2) takes as flags, the propagation changes
 /// that need calls of their own, recursive attributes for mount_setattr, and fs data.
@@ -46,81 +114,20 @@ pub struct Options {
 pub fn parse_options(opts: &[String]) -> Options {
     let mut o = Options::default();
     for opt in opts {
-        let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
-            "ro" => (libc::MS_RDONLY, 0),
-            "rw" => (0, libc::MS_RDONLY),
-            "nosuid" => (libc::MS_NOSUID, 0),
-            "suid" => (0, libc::MS_NOSUID),
-            "nodev" => (libc::MS_NODEV, 0),
-            "dev" => (0, libc::MS_NODEV),
-            "noexec" => (libc::MS_NOEXEC, 0),
-            "exec" => (0, libc::MS_NOEXEC),
-            "sync" => (libc::MS_SYNCHRONOUS, 0),
-            "async" => (0, libc::MS_SYNCHRONOUS),
-            "dirsync" => (libc::MS_DIRSYNC, 0),
-            "remount" => (libc::MS_REMOUNT, 0),
-            "mand" => (libc::MS_MANDLOCK, 0),
-            "nomand" => (0, libc::MS_MANDLOCK),
-            "atime" => (0, libc::MS_NOATIME),
-            "noatime" => (libc::MS_NOATIME, 0),
-            "diratime" => (0, libc::MS_NODIRATIME),
-            "nodiratime" => (libc::MS_NODIRATIME, 0),
-            "bind" => (libc::MS_BIND, 0),
-            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
-            "relatime" => (libc::MS_RELATIME, 0),
-            "norelatime" => (0, libc::MS_RELATIME),
-            "strictatime" => (libc::MS_STRICTATIME, 0),
-            "nostrictatime" => (0, libc::MS_STRICTATIME),
-            "lazytime" => (libc::MS_LAZYTIME, 0),
-            "nolazytime" => (0, libc::MS_LAZYTIME),
-            "silent" => (libc::MS_SILENT, 0),
-            "loud" => (0, libc::MS_SILENT),
-            "iversion" => (libc::MS_I_VERSION, 0),
-            "noiversion" => (0, libc::MS_I_VERSION),
-            "nosymfollow" => (libc::MS_NOSYMFOLLOW, 0),
-            "symfollow" => (0, libc::MS_NOSYMFOLLOW),
-            // runc's own option for tmpfs copy-up; accepted, the tmpfs starts empty.
-            "tmpcopyup" => (0, 0),
-            other => {
-                if let Some(p) = propagation_flag(other) {
-                    o.propagation.push(p);
-                } else if let Some((set, clr)) = recursive_attr(other) {
-                    o.rec_set |= set;
-                    o.rec_clr |= clr;
-                } else {
-                    o.data.push(other.to_string());
-                }
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) & !clear;
-        o.cleared = (o.cleared | clear) & !set;
+        let opt = opt.as_str();
+        if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
+            o.flags = (o.flags | set) & !clear;
+            o.cleared = (o.cleared | clear) & !set;
+        } else if let Some(p) = propagation_flag(opt) {
+            o.propagation.push(p);
+        } else if let Some((_, set, clr)) = RECURSIVE_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
+            o.rec_set |= set;
+            o.rec_clr |= clr;
+        } else {
+            o.data.push(opt.to_string());
+        }
     }
     o
-}
-
-/// `rro`, `rnosuid`...: runtime-spec 1.1 recursive attributes, applied with mount_setattr.
-fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
-    Some(match opt {
-        "rro" => (sys::MOUNT_ATTR_RDONLY, 0),
-        "rrw" => (0, sys::MOUNT_ATTR_RDONLY),
-        "rnosuid" => (sys::MOUNT_ATTR_NOSUID, 0),
-        "rsuid" => (0, sys::MOUNT_ATTR_NOSUID),
-        "rnodev" => (sys::MOUNT_ATTR_NODEV, 0),
-        "rdev" => (0, sys::MOUNT_ATTR_NODEV),
-        "rnoexec" => (sys::MOUNT_ATTR_NOEXEC, 0),
-        "rexec" => (0, sys::MOUNT_ATTR_NOEXEC),
-        "rnodiratime" => (sys::MOUNT_ATTR_NODIRATIME, 0),
-        "rdiratime" => (0, sys::MOUNT_ATTR_NODIRATIME),
-        "rrelatime" => (sys::MOUNT_ATTR_RELATIME, sys::MOUNT_ATTR__ATIME),
-        "rnorelatime" => (0, 0),
-        "rnoatime" => (sys::MOUNT_ATTR_NOATIME, sys::MOUNT_ATTR__ATIME),
-        "ratime" => (0, 0),
-        "rstrictatime" => (sys::MOUNT_ATTR_STRICTATIME, sys::MOUNT_ATTR__ATIME),
-        "rnosymfollow" => (sys::MOUNT_ATTR_NOSYMFOLLOW, 0),
-        "rsymfollow" => (0, sys::MOUNT_ATTR_NOSYMFOLLOW),
-        _ => return None,
-    })
 }
 
 /// Normalises a container path to its components, refusing nothing: `..` can't escape because

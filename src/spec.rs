@@ -326,6 +326,12 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             .iter()
             .flatten()
             .any(|o| o == "idmap" || o == "ridmap");
+        if m.options().iter().flatten().any(|o| o == "tmpcopyup") {
+            bail!(
+                "config.json: mounts: {}: option tmpcopyup is not supported by this rt yet",
+                m.destination().display()
+            );
+        }
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_opt {
             bail!(
                 "config.json: mounts: {}: idmapped mounts are not supported by this rt yet",

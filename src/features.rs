@@ -1,0 +1,50 @@
+//! `rt features`: what this binary implements, in the runtime-spec's features document.
+//! Every list is derived from the code that implements it (the option tables, the hook phases,
+//! the namespace table), so a claim can't drift from the truth; a test checks the rest.
+
+use crate::hooks::Phase;
+use crate::rootfs::{FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS};
+
+pub fn document() -> serde_json::Value {
+    let mut mount_options: Vec<&str> = FLAG_OPTIONS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
+        .chain(RECURSIVE_OPTIONS.iter().map(|(n, _, _)| *n))
+        .collect();
+    mount_options.sort_unstable();
+    let hooks: Vec<&str> = [
+        Phase::Prestart,
+        Phase::CreateRuntime,
+        Phase::CreateContainer,
+        Phase::StartContainer,
+        Phase::Poststart,
+        Phase::Poststop,
+    ]
+    .iter()
+    .map(|p| p.name())
+    .collect();
+    let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    caps.sort();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::spec::SPEC_VERSION,
+        "hooks": hooks,
+        "mountOptions": mount_options,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            // v2 membership, kill and cleanup; resource limits are refused until implemented.
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
+            "netDevices": {"enabled": false}
+        },
+        "annotations": {
+            "io.github.rt.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}
