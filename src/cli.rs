@@ -72,8 +72,8 @@ pub struct CreateArgs {
     /// Pass N more fds (3 .. 3+N-1) to the container
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
-    /// Send a pidfd of the init to this socket (not supported yet)
-    #[arg(long, value_name = "PATH", hide = true)]
+    /// Send a pidfd of the init to this unix socket (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
     pub pidfd_socket: Option<PathBuf>,
     pub id: String,
 }
@@ -119,6 +119,9 @@ pub struct ExecArgs {
     /// SELinux process label (not supported yet)
     #[arg(long, value_name = "LABEL")]
     pub process_label: Option<String>,
+    /// Send a pidfd of the process to this unix socket (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Sub-cgroup of the container's cgroup to run in: [controller:]path
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
@@ -274,6 +277,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 no_new_privs: a.no_new_privs,
                 preserve_fds: a.preserve_fds,
                 cgroup: a.cgroup,
+                pidfd_socket: a.pidfd_socket,
             };
             return crate::exec::exec(root, &a.id, &o);
         }
@@ -288,10 +292,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
-    if a.pidfd_socket.is_some() {
-        bail!("--pidfd-socket is not supported yet");
-    }
     Ok(CreateOpts {
+        pidfd_socket: a.pidfd_socket.clone(),
         bundle: a.bundle.clone(),
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),

@@ -18,6 +18,7 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// A freshly created container, still locked by this rt process.
@@ -52,7 +53,8 @@ pub fn open_hostproc() -> Result<OwnedFd> {
 
 pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
     state::validate_id(id)?;
-    let bundle = crate::spec::load(&o.bundle)?;
+    let mut bundle = crate::spec::load(&o.bundle)?;
+    let preserve_fds = o.preserve_fds + socket_activation(&mut bundle.spec);
     let terminal = bundle
         .spec
         .process()
@@ -83,6 +85,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
 
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
+    crate::notify::setup_spec(&mut bundle.spec, &dir.path)?;
     let fifo_path = dir.fifo();
     let c = sys::cstring(&fifo_path)?;
     // SAFETY: c is a valid path. 0622: the init may run as any uid and must open it to write.
@@ -104,7 +107,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         fifo: fifo.as_raw_fd(),
         hostproc: hostproc.as_raw_fd(),
         console_socket: console.as_ref().map(|c| c.as_raw_fd()),
-        preserve_fds: o.preserve_fds,
+        preserve_fds,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
         cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
@@ -143,6 +146,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, spawned.pid)?;
     }
+    if let Some(p) = &o.pidfd_socket {
+        send_pidfd(p, &spawned.pidfd)?;
+    }
     if let Some(c) = cgroup.as_mut() {
         c.disarm();
     }
@@ -158,6 +164,36 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         pidfd: spawned.pidfd,
         console_master,
     })
+}
+
+/// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go
+/// to the container (before any --preserve-fds ones) and its process is told LISTEN_FDS=N,
+/// LISTEN_PID=1.
+fn socket_activation(spec: &mut oci_spec::runtime::Spec) -> u32 {
+    let n: u32 = match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ => return 0,
+    };
+    if let Some(p) = spec.process_mut() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".into());
+        p.set_env(Some(env));
+    }
+    n
+}
+
+/// `--pidfd-socket`: hands the caller a pidfd of the process, which stays valid (and never
+/// names another process) whatever happens to the pid number.
+pub fn send_pidfd(path: &Path, pidfd: &OwnedFd) -> Result<()> {
+    let sock = crate::console::connect(path)
+        .map_err(|e| anyhow::anyhow!("--pidfd-socket {}: {e:#}", path.display()))?;
+    sys::send_fds(sock.as_raw_fd(), b"pidfd", &[pidfd.as_raw_fd()])
+        .with_context(|| format!("--pidfd-socket {}: send", path.display()))
 }
 
 /// Kills the init if create fails after it was spawned.
@@ -245,6 +281,7 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     let pidfd = init_pidfd(st).context("container not running")?;
+    let notify = crate::notify::listen(&dir.path)?;
     let fifo_path = dir.fifo();
     let fifo =
         sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0).context("open exec fifo")?;
@@ -278,6 +315,9 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
     }
     std::fs::remove_file(&fifo_path).context("remove exec fifo")?;
     poststart(dir, st);
+    if let Some(sock) = notify {
+        crate::notify::wait_ready(&sock, &pidfd, st.pid)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,7 @@ pub struct ExecOpts {
     pub no_new_privs: bool,
     pub preserve_fds: u32,
     pub cgroup: Option<String>,
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// The process to run: the `--process` file as given, or (like runc) the container's own
@@ -197,6 +198,9 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .transpose()?;
     if let Some(p) = &o.pid_file {
         crate::state::write_pid_file(p, pid)?;
+    }
+    if let Some(p) = &o.pidfd_socket {
+        crate::container::send_pidfd(p, &child_pidfd)?;
     }
     drop(dir);
     if o.detach {

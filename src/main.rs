@@ -9,6 +9,7 @@ mod exec;
 mod features;
 mod hooks;
 mod logging;
+mod notify;
 mod process;
 mod rootfs;
 mod security;
