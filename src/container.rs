@@ -99,6 +99,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     .context("chmod exec fifo")?;
     let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
     let hostproc = open_hostproc()?;
+    let seccomp = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::build)
+        .transpose()?;
     let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
 
     let args = crate::process::InitArgs {
@@ -112,6 +119,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         no_new_keyring: o.no_new_keyring,
         cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
         close_in_child: &[dir.lock_fd()],
+        seccomp: seccomp.as_ref(),
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);

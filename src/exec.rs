@@ -164,6 +164,12 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID)
             .context("join the container's pid namespace")?;
     }
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::build)
+        .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
     let forked =
         sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), true).context("clone3")?;
@@ -180,6 +186,8 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 process: &process,
                 preserve_fds: o.preserve_fds,
+                seccomp: seccomp.as_ref(),
+                chan: &child_end,
             };
             crate::process::child_main(&child_end, || child(&a))
         }
@@ -187,8 +195,16 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     };
     drop(child_end);
     drop(console);
-    // The child says nothing on success: its end closes at execve (close-on-exec).
-    if let Some(msg) = parent_end.recv()? {
+    // The child says nothing on success (its end closes at execve, close-on-exec), except
+    // to hand over a seccomp notify fd.
+    while let Some((msg, fd)) = parent_end.recv_fd()? {
+        if msg == "seccomp"
+            && let Some(fd) = fd
+        {
+            let state = st.to_json(st.status(&dir.path));
+            crate::process::send_to_seccomp_agent(&spec, &state, pid, &fd)?;
+            continue;
+        }
         // SAFETY: reaping our own failed child.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
@@ -243,6 +259,8 @@ struct ChildArgs<'a> {
     console: Option<RawFd>,
     process: &'a Process,
     preserve_fds: u32,
+    seccomp: Option<&'a crate::seccomp::Filter>,
+    chan: &'a crate::process::Channel,
 }
 
 fn child(a: &ChildArgs) -> Result<Infallible> {
@@ -260,6 +278,10 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
         }
         crate::console::make_controlling(&pty.slave)?;
     }
-    let ready = crate::process::finalize(a.process, a.hostproc, a.preserve_fds, a.userns)?;
+    let ready =
+        crate::process::finalize(a.process, a.hostproc, a.preserve_fds, a.userns, a.seccomp)?;
+    if let Some(fd) = ready.notify_fd {
+        a.chan.send_fd("seccomp", fd)?;
+    }
     ready.exec()
 }

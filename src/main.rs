@@ -12,6 +12,7 @@ mod logging;
 mod notify;
 mod process;
 mod rootfs;
+mod seccomp;
 mod security;
 mod spec;
 mod state;

@@ -57,24 +57,25 @@ impl Channel {
 
     /// None when the other side is gone.
     pub fn recv(&self) -> Result<Option<String>> {
-        let mut buf = vec![0u8; 8192];
+        Ok(self.recv_fd()?.map(|(m, _)| m))
+    }
+
+    /// A message and the fd it carries, if any (the seccomp notify fd travels this way).
+    pub fn recv_fd(&self) -> Result<Option<(String, Option<OwnedFd>)>> {
         loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    continue;
+            match sys::recv_msg(self.0.as_raw_fd()) {
+                Ok((data, _)) if data.is_empty() => return Ok(None),
+                Ok((data, fd)) => {
+                    return Ok(Some((String::from_utf8_lossy(&data).into_owned(), fd)));
                 }
-                return Err(e).context("sync: receive");
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e).context("sync: receive"),
             }
-            if n == 0 {
-                return Ok(None);
-            }
-            return Ok(Some(
-                String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
-            ));
         }
+    }
+
+    pub fn send_fd(&self, msg: &str, fd: RawFd) -> Result<()> {
+        sys::send_fds(self.0.as_raw_fd(), msg.as_bytes(), &[fd]).context("sync: send fd")
     }
 
     fn expect(&self, what: &str) -> Result<()> {
@@ -100,6 +101,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub cgroup_fd: Option<RawFd>,
+    /// The compiled linux.seccomp filter, loaded by the init.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// fds of the parent the children must close at once (the state lock).
     pub close_in_child: &'a [RawFd],
 }
@@ -192,11 +195,16 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     };
     let mut init_pid = if staged { None } else { Some(first_pid) };
     loop {
-        let msg = match parent_end.recv()? {
+        let (msg, fd) = match parent_end.recv_fd()? {
             Some(m) => m,
             None => bail!("container init exited during setup{}", exit_note(first_pid)),
         };
-        if msg == "map" {
+        if msg == "seccomp" {
+            let fd = fd.context("sync: seccomp message without an fd")?;
+            let pid = init_pid.context("sync: seccomp before the init's pid was known")?;
+            let st = crate::state::hook_state(a.id, pid, "creating", a.bundle);
+            send_to_seccomp_agent(spec, &st, pid, &fd)?;
+        } else if msg == "map" {
             write_id_maps(first_pid, spec)?;
             parent_end.send("go")?;
         } else if msg == "hooks" {
@@ -503,7 +511,10 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     }
     drop(pty);
 
-    let ready = finalize(process, a.hostproc, a.preserve_fds, userns)?;
+    let ready = finalize(process, a.hostproc, a.preserve_fds, userns, a.seccomp)?;
+    if let Some(fd) = ready.notify_fd {
+        chan.send_fd("seccomp", fd)?;
+    }
 
     chan.send("ready")?;
     // Blocks until `rt start` opens the fifo for reading; then one byte says "go".
@@ -525,28 +536,77 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
 }
 
 /// A process ready to exec: everything that can fail before execve has been done.
-pub struct Ready {
+pub struct Ready<'a> {
     exe: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+    /// A seccomp filter still to load, as the very last step before execve.
+    seccomp_late: Option<&'a crate::seccomp::Filter>,
+    /// The seccomp notify fd, for the caller to hand to the listener.
+    pub notify_fd: Option<RawFd>,
 }
 
-impl Ready {
+impl Ready<'_> {
     pub fn exec(&self) -> Result<Infallible> {
+        if let Some(f) = self.seccomp_late {
+            f.load()?;
+        }
         exec(&self.exe, &self.args, &self.env)
     }
+}
+
+/// The seccomp agent protocol (runc's): one message on a stream socket at listenerPath,
+/// the notify fd as SCM_RIGHTS and a JSON `ContainerProcessState` naming it.
+pub fn send_to_seccomp_agent(
+    spec: &Spec,
+    state: &serde_json::Value,
+    pid: i32,
+    fd: &OwnedFd,
+) -> Result<()> {
+    let s = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .context("seccomp fd without linux.seccomp")?;
+    let path = s
+        .listener_path()
+        .as_ref()
+        .context("linux.seccomp.listenerPath is required with SCMP_ACT_NOTIFY")?;
+    let msg = serde_json::json!({
+        "ociVersion": crate::spec::SPEC_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": s.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let sock =
+        crate::console::connect(path).map_err(|e| anyhow!("linux.seccomp.listenerPath: {e:#}"))?;
+    sys::send_fds(
+        sock.as_raw_fd(),
+        msg.to_string().as_bytes(),
+        &[fd.as_raw_fd()],
+    )
+    .with_context(|| format!("linux.seccomp.listenerPath {}: send", path.display()))
 }
 
 /// The privilege and environment steps shared by the init and `rt exec`: rlimits, then the
 /// bounding set while still root, then the user (keepcaps preserves the capabilities across the
 /// switch), the final capability sets, cwd (checked with the user's permissions, and checked to
 /// be inside the container: CVE-2024-21626), no_new_privs, umask, fds, signals.
-pub fn finalize(
+pub fn finalize<'a>(
     process: &oci_spec::runtime::Process,
     hostproc: RawFd,
     preserve_fds: u32,
     userns: bool,
-) -> Result<Ready> {
+    seccomp: Option<&'a crate::seccomp::Filter>,
+) -> Result<Ready<'a>> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let mut notify_fd = None;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it
+    // (the filter then also governs the rest of this setup, as in runc).
+    if let Some(f) = seccomp.filter(|_| !nnp) {
+        notify_fd = f.load()?;
+    }
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
     let env: Vec<String> = process.env().clone().unwrap_or_default();
@@ -572,8 +632,17 @@ pub fn finalize(
             process.cwd().display()
         );
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         crate::security::set_no_new_privs()?;
+    }
+    // A notify filter is loaded now, so its fd can reach the listener before we block.
+    let mut seccomp_late = None;
+    if let Some(f) = seccomp.filter(|_| nnp) {
+        if f.notify {
+            notify_fd = f.load()?;
+        } else {
+            seccomp_late = Some(f);
+        }
     }
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask cannot fail.
@@ -597,6 +666,8 @@ pub fn finalize(
         exe: CString::new(exe.as_os_str().as_bytes()).context("process.args[0]")?,
         args: to_c(args, "process.args")?,
         env: to_c(&env, "process.env")?,
+        seccomp_late,
+        notify_fd,
     })
 }
 

@@ -267,6 +267,14 @@ fn validate(spec: &Spec) -> Result<()> {
         bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
     }
     crate::cgroups::check_resources(linux.resources().as_ref())?;
+    if let Some(s) = linux.seccomp()
+        && crate::seccomp::uses_notify(s)
+        && s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        bail!("config.json: linux.seccomp.listenerPath is required with SCMP_ACT_NOTIFY");
+    }
     Ok(())
 }
 
@@ -296,7 +304,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             "process.execCPUAffinity",
             p.is_some_and(|p| p.exec_cpu_affinity().is_some()),
         ),
-        ("linux.seccomp", l.is_some_and(|l| l.seccomp().is_some())),
         (
             "linux.mountLabel",
             l.is_some_and(|l| l.mount_label().as_ref().is_some_and(|s| !s.is_empty())),
