@@ -34,7 +34,9 @@ fn own_cgroup() -> String {
 }
 
 /// Resolves linux.cgroupsPath as runc does on v2 with the cgroupfs driver: absolute paths start
-/// at the mount, relative ones (and the empty default, `<id>`) under rt's own cgroup.
+/// at the mount, relative ones (and the empty default, `<id>`) beside rt's own cgroup, i.e.
+/// under its parent: rt's own cgroup has processes (rt), and a cgroup with processes can't give
+/// controllers to children.
 pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
     let p = match path {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -60,7 +62,9 @@ pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
     let base = if p.is_absolute() {
         String::new()
     } else {
-        own_cgroup().trim_end_matches('/').to_string()
+        let own = own_cgroup();
+        let parent = Path::new(&own).parent().unwrap_or(Path::new("/"));
+        parent.to_string_lossy().trim_end_matches('/').to_string()
     };
     Ok(format!("{base}/{}", parts.join("/")))
 }
@@ -125,9 +129,18 @@ pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
     if sig == libc::SIGKILL && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return Ok(());
     }
+    let member = format!("0::{rel}\n");
     for pid in procs(rel)? {
-        // SAFETY: kill(2) with a pid read from the container's cgroup.
-        unsafe { libc::kill(pid, sig) };
+        // pidfd first, then check the process is (still) in this cgroup: a pid that exited and
+        // was reused between reading cgroup.procs and signalling is never hit.
+        let Ok(fd) = crate::sys::pidfd_open(pid) else {
+            continue;
+        };
+        let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|c| c.lines().any(|l| format!("{l}\n") == member));
+        if in_cgroup {
+            let _ = crate::sys::pidfd_send_signal(&fd, sig);
+        }
     }
     Ok(())
 }

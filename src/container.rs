@@ -53,6 +53,7 @@ pub fn open_hostproc() -> Result<OwnedFd> {
 
 pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
     state::validate_id(id)?;
+    check_preserved_fds(o.preserve_fds)?;
     let mut bundle = crate::spec::load(&o.bundle)?;
     let preserve_fds = o.preserve_fds + socket_activation(&mut bundle.spec);
     let terminal = bundle
@@ -172,6 +173,22 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         pidfd: spawned.pidfd,
         console_master,
     })
+}
+
+/// Every fd a caller asks to pass must really be open *before* rt opens anything: otherwise
+/// rt's own fds (the host /proc handle, the lock) would take those numbers and be handed over.
+pub fn check_preserved_fds(n: u32) -> Result<()> {
+    let listen: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for fd in 3..3 + n + listen {
+        // SAFETY: F_GETFD on an fd number only reads its flags.
+        if unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } < 0 {
+            bail!("--preserve-fds/LISTEN_FDS: fd {fd} is not open");
+        }
+    }
+    Ok(())
 }
 
 /// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go
@@ -426,8 +443,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
     if detach {
         let c = create(root, id, o, true)?;
         if let Err(e) = start_locked(&c.dir, &c.state) {
-            let _ = kill_and_wait(&c.state);
-            let _ = destroy(c.dir, &c.state);
+            undo_run(c, o);
             return Err(e);
         }
         return Ok(0);
@@ -439,8 +455,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
     let c = create(root, id, o, false)?;
     if let Err(e) = start_locked(&c.dir, &c.state) {
-        let _ = kill_and_wait(&c.state);
-        let _ = destroy(c.dir, &c.state);
+        undo_run(c, o);
         return Err(e);
     }
     let Created {
@@ -455,7 +470,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
         let _raw = console_master
             .as_ref()
             .map(|_| crate::console::RawMode::enter());
-        wait_forwarding(state.pid, &pidfd, console_master.as_ref(), &mask)?
+        wait_forwarding(state.pid, &pidfd, console_master.as_ref(), &mask)
     };
     if !keep {
         // Someone may have deleted it meanwhile (delete --force), even made a new container
@@ -468,7 +483,16 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
             destroy(dir, &st)?;
         }
     }
-    Ok(status)
+    status
+}
+
+/// A `run` whose start failed leaves nothing: no process, cgroup, state or pid file.
+fn undo_run(c: Created, o: &CreateOpts) {
+    let _ = kill_and_wait(&c.state);
+    let _ = destroy(c.dir, &c.state);
+    if let Some(p) = &o.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 pub fn forwarded_signals() -> libc::sigset_t {

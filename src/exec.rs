@@ -115,6 +115,7 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
 
 /// Runs the exec; returns the process's exit status (0 when detached).
 pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
+    crate::container::check_preserved_fds(o.preserve_fds)?;
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     match st.status(&dir.path) {
@@ -171,6 +172,8 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .map(crate::seccomp::build)
         .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
+    // Inherited by the child, which becomes visible in the container's pid namespace at once.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     let forked =
         sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()), true).context("clone3")?;
     let (pid, child_pidfd) = match forked {

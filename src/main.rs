@@ -21,6 +21,10 @@ mod sys;
 use clap::Parser;
 
 fn main() {
+    // A caller that ignores SIGCHLD would have the kernel reap our children, and `rt run`
+    // could not collect the container's exit status.
+    // SAFETY: restoring the default disposition of one signal.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

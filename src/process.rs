@@ -169,6 +169,9 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let (parent_end, child_end) = Channel::pair()?;
     let new_userns = plan.new_flags & libc::CLONE_NEWUSER != 0;
 
+    // Children inherit this: no window between clone3 and the init's own prctl in which a
+    // process of a joined pid namespace could ptrace it or open its fds.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     let first_flags = if staged { 0 } else { plan.new_flags as u64 };
     let forked = sys::clone3(first_flags, a.cgroup_fd, true).context("clone3")?;
     let (first_pid, first_pidfd) = match forked {
@@ -461,6 +464,13 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
         }
         drop(root);
         crate::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
+        // The requested propagation of "/" itself can only be set once it *is* "/".
+        if let Some(p) = linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .and_then(crate::rootfs::propagation_flag)
+        {
+            sys::mount(None, "/", None, p, None).context("linux.rootfsPropagation")?;
+        }
     } else {
         bail!("config.json: linux.namespaces must include a mount namespace");
     }
@@ -609,12 +619,11 @@ pub fn finalize<'a>(
     }
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let env = dedup_env(process.env().as_deref().unwrap_or(&[]));
     let args = process.args().as_ref().context("process.args")?;
     if args.is_empty() || args[0].is_empty() {
         bail!("process.args must not be empty");
     }
-    let exe = find_executable(&args[0], &env)?;
 
     caps.apply_bounding()?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
@@ -632,6 +641,9 @@ pub fn finalize<'a>(
             process.cwd().display()
         );
     }
+    // After chdir, so a relative args[0] (WORKDIR /app, CMD ./server) resolves like the
+    // process would see it, with the process's own permissions.
+    let exe = find_executable(&args[0], &env)?;
     if nnp {
         crate::security::set_no_new_privs()?;
     }
@@ -693,6 +705,23 @@ fn exec(exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> 
     eprintln!("rt: exec {}: {}", exe.to_string_lossy(), sys::errno_str(&e));
     // SAFETY: exiting the failed init.
     unsafe { libc::_exit(127) }
+}
+
+/// One entry per variable, the last value winning, in first-seen order: what runc's init
+/// gives a process (so `exec -e FOO=x` overrides the config's FOO).
+fn dedup_env(env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(env.len());
+    for e in env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        match out
+            .iter_mut()
+            .find(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k) == key)
+        {
+            Some(slot) => *slot = e.clone(),
+            None => out.push(e.clone()),
+        }
+    }
+    out
 }
 
 /// PATH lookup with the container's environment, inside the container's root (we have

@@ -318,7 +318,10 @@ impl Setup<'_> {
             None,
         )
         .context("make / a slave mount")?;
-        if prop.is_some_and(|p| p & libc::MS_SHARED != 0) {
+        // With an explicit (possibly non-recursive or shared) mode, other mounts may still be
+        // shared with the host: a private parent keeps the rootfs's mounts from leaking out and
+        // lets pivot_root work.
+        if prop.is_some() {
             make_parent_private(self.rootfs)?;
         }
         let rootfs = self.rootfs.to_str().context("rootfs path is not UTF-8")?;
@@ -480,7 +483,8 @@ impl Setup<'_> {
             ("urandom", 1, 9),
             ("tty", 5, 0),
         ] {
-            self.make_node(root, &dev, name, libc::S_IFCHR | 0o666, major, minor, 0, 0)
+            let host = format!("/dev/{name}");
+            self.make_node(&dev, name, &host, libc::S_IFCHR | 0o666, major, minor, 0, 0)
                 .with_context(|| format!("create /dev/{name}"))?;
         }
         Ok(())
@@ -502,9 +506,9 @@ impl Setup<'_> {
         let parent = root.mkdir_all(parent_path, Kind::Dir)?;
         let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
         self.make_node(
-            root,
             &parent,
             &name.to_string_lossy(),
+            &path.to_string_lossy(),
             kind | mode,
             d.major() as u32,
             d.minor() as u32,
@@ -517,9 +521,9 @@ impl Setup<'_> {
     #[allow(clippy::too_many_arguments)]
     fn make_node(
         &self,
-        _root: &Root,
         dir: &OwnedFd,
         name: &str,
+        host: &str,
         mode: u32,
         major: u32,
         minor: u32,
@@ -528,7 +532,6 @@ impl Setup<'_> {
     ) -> Result<()> {
         let cname = sys::cstr(name)?;
         if self.userns {
-            let host = format!("/dev/{name}");
             // SAFETY: dir is a valid dirfd, cname a valid C string.
             let fd = unsafe {
                 libc::openat(
@@ -544,7 +547,7 @@ impl Setup<'_> {
             // SAFETY: fd was just opened by us.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
             return sys::mount(
-                Some(&host),
+                Some(host),
                 &fd_path(fd.as_raw_fd()),
                 None,
                 libc::MS_BIND,

@@ -553,28 +553,66 @@ fn join_cg(parent: &str, child: &str) -> String {
     }
 }
 
+/// Runs `rt args...` from inside a fresh cgroup `/rt-test-own-*` (as a shell that moves itself
+/// there first), so rt's own cgroup differs from the test's; returns that cgroup.
+fn rt_in_own_cgroup(rt: &Rt, args: &[&str]) -> (String, Output) {
+    let own = format!("/{}", unique("rt-test-own"));
+    rt.track_cgroup(&own);
+    std::fs::create_dir(cgroup_dir(&own)).unwrap();
+    let mut script = format!(
+        "echo $$ > {}/cgroup.procs && exec \"$0\" --root {}",
+        cgroup_dir(&own).display(),
+        rt.root_str()
+    );
+    for a in args {
+        script.push_str(&format!(" '{a}'"));
+    }
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(script).arg(rt_bin());
+    c.stdin(std::process::Stdio::null());
+    let o = run_cmd(&mut c);
+    (own, o)
+}
+
+fn parent_cg(p: &str) -> String {
+    match p.rfind('/') {
+        Some(0) | None => "/".to_string(),
+        Some(i) => p[..i].to_string(),
+    }
+}
+
+/// runc's rule on cgroup v2: a relative cgroupsPath is placed under the *parent* of the
+/// runtime's own cgroup (its own has processes, so it can't delegate controllers).
 #[test]
-fn cgroup_path_relative_is_under_rt_own_cgroup() {
+fn cgroup_path_relative_is_beside_rt_own_cgroup() {
     let rt = Rt::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     let rel = unique("rt-test-rel");
     b.linux()["cgroupsPath"] = serde_json::json!(rel);
-    // rt is our child: its own cgroup is ours
-    b.cgroup = join_cg(&own_cgroup2(), &rel);
-    let c = rt.start_ok(&b);
-    assert_eq!(proc_cgroup2(c.pid).as_deref(), Some(b.cgroup.as_str()));
-    rt.delete_force(&c.id).ok();
+    b.save();
+    let id = rt.new_id();
+    let (own, o) = rt_in_own_cgroup(&rt, &["create", "--bundle", b.path(), &id]);
+    o.ok();
+    b.cgroup = join_cg(&parent_cg(&own), &rel);
+    rt.track_cgroup(&b.cgroup);
+    let pid = rt.pid(&id);
+    assert_eq!(proc_cgroup2(pid).as_deref(), Some(b.cgroup.as_str()));
+    assert_ne!(parent_cg(&own), own);
+    rt.delete_force(&id).ok();
     assert!(!b.cgroup_dir().exists(), "delete must remove {}", b.cgroup);
 }
 
 #[test]
-fn cgroup_path_default_is_own_cgroup_slash_id() {
+fn cgroup_path_default_is_id_beside_rt_own_cgroup() {
     let rt = Rt::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     b.linux().as_object_mut().unwrap().remove("cgroupsPath");
+    b.save();
     let id = rt.new_id();
-    b.cgroup = join_cg(&own_cgroup2(), &id);
-    rt.create(&b, &id, &[]).ok();
+    let (own, o) = rt_in_own_cgroup(&rt, &["create", "--bundle", b.path(), &id]);
+    o.ok();
+    b.cgroup = join_cg(&parent_cg(&own), &id);
+    rt.track_cgroup(&b.cgroup);
     let pid = rt.pid(&id);
     assert_eq!(proc_cgroup2(pid).as_deref(), Some(b.cgroup.as_str()));
     rt.delete(&id).ok();
