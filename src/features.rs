@@ -36,7 +36,7 @@ pub fn document() -> serde_json::Value {
             "capabilities": caps,
             // v2 membership, kill and cleanup; resource limits are refused until implemented.
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

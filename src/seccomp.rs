@@ -56,6 +56,53 @@ fn compare(op: LinuxSeccompOperator, index: usize, value: u64, two: Option<u64>)
     }
 }
 
+/// The `linux.seccomp` part of `rt features`. supportedFlags is asked of libseccomp and the
+/// kernel right now, so it is true of this machine.
+pub fn features() -> serde_json::Value {
+    let supported: Vec<&str> = ScmpFilterContext::new(ScmpAction::Allow)
+        .map(|mut ctx| {
+            let mut v = Vec::new();
+            if ctx.set_ctl_tsync(true).is_ok() {
+                v.push("SECCOMP_FILTER_FLAG_TSYNC");
+            }
+            if ctx.set_ctl_log(true).is_ok() {
+                v.push("SECCOMP_FILTER_FLAG_LOG");
+            }
+            if ctx.set_ctl_ssb(true).is_ok() {
+                v.push("SECCOMP_FILTER_FLAG_SPEC_ALLOW");
+            }
+            if ctx.set_ctl_waitkill(true).is_ok() {
+                v.push("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
+            }
+            v
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "enabled": true,
+        "actions": [
+            "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
+            "SCMP_ACT_TRAP"
+        ],
+        "operators": [
+            "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+            "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+        ],
+        "archs": [
+            "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64",
+            "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64",
+            "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE",
+            "SCMP_ARCH_RISCV64", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_X32",
+            "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"
+        ],
+        "knownFlags": [
+            "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ],
+        "supportedFlags": supported
+    })
+}
+
 /// A compiled, not yet loaded filter.
 pub struct Filter {
     ctx: ScmpFilterContext,
