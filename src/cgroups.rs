@@ -115,6 +115,10 @@ fn dir_of(rel: &str) -> Option<PathBuf> {
     v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
 }
 
+pub fn dir_of_rel(rel: &str) -> Option<PathBuf> {
+    dir_of(rel)
+}
+
 pub fn procs(rel: &str) -> Result<Vec<i32>> {
     let dir = dir_of(rel).context("no cgroup v2 mount")?;
     let text = std::fs::read_to_string(dir.join("cgroup.procs"))
@@ -185,9 +189,6 @@ pub fn check_resources(r: Option<&LinuxResources>) -> Result<()> {
             "config.json: linux.resources.{}: resource limits are not supported by this rt yet",
             asked.join(", linux.resources.")
         );
-    }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        crate::logging::debug("linux.resources.devices is not enforced yet (no device cgroup)");
     }
     Ok(())
 }

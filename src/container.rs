@@ -107,7 +107,16 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .and_then(|l| l.seccomp().as_ref())
         .map(crate::seccomp::build)
         .transpose()?;
+    let device_rules = device_rules(&bundle.spec)?;
     let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
+    if let Some(rules) = &device_rules {
+        let dir = match &cgroup {
+            Some(c) => crate::cgroups::dir_of_rel(&c.rel),
+            None => None,
+        }
+        .context("linux.resources.devices: needs a cgroup v2 hierarchy, and this host has none")?;
+        crate::devices::attach(rules, &dir)?;
+    }
 
     let args = crate::process::InitArgs {
         id,
@@ -219,6 +228,18 @@ pub fn send_pidfd(path: &Path, pidfd: &OwnedFd) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--pidfd-socket {}: {e:#}", path.display()))?;
     sys::send_fds(sock.as_raw_fd(), b"pidfd", &[pidfd.as_raw_fd()])
         .with_context(|| format!("--pidfd-socket {}: send", path.display()))
+}
+
+fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devices::Rule>>> {
+    let Some(linux) = spec.linux() else {
+        return Ok(None);
+    };
+    let config = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    crate::devices::rules(&config, linux.devices().as_deref().unwrap_or(&[]))
 }
 
 /// Kills the init if create fails after it was spawned.

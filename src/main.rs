@@ -5,6 +5,7 @@ mod cgroups;
 mod cli;
 mod console;
 mod container;
+mod devices;
 mod exec;
 mod features;
 mod hooks;
