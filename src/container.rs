@@ -333,18 +333,19 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
         sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0).context("open exec fifo")?;
     // Opening the read side released the init's blocking open; it now writes one byte and
     // execs, which closes its end (EOF here). If it dies instead, the pidfd says so.
-    let mut got = false;
+    // The init answers "0" (going on to exec) or "E<error>" (a startContainer hook failed).
+    let mut answer = Vec::new();
     loop {
         let ev = poll_in(&[fifo.as_raw_fd(), pidfd.as_raw_fd()], -1)?;
         if ev[0] != 0 {
-            let mut b = [0u8; 16];
+            let mut b = [0u8; 4096];
             // SAFETY: b is valid for its length.
             let n = unsafe { libc::read(fifo.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
             if n > 0 {
-                got = true;
+                answer.extend_from_slice(&b[..n as usize]);
                 continue;
             }
-            if n == 0 && got {
+            if n == 0 && !answer.is_empty() {
                 break;
             }
             if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
@@ -352,14 +353,16 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
             }
         }
         if ev[1] != 0 {
-            if got {
-                // It exec'd and exited already: a short-lived container.
-                break;
-            }
-            bail!("container init exited before it could be started");
+            // Gone: after answering (a short-lived program, or a failed hook), or before.
+            break;
         }
     }
     std::fs::remove_file(&fifo_path).context("remove exec fifo")?;
+    match answer.first() {
+        Some(b'0') => {}
+        Some(b'E') => bail!("{}", String::from_utf8_lossy(&answer[1..])),
+        _ => bail!("container init exited before it could be started"),
+    }
     poststart(dir, st);
     if let Some(sock) = notify {
         crate::notify::wait_ready(&sock, &pidfd, st.pid)?;

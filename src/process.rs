@@ -535,13 +535,18 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
         0,
     )
     .context("open exec fifo")?;
-    sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
-    // startContainer: after start, in the container, right before the user's program.
-    crate::hooks::run(
+    // startContainer: after start was called, in the container, right before the user's
+    // program. `start` learns the outcome through the fifo: "0" to go on, "E<error>" if not.
+    if let Err(e) = crate::hooks::run(
         spec.hooks().as_ref(),
         Phase::StartContainer,
         &own_state(a, "created"),
-    )?;
+    ) {
+        let _ = sys::write_fd(fifo.as_raw_fd(), format!("E{e:#}").as_bytes());
+        // SAFETY: the init ends here; nothing of the parent's stack may run.
+        unsafe { libc::_exit(1) }
+    }
+    sys::write_fd(fifo.as_raw_fd(), b"0").context("write exec fifo")?;
     ready.exec()
 }
 
