@@ -100,6 +100,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     .context("chmod exec fifo")?;
     let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
     let hostproc = open_hostproc()?;
+    let trampoline = crate::exeguard::trampoline()?;
     let seccomp = bundle
         .spec
         .linux()
@@ -130,6 +131,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
         close_in_child: &[dir.lock_fd()],
         seccomp: seccomp.as_ref(),
+        trampoline: trampoline.as_raw_fd(),
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);

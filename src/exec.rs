@@ -129,6 +129,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
 
     let pidfd = crate::container::init_pidfd(&st).context("container not running")?;
     let hostproc = crate::container::open_hostproc()?;
+    let trampoline = crate::exeguard::trampoline()?;
     let cgroup_fd = match &st.cgroup {
         Some(cg) => Some(open_cgroup(cg, o.cgroup.as_deref())?),
         None => None,
@@ -191,6 +192,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 preserve_fds: o.preserve_fds,
                 seccomp: seccomp.as_ref(),
                 chan: &child_end,
+                trampoline: trampoline.as_raw_fd(),
             };
             crate::process::child_main(&child_end, || child(&a))
         }
@@ -264,6 +266,7 @@ struct ChildArgs<'a> {
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
     chan: &'a crate::process::Channel,
+    trampoline: RawFd,
 }
 
 fn child(a: &ChildArgs) -> Result<Infallible> {
@@ -281,8 +284,14 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
         }
         crate::console::make_controlling(&pty.slave)?;
     }
-    let ready =
-        crate::process::finalize(a.process, a.hostproc, a.preserve_fds, a.userns, a.seccomp)?;
+    let ready = crate::process::finalize(
+        a.process,
+        a.hostproc,
+        a.preserve_fds,
+        a.userns,
+        a.seccomp,
+        a.trampoline,
+    )?;
     if let Some(fd) = ready.notify_fd {
         a.chan.send_fd("seccomp", fd)?;
     }

@@ -7,6 +7,7 @@ mod console;
 mod container;
 mod devices;
 mod exec;
+mod exeguard;
 mod features;
 mod hooks;
 mod logging;

@@ -101,6 +101,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub cgroup_fd: Option<RawFd>,
+    /// The sealed exec trampoline memfd.
+    pub trampoline: RawFd,
     /// The compiled linux.seccomp filter, loaded by the init.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// fds of the parent the children must close at once (the state lock).
@@ -521,7 +523,14 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     }
     drop(pty);
 
-    let ready = finalize(process, a.hostproc, a.preserve_fds, userns, a.seccomp)?;
+    let ready = finalize(
+        process,
+        a.hostproc,
+        a.preserve_fds,
+        userns,
+        a.seccomp,
+        a.trampoline,
+    )?;
     if let Some(fd) = ready.notify_fd {
         chan.send_fd("seccomp", fd)?;
     }
@@ -559,6 +568,8 @@ pub struct Ready<'a> {
     seccomp_late: Option<&'a crate::seccomp::Filter>,
     /// The seccomp notify fd, for the caller to hand to the listener.
     pub notify_fd: Option<RawFd>,
+    /// The sealed exec trampoline (see exeguard).
+    trampoline: RawFd,
 }
 
 impl Ready<'_> {
@@ -566,7 +577,7 @@ impl Ready<'_> {
         if let Some(f) = self.seccomp_late {
             f.load()?;
         }
-        exec(&self.exe, &self.args, &self.env)
+        exec(self.trampoline, &self.exe, &self.args, &self.env)
     }
 }
 
@@ -614,6 +625,7 @@ pub fn finalize<'a>(
     preserve_fds: u32,
     userns: bool,
     seccomp: Option<&'a crate::seccomp::Filter>,
+    trampoline: RawFd,
 ) -> Result<Ready<'a>> {
     let nnp = process.no_new_privileges().unwrap_or(false);
     let mut notify_fd = None;
@@ -685,6 +697,7 @@ pub fn finalize<'a>(
         env: to_c(&env, "process.env")?,
         seccomp_late,
         notify_fd,
+        trampoline,
     })
 }
 
@@ -698,14 +711,8 @@ fn own_state(a: &InitArgs, status: &str) -> serde_json::Value {
     crate::state::hook_state(a.id, pid, status, a.bundle)
 }
 
-fn exec(exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: argv and envp are NUL-terminated arrays of live C strings.
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = std::io::Error::last_os_error();
+fn exec(trampoline: RawFd, exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {
+    let e = crate::exeguard::exec_via(trampoline, exe, args, env);
     // The parent is gone by now; say it where the container's output goes.
     eprintln!("rt: exec {}: {}", exe.to_string_lossy(), sys::errno_str(&e));
     // SAFETY: exiting the failed init.
