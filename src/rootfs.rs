@@ -532,15 +532,30 @@ impl Setup<'_> {
     ) -> Result<()> {
         let cname = sys::cstr(name)?;
         if self.userns {
-            // SAFETY: dir is a valid dirfd, cname a valid C string.
-            let fd = unsafe {
+            // SAFETY: dir is a valid dirfd, cname a valid C string. A node the image already
+            // has is only opened as a path (opening a device could block or fail).
+            let mut fd = unsafe {
                 libc::openat(
                     dir.as_raw_fd(),
                     cname.as_ptr(),
-                    libc::O_CREAT | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC,
                     0o644,
                 )
             };
+            if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+                // SAFETY: as above.
+                fd = unsafe {
+                    libc::openat(
+                        dir.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
+            }
             if fd < 0 {
                 return Err(std::io::Error::last_os_error()).context("create bind target");
             }

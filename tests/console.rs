@@ -242,3 +242,25 @@ fn run_detach_with_console_socket() {
     assert!(out.contains(&token), "{out:?}");
     assert_eq!(rt.status(&id).as_deref(), Some("running"));
 }
+
+/// `rt run` of a terminal config without --console-socket, in the foreground on a real
+/// pty (`script -qec`): rt relays the container's pty; `tty` names a devpts slave and the
+/// exit code passes through.
+#[test]
+fn run_in_foreground_with_terminal_and_no_console_socket() {
+    let rt = Rt::new();
+    let token = unique("fg-tty");
+    let mut b = Bundle::sh(&format!(
+        "tty; [ -t 0 ] && [ -t 1 ] && echo STDIO-TTY; echo {token}; exit 5"
+    ));
+    b.process()["terminal"] = serde_json::json!(true);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    let o = rt.cmd_on_pty(&["run", "--bundle", b.path(), &id]);
+    o.code_is(5);
+    assert!(o.stdout.contains("/dev/pts/"), "output: {:?}", o.stdout);
+    assert!(o.stdout.contains("STDIO-TTY"), "output: {:?}", o.stdout);
+    assert!(o.stdout.contains(&token), "output: {:?}", o.stdout);
+    assert!(!rt.state_dir(&id).exists(), "run left its state behind");
+}

@@ -1338,3 +1338,64 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+// ---------------------------------------------------------------------------
+// scripts, environments, ptys (added for exec/hooks/features tests)
+
+/// Write an executable (0755) file.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, body).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The environment of a process (/proc/<pid>/environ), in order.
+pub fn proc_environ(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|v| {
+            v.split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Quote a word for /bin/sh.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Read a pid file: decimal, no trailing newline (asserted).
+#[track_caller]
+pub fn read_pid_file(p: &Path) -> i32 {
+    let s = fs::read_to_string(p).unwrap_or_else(|e| panic!("read pid file {}: {e}", p.display()));
+    assert!(
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()),
+        "pid file {} should hold a bare decimal pid, got {s:?}",
+        p.display()
+    );
+    s.parse().unwrap()
+}
+
+impl Rt {
+    /// Run `rt --root <root> args...` in the foreground on a real pty, through
+    /// `script -qec`. The output is what the pty showed (\r\n line ends); the code is
+    /// the command's exit status (script -e passes it through).
+    #[track_caller]
+    pub fn cmd_on_pty(&self, args: &[&str]) -> Output {
+        let mut line = shell_quote(rt_bin().to_str().unwrap());
+        line.push_str(" --root ");
+        line.push_str(&shell_quote(self.root_str()));
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let mut c = Command::new("script");
+        c.args(["-qec", &line, "/dev/null"])
+            .env(MARKER_VAR, &self.marker)
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::null());
+        run_cmd(&mut c)
+    }
+}
