@@ -113,10 +113,10 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
-    /// AppArmor profile (not supported yet)
+    /// AppArmor profile to run the process under
     #[arg(long, value_name = "PROFILE")]
     pub apparmor: Option<String>,
-    /// SELinux process label (not supported yet)
+    /// SELinux label to run the process with
     #[arg(long, value_name = "LABEL")]
     pub process_label: Option<String>,
     /// Send a pidfd of the process to this unix socket (SCM_RIGHTS)
@@ -259,9 +259,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             );
         }
         Cmd::Exec(a) => {
-            if a.apparmor.is_some() || a.process_label.is_some() {
-                bail!("exec: --apparmor and --process-label are not supported by this rt yet");
-            }
             let o = crate::exec::ExecOpts {
                 process_file: a.process,
                 args: a.command,
@@ -278,6 +275,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 preserve_fds: a.preserve_fds,
                 cgroup: a.cgroup,
                 pidfd_socket: a.pidfd_socket,
+                apparmor: a.apparmor,
+                process_label: a.process_label,
             };
             return crate::exec::exec(root, &a.id, &o);
         }

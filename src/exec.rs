@@ -30,6 +30,8 @@ pub struct ExecOpts {
     pub preserve_fds: u32,
     pub cgroup: Option<String>,
     pub pidfd_socket: Option<PathBuf>,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
 }
 
 /// The process to run: the `--process` file as given, or (like runc) the container's own
@@ -43,14 +45,12 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", path.display());
         }
-        if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
-            || p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())
-        {
-            bail!(
-                "--process {}: apparmorProfile/selinuxLabel are not supported by this rt yet",
-                path.display()
-            );
-        }
+        crate::lsm::check(
+            p.apparmor_profile().as_deref(),
+            p.selinux_label().as_deref(),
+            None,
+        )
+        .with_context(|| format!("--process {}", path.display()))?;
         return Ok(p);
     }
     if o.args.is_empty() {
@@ -71,6 +71,17 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &o.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    crate::lsm::check(
+        p.apparmor_profile().as_deref(),
+        p.selinux_label().as_deref(),
+        None,
+    )?;
     if let Some(u) = &o.user {
         let (uid, gid) = match u.split_once(':') {
             Some((a, b)) => (a, Some(b)),

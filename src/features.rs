@@ -37,8 +37,8 @@ pub fn document() -> serde_json::Value {
             // v2 membership, kill and cleanup; resource limits are refused until implemented.
             "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": crate::seccomp::features(),
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": crate::lsm::apparmor_enabled()},
+            "selinux": {"enabled": crate::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}},
             "netDevices": {"enabled": false}

@@ -11,6 +11,7 @@ mod exeguard;
 mod features;
 mod hooks;
 mod logging;
+mod lsm;
 mod notify;
 mod process;
 mod rootfs;

@@ -642,6 +642,11 @@ pub fn finalize<'a>(
         bail!("process.args must not be empty");
     }
 
+    crate::lsm::apply(
+        hostproc,
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+    )?;
     caps.apply_bounding()?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
     let setgroups_denied = userns && setgroups_denied(hostproc);

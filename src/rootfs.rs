@@ -394,6 +394,19 @@ impl Setup<'_> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| typ.to_string());
         let data = o.data.join(",");
+        // linux.mountLabel applies to the filesystems that take a `context=` (not the
+        // kernel's own views: proc, sysfs, cgroup, mqueue).
+        let data = if matches!(typ, "proc" | "sysfs" | "cgroup2" | "mqueue") {
+            data
+        } else {
+            crate::lsm::mount_data(
+                &data,
+                self.spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.mount_label().as_deref()),
+            )
+        };
         let flags = o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
         let res = sys::mount(
             Some(&source),

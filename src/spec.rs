@@ -279,19 +279,17 @@ fn validate(spec: &Spec) -> Result<()> {
 }
 
 /// Fields rt does not implement yet. Running without them would silently weaken the container
-/// (seccomp, LSM labels) or skip work the caller relies on (hooks), so they are refused.
+/// or skip work the caller relies on, so they are refused. LSM labels are refused when the host
+/// lacks the LSM.
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let p = spec.process().as_ref();
     let l = spec.linux().as_ref();
+    crate::lsm::check(
+        p.and_then(|p| p.apparmor_profile().as_deref()),
+        p.and_then(|p| p.selinux_label().as_deref()),
+        l.and_then(|l| l.mount_label().as_deref()),
+    )?;
     let checks = [
-        (
-            "process.apparmorProfile",
-            p.is_some_and(|p| p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())),
-        ),
-        (
-            "process.selinuxLabel",
-            p.is_some_and(|p| p.selinux_label().as_ref().is_some_and(|s| !s.is_empty())),
-        ),
         (
             "process.scheduler",
             p.is_some_and(|p| p.scheduler().is_some()),
@@ -303,10 +301,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         (
             "process.execCPUAffinity",
             p.is_some_and(|p| p.exec_cpu_affinity().is_some()),
-        ),
-        (
-            "linux.mountLabel",
-            l.is_some_and(|l| l.mount_label().as_ref().is_some_and(|s| !s.is_empty())),
         ),
         ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
         (
