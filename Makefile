@@ -22,7 +22,7 @@ else echo "already installed: $(1)"; \
 fi
 endef
 
-.PHONY: all deps bench-deps build rootfs demo test lint bench
+.PHONY: all deps bench-deps build rootfs demo test lint bench fuzz
 all: build rootfs
 
 deps:
@@ -55,10 +55,26 @@ demo: deps build rootfs
 	echo "+ $(RT) --root $$root run -b bundles/busybox $$id"; \
 	$(RT) --root "$$root" run -b bundles/busybox $$id
 
-# Every test (as root), then the lint.
+# Every test (as root), then the lint, then a bounded fuzzing run.
 test: deps rootfs
 	$(CARGO) test
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory fuzz
+
+# config.json and --process parsing under libFuzzer for FUZZ_SECONDS each (seeds in
+# fuzz/corpus). cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain
+# accept them (the only toolchain the build machines have).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in config process; do \
+		work=$$(mktemp -d /tmp/rt-fuzz.XXXXXX); \
+		echo "+ cargo fuzz run $$t ($(FUZZ_SECONDS) s)"; \
+		( cd fuzz && RUSTC_BOOTSTRAP=1 flock /tmp/rt-cargo.lock cargo fuzz build $$t ) || exit 1; \
+		( set -o pipefail; cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t $$work corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=5 -print_final_stats=1 2>&1 | tail -n 3 ); \
+		rc=$$?; rm -rf $$work; [ $$rc -eq 0 ] || { echo "fuzz target $$t failed (see fuzz/artifacts)"; exit 1; }; \
+	done
 
 lint: deps
 	$(CARGO) fmt --check

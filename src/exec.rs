@@ -34,24 +34,35 @@ pub struct ExecOpts {
     pub process_label: Option<String>,
 }
 
+/// A `--process` document (runtime-spec `process`), checked. Must never panic or hang on any
+/// input (fuzzed: fuzz/fuzz_targets/process.rs).
+pub fn parse_process(text: &[u8]) -> Result<Process> {
+    let p: Process = serde_json::from_slice(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if p.args()
+        .as_ref()
+        .is_none_or(|a| a.is_empty() || a[0].is_empty())
+    {
+        bail!("args must not be empty");
+    }
+    if !p.cwd().is_absolute() {
+        bail!("cwd {:?} must be an absolute path", p.cwd());
+    }
+    crate::lsm::check(
+        p.apparmor_profile().as_deref(),
+        p.selinux_label().as_deref(),
+        None,
+    )?;
+    crate::security::CapPlan::new(p.capabilities().as_ref())?;
+    Ok(p)
+}
+
 /// The process to run: the `--process` file as given, or (like runc) the container's own
 /// process with the command line's overrides.
 fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if let Some(path) = &o.process_file {
         let text = std::fs::read(path)
             .map_err(|e| anyhow::anyhow!("--process {}: {}", path.display(), sys::errno_str(&e)))?;
-        let p: Process = serde_json::from_slice(&text)
-            .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
-        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-            bail!("--process {}: args must not be empty", path.display());
-        }
-        crate::lsm::check(
-            p.apparmor_profile().as_deref(),
-            p.selinux_label().as_deref(),
-            None,
-        )
-        .with_context(|| format!("--process {}", path.display()))?;
-        return Ok(p);
+        return parse_process(&text).with_context(|| format!("--process {}", path.display()));
     }
     if o.args.is_empty() {
         bail!("exec needs a command (or --process FILE)");

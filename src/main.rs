@@ -1,27 +1,8 @@
 //! rt: a daemonless OCI container runtime with runc's command line. Every call is one short
 //! synchronous process; see docs/ARCHITECTURE.md for how the modules fit together.
 
-mod cgroups;
-mod cli;
-mod console;
-mod container;
-mod devices;
-mod exec;
-mod exeguard;
-mod features;
-mod hooks;
-mod logging;
-mod lsm;
-mod notify;
-mod process;
-mod rootfs;
-mod seccomp;
-mod security;
-mod spec;
-mod state;
-mod sys;
-
 use clap::Parser;
+use rt::{cli, logging};
 
 fn main() {
     // A caller that ignores SIGCHLD would have the kernel reap our children, and `rt run`

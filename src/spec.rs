@@ -57,6 +57,15 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     Ok(b)
 }
 
+/// config.json bytes to a validated spec: everything that can be checked without the bundle
+/// directory. Must never panic or hang on any input (fuzzed: fuzz/fuzz_targets/config.rs).
+pub fn parse(text: &[u8]) -> Result<Spec> {
+    let spec: Spec =
+        serde_json::from_slice(text).map_err(|e| anyhow::anyhow!("{}", tidy_serde_error(&e)))?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
 /// serde's messages list every accepted variant; keep the part that names the offending value.
 fn tidy_serde_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
