@@ -88,9 +88,11 @@ pub fn send_master(socket: RawFd, master: &OwnedFd) -> Result<()> {
 }
 
 /// Connects to `--console-socket` in the caller's (host) context, before any namespace change.
+/// Connects to a unix stream socket (console socket, pidfd socket, seccomp agent); the caller
+/// says which in its error context.
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)
-        .with_context(|| format!("--console-socket {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), sys::errno_str(&e)))?;
     Ok(OwnedFd::from(s))
 }
 

@@ -75,7 +75,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     // relays it (see console::relay).
     let mut console_rx = None;
     let console = match o.console_socket.as_deref() {
-        Some(p) => Some(crate::console::connect(p)?),
+        Some(p) => Some(crate::console::connect(p).context("--console-socket")?),
         None if terminal && !detached => {
             let (ours, theirs) = crate::console::pair()?;
             console_rx = Some(ours);
@@ -227,7 +227,7 @@ fn socket_activation(spec: &mut oci_spec::runtime::Spec) -> u32 {
 /// names another process) whatever happens to the pid number.
 pub fn send_pidfd(path: &Path, pidfd: &OwnedFd) -> Result<()> {
     let sock = crate::console::connect(path)
-        .map_err(|e| anyhow::anyhow!("--pidfd-socket {}: {e:#}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("--pidfd-socket {e:#}"))?;
     sys::send_fds(sock.as_raw_fd(), b"pidfd", &[pidfd.as_raw_fd()])
         .with_context(|| format!("--pidfd-socket {}: send", path.display()))
 }

@@ -158,7 +158,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     };
     let mut console_rx = None;
     let console = match o.console_socket.as_deref() {
-        Some(p) => Some(crate::console::connect(p)?),
+        Some(p) => Some(crate::console::connect(p).context("--console-socket")?),
         None if terminal => {
             let (ours, theirs) = crate::console::pair()?;
             console_rx = Some(ours);

@@ -456,22 +456,32 @@ impl Setup<'_> {
             .map_err(|e| anyhow::anyhow!("source {}: {}", src.display(), sys::errno_str(&e)))?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
         let target = root.mkdir_all(m.destination(), kind)?;
-        let src_s = src.to_str().context("source path is not UTF-8")?;
-        sys::mount(
-            Some(src_s),
-            &fd_path(target.as_raw_fd()),
-            None,
-            libc::MS_BIND | (o.flags & libc::MS_REC),
-            None,
-        )
-        .with_context(|| format!("bind {src_s}"))?;
-        // The fd still names the directory under the new mount; reopen to reach the mount.
-        let after = root.resolve(m.destination(), false)?;
-        let extra = o.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-        if extra != 0 || o.cleared != 0 {
-            remount_bind(&after, extra)?;
+        // A detached copy of the source, given its flags before anyone can see it, attached to
+        // the destination fd, then adjusted through its own fd: no path is looked up twice,
+        // so a rename race can't move any of it onto another mount.
+        let tree = sys::open_tree_clone(&src, o.flags & libc::MS_REC != 0)
+            .with_context(|| format!("bind {}", src.display()))?;
+        let (set, clr) = top_attrs(o.flags, o.cleared);
+        if set != 0 || clr != 0 {
+            sys::mount_setattr(tree.as_raw_fd(), false, set, clr, 0).context("mount_setattr")?;
         }
-        self.finish(&after, o)
+        if o.rec_set != 0 || o.rec_clr != 0 {
+            sys::mount_setattr(tree.as_raw_fd(), true, o.rec_set, o.rec_clr, 0)
+                .context("mount_setattr (recursive)")?;
+        }
+        sys::move_mount_fd(tree.as_raw_fd(), target.as_raw_fd())
+            .context("attach the bind mount")?;
+        for p in &o.propagation {
+            sys::mount_setattr(
+                tree.as_raw_fd(),
+                p & libc::MS_REC != 0,
+                0,
+                0,
+                p & !libc::MS_REC,
+            )
+            .context("set mount propagation")?;
+        }
+        Ok(())
     }
 
     fn finish(&self, target: &OwnedFd, o: &Options) -> Result<()> {
@@ -651,6 +661,38 @@ fn dev_symlinks(root: &Root) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The per-mount flags of mount(2) options as mount_setattr attributes (set, clear).
+fn top_attrs(flags: libc::c_ulong, cleared: libc::c_ulong) -> (u64, u64) {
+    let mut set = 0;
+    let mut clr = 0;
+    for (ms, attr) in [
+        (libc::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+        (libc::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+        (libc::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+        (libc::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+        (libc::MS_NODIRATIME, sys::MOUNT_ATTR_NODIRATIME),
+        (libc::MS_NOSYMFOLLOW, sys::MOUNT_ATTR_NOSYMFOLLOW),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+        } else if cleared & ms != 0 {
+            clr |= attr;
+        }
+    }
+    // Access-time modes are one field: setting one clears the others.
+    for (ms, attr) in [
+        (libc::MS_NOATIME, sys::MOUNT_ATTR_NOATIME),
+        (libc::MS_STRICTATIME, sys::MOUNT_ATTR_STRICTATIME),
+        (libc::MS_RELATIME, sys::MOUNT_ATTR_RELATIME),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+            clr |= sys::MOUNT_ATTR__ATIME;
+        }
+    }
+    (set, clr)
 }
 
 /// Remounts a bind mount with new flags, keeping the flags the kernel would refuse to drop

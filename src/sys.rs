@@ -244,22 +244,73 @@ pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
 /// mount_setattr(2) on the mount at `fd`, recursively: how `rro` and friends reach submounts,
 /// which a plain MS_REMOUNT cannot do.
 pub fn mount_setattr_recursive(fd: RawFd, set: u64, clr: u64) -> io::Result<()> {
+    mount_setattr(fd, true, set, clr, 0)
+}
+
+/// mount_setattr(2) on the mount `fd` refers to (an O_PATH fd or an open_tree fd).
+pub fn mount_setattr(
+    fd: RawFd,
+    recursive: bool,
+    set: u64,
+    clr: u64,
+    propagation: u64,
+) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clr,
-        propagation: 0,
+        propagation,
         userns_fd: 0,
     };
     let empty = c"";
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr lives across the call.
     check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd,
             empty.as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            flags as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// open_tree(OPEN_TREE_CLONE): a detached copy of the mount(s) at `path`, to be configured
+/// and then attached with move_mount.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = cstring(path)?;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive {
+            libc::AT_RECURSIVE as libc::c_uint
+        } else {
+            0
+        };
+    // SAFETY: valid C string; the kernel returns a new fd.
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// move_mount(2) of the detached mount `from` onto the directory or file `to` (both fds), so
+/// the destination is exactly what was resolved, with no second lookup.
+pub fn move_mount_fd(from: RawFd, to: RawFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let empty = c"";
+    // SAFETY: valid fds and empty paths with the EMPTY_PATH flags.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            empty.as_ptr(),
+            to,
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })
     .map(drop)
