@@ -149,6 +149,44 @@ pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// Whether the cgroup is frozen (cgroup.events says so once every task has stopped).
+pub fn is_frozen(rel: &str) -> bool {
+    dir_of(rel)
+        .and_then(|d| std::fs::read_to_string(d.join("cgroup.events")).ok())
+        .is_some_and(|e| e.lines().any(|l| l == "frozen 1"))
+}
+
+/// Freezes or thaws the cgroup through cgroup.freeze and waits until cgroup.events reports the
+/// new state: the kernel freezes asynchronously, and `pause` must not return before it is done.
+pub fn freeze(rel: &str, frozen: bool) -> Result<()> {
+    let dir = dir_of(rel).context("no cgroup v2 mount")?;
+    std::fs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+        .with_context(|| format!("write {}/cgroup.freeze", dir.display()))?;
+    let events = crate::sys::open(&dir.join("cgroup.events"), libc::O_RDONLY, 0)
+        .with_context(|| format!("open {}/cgroup.events", dir.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if is_frozen(rel) == frozen {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            bail!(
+                "cgroup {rel} did not become {} within 10 s",
+                if frozen { "frozen" } else { "thawed" }
+            );
+        }
+        // cgroup.events signals changes as POLLPRI.
+        let mut p = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&events),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, left.as_millis().min(100) as i32) };
+    }
+}
+
 /// Removes the cgroup, killing stragglers first and waiting briefly for the kernel to notice
 /// they are gone (rmdir fails with EBUSY until then).
 pub fn remove(rel: &str) -> Result<()> {

@@ -125,7 +125,7 @@ pub struct ExecArgs {
     /// Sub-cgroup of the container's cgroup to run in: [controller:]path
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
-    /// Allow exec in a paused container (rt cannot pause containers yet, so nothing to allow)
+    /// Allow exec in a paused container (the process joins the frozen cgroup)
     #[arg(long)]
     pub ignore_paused: bool,
     pub id: String,
@@ -186,6 +186,10 @@ pub enum Cmd {
     },
     /// Print the runtime-spec features document of this rt
     Features,
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
     /// Run a new process inside a running container
     Exec(Box<ExecArgs>),
     /// List the processes of a container
@@ -252,6 +256,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             needs_features("run")?;
             return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
         }
+        Cmd::Pause { id } => container::pause(root, &id)?,
+        Cmd::Resume { id } => container::resume(root, &id)?,
         Cmd::Features => {
             println!(
                 "{}",
@@ -277,6 +283,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 pidfd_socket: a.pidfd_socket,
                 apparmor: a.apparmor,
                 process_label: a.process_label,
+                ignore_paused: a.ignore_paused,
             };
             return crate::exec::exec(root, &a.id, &o);
         }

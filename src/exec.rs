@@ -32,6 +32,7 @@ pub struct ExecOpts {
     pub pidfd_socket: Option<PathBuf>,
     pub apparmor: Option<String>,
     pub process_label: Option<String>,
+    pub ignore_paused: bool,
 }
 
 /// A `--process` document (runtime-spec `process`), checked. Must never panic or hang on any
@@ -142,7 +143,11 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     let st = dir.load()?;
     match st.status(&dir.path) {
         Status::Stopped => bail!("cannot exec in a stopped container"),
-        Status::Created | Status::Running => {}
+        // The new process would join the frozen cgroup and freeze before it could exec.
+        Status::Paused if !o.ignore_paused => {
+            bail!("cannot exec in a paused container (resume it, or pass --ignore-paused)")
+        }
+        Status::Created | Status::Running | Status::Paused => {}
     }
     let spec = crate::state::load_spec(&dir.path)?;
     let process = build_process(&spec, o)?;

@@ -43,6 +43,7 @@ pub struct State {
 pub enum Status {
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -51,6 +52,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -177,6 +179,12 @@ impl State {
     pub fn status(&self, dir: &Path) -> Status {
         if !self.init_alive() {
             Status::Stopped
+        } else if self
+            .cgroup
+            .as_deref()
+            .is_some_and(crate::cgroups::is_frozen)
+        {
+            Status::Paused
         } else if dir.join(EXEC_FIFO).exists() {
             Status::Created
         } else {
