@@ -264,3 +264,58 @@ fn run_in_foreground_with_terminal_and_no_console_socket() {
     assert!(o.stdout.contains(&token), "output: {:?}", o.stdout);
     assert!(!rt.state_dir(&id).exists(), "run left its state behind");
 }
+
+/// process.consoleSize is the pty's size from the start.
+#[test]
+fn console_size_is_honoured() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("stty size; echo SIZE-DONE; sleep 0.2");
+    b.process()["terminal"] = serde_json::json!(true);
+    b.process()["consoleSize"] = serde_json::json!({"height": 33, "width": 111});
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let c = rt.create_ok_with(&b, &["--console-socket", sock.to_str().unwrap()]);
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("receiver thread died")
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.start(&c.id).ok();
+    let out = read_master_until(got.fds[0].as_raw_fd(), "SIZE-DONE", Duration::from_secs(5));
+    assert!(
+        out.contains("33 111"),
+        "stty size in the container: {out:?}"
+    );
+}
+
+/// A foreground `rt run` relaying its own pty gives the container the caller's window size,
+/// and puts the caller's terminal back as it was.
+#[test]
+fn foreground_terminal_gets_the_callers_window_size_and_restores_the_terminal() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("stty size");
+    b.process()["terminal"] = serde_json::json!(true);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    let line = format!(
+        "stty rows 27 cols 93; stty -g > {dir}/before; {rt} --root {root} run --bundle {b} {id}; \
+         stty -g > {dir}/after",
+        dir = b.dir.display(),
+        rt = rt_bin().display(),
+        root = rt.root_str(),
+        b = b.path(),
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(std::process::Stdio::null());
+    let o = run_cmd(&mut c);
+    assert!(
+        o.stdout.contains("27 93"),
+        "stty size in the container: {:?}",
+        o.stdout
+    );
+    let before = std::fs::read_to_string(b.dir.join("before")).unwrap();
+    let after = std::fs::read_to_string(b.dir.join("after")).unwrap();
+    assert_eq!(before, after, "rt left the terminal in another mode");
+}
