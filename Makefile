@@ -8,7 +8,7 @@ BUSYBOX ?= /bin/busybox
 BENCH_ARGS ?=
 
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
-DEB_PACKAGES := busybox-static gcc libseccomp-dev pkg-config make python3
+DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl
 BENCH_PACKAGES := runc crun
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.
@@ -22,7 +22,7 @@ else echo "already installed: $(1)"; \
 fi
 endef
 
-.PHONY: all deps bench-deps build rootfs demo test lint bench fuzz
+.PHONY: all deps bench-deps build rootfs demo web test lint bench fuzz
 all: build rootfs
 
 deps:
@@ -36,7 +36,7 @@ build:
 	$(CARGO) build --release
 
 # The busybox bundle's rootfs is built from Debian's busybox-static: no binaries are committed.
-rootfs: bundles/busybox/rootfs/bin/busybox
+rootfs: bundles/busybox/rootfs/bin/busybox bundles/hello-web/rootfs/home/tiny
 
 bundles/busybox/rootfs/bin/busybox: $(BUSYBOX)
 	rm -rf bundles/busybox/rootfs.tmp
@@ -47,6 +47,23 @@ bundles/busybox/rootfs/bin/busybox: $(BUSYBOX)
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > bundles/busybox/rootfs.tmp/etc/passwd
 	printf 'root:x:0:\ntty:x:5:\nnogroup:x:65534:\n' > bundles/busybox/rootfs.tmp/etc/group
 	rm -rf bundles/busybox/rootfs && mv bundles/busybox/rootfs.tmp bundles/busybox/rootfs
+
+# The seed article's web server: a static C binary and its index.html, nothing else.
+bundles/hello-web/rootfs/home/tiny: bundles/hello-web/tiny.c
+	rm -rf bundles/hello-web/rootfs.tmp
+	mkdir -p bundles/hello-web/rootfs.tmp/{home,proc,dev,tmp}
+	gcc -static -O2 -Wall -Wextra -o bundles/hello-web/rootfs.tmp/home/tiny bundles/hello-web/tiny.c
+	echo 'Hello World' > bundles/hello-web/rootfs.tmp/home/index.html
+	rm -rf bundles/hello-web/rootfs && mv bundles/hello-web/rootfs.tmp bundles/hello-web/rootfs
+
+# The end-to-end story: run the web server detached, ask it for index.html, clean up.
+web: deps build rootfs
+	@root=$$(mktemp -d /tmp/rt-web.XXXXXX); \
+	trap '$(RT) --root "$$root" delete -f web >/dev/null 2>&1; rm -rf "$$root"' EXIT; \
+	echo "+ $(RT) --root $$root run -d -b bundles/hello-web web"; \
+	$(RT) --root "$$root" run -d -b bundles/hello-web web; \
+	for i in $$(seq 50); do curl -fsS http://127.0.0.1:8082/index.html 2>/dev/null && break; sleep 0.1; done; \
+	echo "+ curl http://127.0.0.1:8082/index.html -> $$(curl -fsS http://127.0.0.1:8082/index.html)"
 
 # Runs the sample bundle under its own state dir in /tmp, removed afterwards.
 demo: deps build rootfs
