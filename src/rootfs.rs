@@ -415,26 +415,28 @@ impl Setup<'_> {
             flags,
             (!data.is_empty()).then_some(data.as_str()),
         );
-        match res {
-            Ok(()) => {}
-            // Without a cgroup namespace (or on hybrid hosts) cgroup2 may refuse a fresh
-            // mount; bind the host's v2 hierarchy read-only instead.
-            Err(e) if typ == "cgroup2" => {
-                let Some(host) = crate::cgroups::v2_mount() else {
-                    return Err(e).context("mount cgroup2");
-                };
-                sys::mount(
-                    Some(host.to_str().unwrap_or("/sys/fs/cgroup")),
-                    &fd_path(target.as_raw_fd()),
-                    None,
-                    libc::MS_BIND | libc::MS_REC,
-                    None,
-                )
-                .context("bind cgroup2")?;
-                let t = root.resolve(dest, false)?;
-                remount_bind(&t, flags | libc::MS_RDONLY)?;
+        if let Err(e) = res {
+            // Filesystems a user namespace may not mount fresh when it does not own the
+            // matching namespace (sysfs: network, mqueue: ipc, cgroup2: cgroup, or a hybrid
+            // host): bind the host's instead, as runc does, with the entry's flags.
+            let denied = e.raw_os_error() == Some(libc::EPERM);
+            let host: Option<PathBuf> = match typ {
+                "cgroup2" => crate::cgroups::v2_mount(),
+                "sysfs" if denied && self.userns => Some("/sys".into()),
+                "mqueue" if denied && self.userns => Some("/dev/mqueue".into()),
+                _ => None,
+            };
+            let Some(host) = host else {
+                return Err(e).with_context(|| format!("mount {typ}"));
+            };
+            let mut bind = parse_options(m.options().as_deref().unwrap_or(&[]));
+            bind.flags |= libc::MS_BIND | libc::MS_REC;
+            if typ == "cgroup2" {
+                bind.flags |= libc::MS_RDONLY;
             }
-            Err(e) => return Err(e).with_context(|| format!("mount {typ}")),
+            return self
+                .bind(root, &host, dest, &bind)
+                .with_context(|| format!("bind the host's {typ} ({})", host.display()));
         }
         let after = root.resolve(dest, false)?;
         if typ == "proc" {
@@ -452,14 +454,18 @@ impl Setup<'_> {
         } else {
             self.bundle.join(src)
         };
-        let meta = std::fs::metadata(&src)
+        self.bind(root, &src, m.destination(), o)
+    }
+
+    fn bind(&self, root: &Root, src: &Path, dest: &Path, o: &Options) -> Result<()> {
+        let meta = std::fs::metadata(src)
             .map_err(|e| anyhow::anyhow!("source {}: {}", src.display(), sys::errno_str(&e)))?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = root.mkdir_all(m.destination(), kind)?;
+        let target = root.mkdir_all(dest, kind)?;
         // A detached copy of the source, given its flags before anyone can see it, attached to
         // the destination fd, then adjusted through its own fd: no path is looked up twice,
         // so a rename race can't move any of it onto another mount.
-        let tree = sys::open_tree_clone(&src, o.flags & libc::MS_REC != 0)
+        let tree = sys::open_tree_clone(src, o.flags & libc::MS_REC != 0)
             .with_context(|| format!("bind {}", src.display()))?;
         let (set, clr) = top_attrs(o.flags, o.cleared);
         if set != 0 || clr != 0 {

@@ -273,3 +273,20 @@ fn network_namespace_has_only_loopback() {
     let out = rt.run_stdout(&b);
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
 }
+
+/// A user namespace that does not own the network namespace may not mount a fresh sysfs:
+/// rt binds the host's /sys instead (read-only as asked), as runc does.
+#[test]
+fn user_namespace_without_network_namespace_gets_the_hosts_sysfs() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "ls /sys/class >/dev/null && echo SYS-OK; touch /sys/x 2>/dev/null || echo SYS-RO",
+    );
+    b.add_namespace("user", None);
+    b.remove_namespace("network");
+    b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let out = rt.run_stdout(&b);
+    assert!(out.contains("SYS-OK"), "{out:?}");
+    assert!(out.contains("SYS-RO"), "{out:?}");
+}
