@@ -101,6 +101,11 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
     let hostproc = open_hostproc()?;
     let trampoline = crate::exeguard::trampoline()?;
+    let idmap_fds = idmapped_binds(&bundle.spec, &bundle.dir)?;
+    let idmaps: Vec<Option<i32>> = idmap_fds
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.as_raw_fd()))
+        .collect();
     let seccomp = bundle
         .spec
         .linux()
@@ -132,6 +137,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         close_in_child: &[dir.lock_fd()],
         seccomp: seccomp.as_ref(),
         trampoline: trampoline.as_raw_fd(),
+        idmaps: &idmaps,
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
@@ -230,6 +236,54 @@ pub fn send_pidfd(path: &Path, pidfd: &OwnedFd) -> Result<()> {
         crate::console::connect(path).map_err(|e| anyhow::anyhow!("--pidfd-socket {e:#}"))?;
     sys::send_fds(sock.as_raw_fd(), b"pidfd", &[pidfd.as_raw_fd()])
         .with_context(|| format!("--pidfd-socket {}: send", path.display()))
+}
+
+/// One detached, idmapped mount tree per idmapped bind entry (None for the others), mapped
+/// with the mount's own uidMappings/gidMappings, or the container's for a bare `idmap`.
+fn idmapped_binds(
+    spec: &oci_spec::runtime::Spec,
+    bundle_dir: &Path,
+) -> Result<Vec<Option<OwnedFd>>> {
+    let linux = spec.linux().as_ref();
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opt = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
+        let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
+            (Some(u), Some(g)) => (u.clone(), g.clone()),
+            _ if opt => (
+                linux
+                    .and_then(|l| l.uid_mappings().clone())
+                    .unwrap_or_default(),
+                linux
+                    .and_then(|l| l.gid_mappings().clone())
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                out.push(None);
+                continue;
+            }
+        };
+        let what = || format!("mounts: {}: id mappings", m.destination().display());
+        let userns = crate::rootfs::idmap_userns(&uid, &gid).with_context(what)?;
+        let src = m
+            .source()
+            .as_ref()
+            .with_context(|| format!("{}: no source", what()))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle_dir.join(src)
+        };
+        let o = crate::rootfs::parse_options(m.options().as_deref().unwrap_or(&[]));
+        let tree =
+            crate::rootfs::detached_bind(&src, &o, Some(userns.as_raw_fd())).with_context(what)?;
+        out.push(Some(tree));
+    }
+    Ok(out)
 }
 
 fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devices::Rule>>> {

@@ -3,7 +3,7 @@
 //! the namespace table), so a claim can't drift from the truth; a test checks the rest.
 
 use crate::hooks::Phase;
-use crate::rootfs::{FLAG_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS};
+use crate::rootfs::{FLAG_OPTIONS, IDMAP_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS};
 
 pub fn document() -> serde_json::Value {
     let mut mount_options: Vec<&str> = FLAG_OPTIONS
@@ -11,6 +11,7 @@ pub fn document() -> serde_json::Value {
         .map(|(n, _, _)| *n)
         .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
         .chain(RECURSIVE_OPTIONS.iter().map(|(n, _, _)| *n))
+        .chain(IDMAP_OPTIONS.iter().copied())
         .collect();
     mount_options.sort_unstable();
     let hooks: Vec<&str> = [
@@ -40,7 +41,7 @@ pub fn document() -> serde_json::Value {
             "apparmor": {"enabled": crate::lsm::apparmor_enabled()},
             "selinux": {"enabled": crate::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": true}},
             "netDevices": {"enabled": false}
         },
         "annotations": {

@@ -101,6 +101,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub cgroup_fd: Option<RawFd>,
+    /// Per mount entry, the user namespace of its idmapped bind (made by rt beforehand).
+    pub idmaps: &'a [Option<RawFd>],
     /// The sealed exec trampoline memfd.
     pub trampoline: RawFd,
     /// The compiled linux.seccomp filter, loaded by the init.
@@ -435,6 +437,7 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     if crate::spec::has_namespace(spec, LinuxNamespaceType::Mount) {
         let setup = crate::rootfs::Setup {
             spec,
+            idmaps: a.idmaps,
             rootfs: &a.bundle.rootfs,
             bundle: &a.bundle.dir,
             userns,

@@ -71,6 +71,9 @@ pub const FLAG_OPTIONS: &[(&str, libc::c_ulong, libc::c_ulong)] = &[
     ("symfollow", 0, libc::MS_NOSYMFOLLOW),
 ];
 
+/// runtime-spec 1.2 idmapped bind mounts (the mapping reaches submounts with `ridmap`).
+pub const IDMAP_OPTIONS: &[&str] = &["idmap", "ridmap"];
+
 /// runtime-spec 1.1 recursive attributes, applied with mount_setattr: (name, set, clear).
 pub const RECURSIVE_OPTIONS: &[(&str, u64, u64)] = &[
     ("rro", sys::MOUNT_ATTR_RDONLY, 0),
@@ -109,6 +112,10 @@ pub struct Options {
     pub rec_set: u64,
     pub rec_clr: u64,
     pub data: Vec<String>,
+    /// `ridmap` (vs `idmap`): the id mapping reaches submounts too.
+    pub idmap_recursive: bool,
+    /// A detached mount tree already made for this entry (idmapped binds; see detached_bind).
+    pub prepared: Option<std::os::fd::RawFd>,
 }
 
 pub fn parse_options(opts: &[String]) -> Options {
@@ -118,6 +125,8 @@ pub fn parse_options(opts: &[String]) -> Options {
         if let Some((_, set, clear)) = FLAG_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
             o.flags = (o.flags | set) & !clear;
             o.cleared = (o.cleared | clear) & !set;
+        } else if IDMAP_OPTIONS.contains(&opt) {
+            o.idmap_recursive = opt == "ridmap";
         } else if let Some(p) = propagation_flag(opt) {
             o.propagation.push(p);
         } else if let Some((_, set, clr)) = RECURSIVE_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
@@ -297,6 +306,8 @@ fn is_bind(m: &Mount, o: &Options) -> bool {
 /// Everything done in the new mount namespace before pivot_root.
 pub struct Setup<'a> {
     pub spec: &'a Spec,
+    /// Per mount entry: the user namespace fd its idmapped bind uses (see idmap_userns).
+    pub idmaps: &'a [Option<std::os::fd::RawFd>],
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub userns: bool,
@@ -336,14 +347,15 @@ impl Setup<'_> {
         let root = Root::open(self.rootfs)?;
 
         let mut dev_bound = false;
-        for m in self.spec.mounts().iter().flatten() {
-            self.mount_entry(&root, m).with_context(|| {
-                format!(
-                    "mounts: {} ({})",
-                    m.destination().display(),
-                    m.typ().as_deref().unwrap_or("bind")
-                )
-            })?;
+        for (i, m) in self.spec.mounts().iter().flatten().enumerate() {
+            self.mount_entry(&root, m, self.idmaps.get(i).copied().flatten())
+                .with_context(|| {
+                    format!(
+                        "mounts: {} ({})",
+                        m.destination().display(),
+                        m.typ().as_deref().unwrap_or("bind")
+                    )
+                })?;
             let o = parse_options(m.options().as_deref().unwrap_or(&[]));
             if is_bind(m, &o) && rel_components(m.destination()) == [PathBuf::from("dev")] {
                 dev_bound = true;
@@ -368,11 +380,12 @@ impl Setup<'_> {
         Ok(root)
     }
 
-    fn mount_entry(&self, root: &Root, m: &Mount) -> Result<()> {
-        let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+    fn mount_entry(&self, root: &Root, m: &Mount, idmap: Option<std::os::fd::RawFd>) -> Result<()> {
+        let mut o = parse_options(m.options().as_deref().unwrap_or(&[]));
         let dest = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
         if is_bind(m, &o) {
+            o.prepared = idmap;
             return self.bind_entry(root, m, &o);
         }
         if typ.is_empty() || typ == "none" {
@@ -464,28 +477,20 @@ impl Setup<'_> {
         let target = root.mkdir_all(dest, kind)?;
         // A detached copy of the source, given its flags before anyone can see it, attached to
         // the destination fd, then adjusted through its own fd: no path is looked up twice,
-        // so a rename race can't move any of it onto another mount.
-        let tree = sys::open_tree_clone(src, o.flags & libc::MS_REC != 0)
-            .with_context(|| format!("bind {}", src.display()))?;
-        let (set, clr) = top_attrs(o.flags, o.cleared);
-        if set != 0 || clr != 0 {
-            sys::mount_setattr(tree.as_raw_fd(), false, set, clr, 0).context("mount_setattr")?;
-        }
-        if o.rec_set != 0 || o.rec_clr != 0 {
-            sys::mount_setattr(tree.as_raw_fd(), true, o.rec_set, o.rec_clr, 0)
-                .context("mount_setattr (recursive)")?;
-        }
-        sys::move_mount_fd(tree.as_raw_fd(), target.as_raw_fd())
-            .context("attach the bind mount")?;
+        // so a rename race can't move any of it onto another mount. Idmapped ones were made
+        // by rt beforehand (see detached_bind).
+        let own;
+        let tree = match o.prepared {
+            Some(fd) => fd,
+            None => {
+                own = detached_bind(src, o, None)?;
+                own.as_raw_fd()
+            }
+        };
+        sys::move_mount_fd(tree, target.as_raw_fd()).context("attach the bind mount")?;
         for p in &o.propagation {
-            sys::mount_setattr(
-                tree.as_raw_fd(),
-                p & libc::MS_REC != 0,
-                0,
-                0,
-                p & !libc::MS_REC,
-            )
-            .context("set mount propagation")?;
+            sys::mount_setattr(tree, p & libc::MS_REC != 0, 0, 0, p & !libc::MS_REC)
+                .context("set mount propagation")?;
         }
         Ok(())
     }
@@ -667,6 +672,85 @@ fn dev_symlinks(root: &Root) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// open_tree(OPEN_TREE_CLONE) of `src` with the entry's flags, and the id mapping of `userns`
+/// when given. Idmapping needs CAP_SYS_ADMIN over the source's superblock, which a container
+/// in its own user namespace lacks: rt calls this itself before the clone and hands the
+/// detached tree to the init, which only attaches it.
+pub fn detached_bind(
+    src: &Path,
+    o: &Options,
+    userns: Option<std::os::fd::RawFd>,
+) -> Result<OwnedFd> {
+    let tree = sys::open_tree_clone(src, o.flags & libc::MS_REC != 0)
+        .with_context(|| format!("bind {}", src.display()))?;
+    let (set, clr) = top_attrs(o.flags, o.cleared);
+    if set != 0 || clr != 0 {
+        sys::mount_setattr(tree.as_raw_fd(), false, set, clr, 0).context("mount_setattr")?;
+    }
+    if o.rec_set != 0 || o.rec_clr != 0 {
+        sys::mount_setattr(tree.as_raw_fd(), true, o.rec_set, o.rec_clr, 0)
+            .context("mount_setattr (recursive)")?;
+    }
+    if let Some(userns) = userns {
+        sys::mount_setattr_idmap(tree.as_raw_fd(), o.idmap_recursive, userns)
+            .context("idmap the mount")?;
+    }
+    Ok(tree)
+}
+
+/// A user namespace carrying `uid`/`gid` maps, for MOUNT_ATTR_IDMAP: a short-lived child
+/// creates it, rt writes its maps and keeps a handle on it, and the child goes.
+pub fn idmap_userns(
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<OwnedFd> {
+    let mut p = [0; 2];
+    // SAFETY: pipe2 into a valid array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    // SAFETY: both fds are new and ours.
+    let (r, w) = unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]))
+    };
+    match sys::clone3(libc::CLONE_NEWUSER as u64, None, false).context("clone3 for an idmap")? {
+        sys::Forked::Child => {
+            drop(w);
+            let mut b = [0u8; 1];
+            // SAFETY: wait for rt to close the pipe, then leave without running anything else.
+            unsafe {
+                libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1);
+                libc::_exit(0)
+            }
+        }
+        sys::Forked::Parent { pid, .. } => {
+            drop(r);
+            let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| {
+                m.iter()
+                    .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                    .collect::<String>()
+            };
+            let result = (|| {
+                std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))
+                    .context("idmap uid_map")?;
+                std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
+                    .context("idmap gid_map")?;
+                sys::open(
+                    Path::new(&format!("/proc/{pid}/ns/user")),
+                    libc::O_RDONLY,
+                    0,
+                )
+                .context("open the idmap user namespace")
+            })();
+            drop(w);
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            result
+        }
+    }
 }
 
 /// The per-mount flags of mount(2) options as mount_setattr attributes (set, clear).

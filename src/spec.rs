@@ -342,11 +342,27 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
                 m.destination().display()
             );
         }
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() || idmap_opt {
-            bail!(
-                "config.json: mounts: {}: idmapped mounts are not supported by this rt yet",
-                m.destination().display()
-            );
+        let has_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+        if has_maps || idmap_opt {
+            let d = m.destination().display();
+            let opts = crate::rootfs::parse_options(m.options().as_deref().unwrap_or(&[]));
+            if m.typ().as_deref() != Some("bind") && opts.flags & libc::MS_BIND == 0 {
+                bail!("config.json: mounts: {d}: id mappings need a bind mount");
+            }
+            if has_maps
+                && (m.uid_mappings().as_ref().is_none_or(|v| v.is_empty())
+                    || m.gid_mappings().as_ref().is_none_or(|v| v.is_empty()))
+            {
+                bail!("config.json: mounts: {d}: uidMappings and gidMappings go together");
+            }
+            let container_maps =
+                l.is_some_and(|l| l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty()));
+            if !has_maps && !container_maps {
+                bail!(
+                    "config.json: mounts: {d}: idmap without uidMappings/gidMappings needs the \
+                     container's linux.uidMappings"
+                );
+            }
         }
     }
     Ok(())

@@ -277,6 +277,31 @@ pub fn mount_setattr(
     .map(drop)
 }
 
+/// MOUNT_ATTR_IDMAP with the user namespace `userns` on a detached mount.
+pub fn mount_setattr_idmap(fd: RawFd, recursive: bool, userns: RawFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    let empty = c"";
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: valid fds, empty path with AT_EMPTY_PATH, attr lives across the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            flags as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
 /// open_tree(OPEN_TREE_CLONE): a detached copy of the mount(s) at `path`, to be configured
 /// and then attached with move_mount.
 pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {

@@ -307,7 +307,12 @@ const CAP_NAMES: &[&str] = &[
 #[test]
 fn every_listed_mount_option_is_accepted() {
     let f = features();
-    let opts = str_list(&f["mountOptions"], "mountOptions");
+    // idmap/ridmap need a user namespace with mappings: idmap_claim_holds and tests/idmap.rs
+    // check those two.
+    let opts: Vec<String> = str_list(&f["mountOptions"], "mountOptions")
+        .into_iter()
+        .filter(|o| o != "idmap" && o != "ridmap")
+        .collect();
     let rt = Rt::new();
     let mut b = Bundle::new(&["sleep", "1000"]);
     let src = b.host_dir("src");
@@ -505,6 +510,15 @@ fn selinux_claim_holds() {
 #[test]
 fn idmap_claim_holds() {
     if enabled(&features(), "/linux/mountExtensions/idmap/enabled") {
+        // Claimed: an idmapped bind must work (tests/idmap.rs checks the mapping itself).
+        let rt = Rt::new();
+        let mut b = Bundle::sh("stat -c %u /tmp/idm");
+        b.add_namespace("user", None);
+        b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        let src = b.host_dir("idmap-src");
+        b.add_bind(&src, "/tmp/idm", &["rbind", "idmap"]);
+        assert_eq!(rt.run_stdout(&b).trim(), "0");
         return;
     }
     assert_refused("linux.mountExtensions.idmap.enabled", "idmap", |b| {
