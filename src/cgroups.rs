@@ -98,7 +98,22 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         return Ok(None);
     };
     let dir = mount.join(rel.trim_start_matches('/'));
-    std::fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        // Rootless without a delegated cgroup: run without one, as runc does.
+        if crate::sys::rootless()
+            && matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+            )
+        {
+            crate::logging::debug(&format!(
+                "rootless: cgroup {} is not writable; the container gets no cgroup",
+                dir.display()
+            ));
+            return Ok(None);
+        }
+        return Err(e).with_context(|| format!("create cgroup {}", dir.display()));
+    }
     if !procs(rel).unwrap_or_default().is_empty() {
         bail!("cgroup {rel} already has processes: is another container using it?");
     }

@@ -15,9 +15,10 @@ use crate::container::{self, CreateOpts};
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for the containers' state
-    #[arg(long, default_value = "/run/rt", value_name = "DIR")]
-    pub root: PathBuf,
+    /// Directory for the containers' state [default: /run/rt, or $XDG_RUNTIME_DIR/rt when
+    /// not run as root]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Append log messages to FILE instead of stderr
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -220,15 +221,15 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let Some(cmd) = cli.cmd else {
         bail!("no command given; see rt --help");
     };
-    let root = &cli.root;
+    let root = &cli.root.clone().unwrap_or_else(default_root);
     let needs_features = |name: &str| -> Result<()> {
         if cli.systemd_cgroup {
             bail!("{name}: --systemd-cgroup is not supported yet");
         }
-        if cli.rootless.as_deref() == Some("true") {
-            bail!("{name}: --rootless is not supported yet");
+        match cli.rootless.as_deref() {
+            None | Some("auto") | Some("true") | Some("false") => Ok(()),
+            Some(other) => bail!("{name}: --rootless {other:?}: use true, false or auto"),
         }
-        Ok(())
     };
     match cmd {
         Cmd::Spec { bundle, rootless } => {
@@ -295,6 +296,19 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         } => print_ps(root, &id, format, &ps_args)?,
     }
     Ok(0)
+}
+
+/// runc's defaults: /run/<name> for root; for anyone else their runtime dir, which only they
+/// can write.
+fn default_root() -> PathBuf {
+    if !crate::sys::rootless() {
+        return PathBuf::from("/run/rt");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("rt"),
+        // SAFETY: geteuid cannot fail.
+        None => PathBuf::from(format!("/tmp/rt-{}", unsafe { libc::geteuid() })),
+    }
 }
 
 fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {

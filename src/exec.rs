@@ -188,10 +188,16 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         }
         flags |= crate::spec::namespace_flag(ns.typ());
     }
+    // Only rt's future children move: the child is born in the container's pid namespace.
+    // Rootless, rt has no rights over a pid namespace its container's user namespace owns;
+    // then the child joins everything (user first) and forks once more (`staged`).
+    let mut staged = false;
     if flags & libc::CLONE_NEWPID != 0 {
-        // Only rt's future children move: the child is born in the container's pid namespace.
-        sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID)
-            .context("join the container's pid namespace")?;
+        match sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && userns => staged = true,
+            Err(e) => return Err(e).context("join the container's pid namespace"),
+        }
     }
     let seccomp = spec
         .linux()
@@ -211,7 +217,12 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
             unsafe { libc::close(dir.lock_fd()) };
             let a = ChildArgs {
                 pidfd: pidfd.as_raw_fd(),
-                ns_flags: flags & !libc::CLONE_NEWPID,
+                ns_flags: if staged {
+                    flags
+                } else {
+                    flags & !libc::CLONE_NEWPID
+                },
+                staged,
                 userns,
                 hostproc: hostproc.as_raw_fd(),
                 console: console.as_ref().map(|c| c.as_raw_fd()),
@@ -225,11 +236,21 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.context("clone3 returned no pidfd")?),
     };
+    let (mut pid, mut child_pidfd) = (pid, child_pidfd);
     drop(child_end);
     drop(console);
     // The child says nothing on success (its end closes at execve, close-on-exec), except
     // to hand over a seccomp notify fd.
     while let Some((msg, fd)) = parent_end.recv_fd()? {
+        if let Some(n) = msg.strip_prefix("pid ") {
+            // Staged: the process that execs is the grandchild (our child, by CLONE_PARENT).
+            let n: i32 = n.parse().context("sync: bad pid")?;
+            // SAFETY: reaping the intermediate child, which exits right after saying this.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            pid = n;
+            child_pidfd = sys::pidfd_open(n).context("pidfd_open")?;
+            continue;
+        }
         if msg == "seccomp"
             && let Some(fd) = fd
         {
@@ -294,12 +315,24 @@ struct ChildArgs<'a> {
     seccomp: Option<&'a crate::seccomp::Filter>,
     chan: &'a crate::process::Channel,
     trampoline: RawFd,
+    /// Whether this child must fork once more to enter the pid namespace it joined.
+    staged: bool,
 }
 
 fn child(a: &ChildArgs) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     if a.ns_flags != 0 {
         sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
+    }
+    if a.staged {
+        match sys::clone3(libc::CLONE_PARENT as u64, None, false).context("clone3")? {
+            Forked::Child => {}
+            Forked::Parent { pid, .. } => {
+                a.chan.send(&format!("pid {pid}"))?;
+                // SAFETY: the intermediate process leaves without running anything else.
+                unsafe { libc::_exit(0) }
+            }
+        }
     }
     if a.process.terminal().unwrap_or(false) {
         // SAFETY: setsid has no arguments; the new session gets the pty as its terminal.

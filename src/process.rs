@@ -174,8 +174,12 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let new_userns = plan.new_flags & libc::CLONE_NEWUSER != 0;
 
     // Children inherit this: no window between clone3 and the init's own prctl in which a
-    // process of a joined pid namespace could ptrace it or open its fds.
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    // process of a joined pid namespace could ptrace it or open its fds. Rootless, the child's
+    // /proc files must stay ours until we have written its id maps; it turns non-dumpable
+    // itself right after.
+    if !sys::rootless() {
+        sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    }
     let first_flags = if staged { 0 } else { plan.new_flags as u64 };
     let forked = sys::clone3(first_flags, a.cgroup_fd, true).context("clone3")?;
     let (first_pid, first_pidfd) = match forked {
@@ -295,6 +299,9 @@ fn exit_note(pid: i32) -> String {
 /// allowed and setgroups stays available to the container.
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref().context("no linux section")?;
+    if sys::rootless() {
+        return write_id_maps_rootless(pid, linux);
+    }
     let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
         maps.iter()
             .flatten()
@@ -310,6 +317,55 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         }
         std::fs::write(format!("/proc/{pid}/{file}"), &maps)
             .map_err(|e| anyhow!("{field}: write /proc/{pid}/{file}: {}", sys::errno_str(&e)))?;
+    }
+    Ok(())
+}
+
+/// Without root, a user may map only itself (after denying setgroups), or use the setuid
+/// newuidmap/newgidmap helpers for the ranges /etc/subuid and /etc/subgid grant it.
+fn write_id_maps_rootless(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let uids = linux.uid_mappings().clone().unwrap_or_default();
+    let gids = linux.gid_mappings().clone().unwrap_or_default();
+    let only_self = |m: &[oci_spec::runtime::LinuxIdMapping], id: u32| {
+        m.len() == 1 && m[0].size() == 1 && m[0].host_id() == id
+    };
+    for (maps, own, file, helper, field) in [
+        (&uids, uid, "uid_map", "newuidmap", "linux.uidMappings"),
+        (&gids, gid, "gid_map", "newgidmap", "linux.gidMappings"),
+    ] {
+        if only_self(maps, own) {
+            if file == "gid_map" {
+                std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                    .map_err(|e| anyhow!("{field}: deny setgroups: {}", sys::errno_str(&e)))?;
+            }
+            let line = format!("{} {} 1\n", maps[0].container_id(), own);
+            std::fs::write(format!("/proc/{pid}/{file}"), line)
+                .map_err(|e| anyhow!("{field}: write {file}: {}", sys::errno_str(&e)))?;
+            continue;
+        }
+        let mut cmd = std::process::Command::new(helper);
+        cmd.arg(pid.to_string());
+        for m in maps.iter() {
+            cmd.args([
+                m.container_id().to_string(),
+                m.host_id().to_string(),
+                m.size().to_string(),
+            ]);
+        }
+        let out = cmd.output().map_err(|e| {
+            anyhow!(
+                "{field}: mapping ids other than your own needs {helper} (Debian package uidmap): {}",
+                sys::errno_str(&e)
+            )
+        })?;
+        if !out.status.success() {
+            bail!(
+                "{field}: {helper}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
     Ok(())
 }
@@ -406,16 +462,16 @@ fn become_root() {
 /// here is the security argument: filesystem and devices while privileged, then limits, then
 /// the identity and capabilities the process will run with, then nothing but the wait and exec.
 fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<Infallible> {
-    // Until execve, /proc/<init> must not let anything in the container (or another user)
-    // ptrace us or open our fds.
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
-    // SAFETY: umask cannot fail; 0 so modes in the config are applied exactly.
-    unsafe { libc::umask(0) };
     if needs_map {
         chan.send("map")?;
         chan.expect("go")?;
         become_root();
     }
+    // Until execve, /proc/<init> must not let anything in the container (or another user)
+    // ptrace us or open our fds.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    // SAFETY: umask cannot fail; 0 so modes in the config are applied exactly.
+    unsafe { libc::umask(0) };
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
     }

@@ -483,10 +483,6 @@ pub fn template(rootless: bool) -> serde_json::Value {
             {
                 opts.retain(|o| o != "gid=5");
             }
-            if m["destination"] == "/dev/mqueue" {
-                *m = serde_json::json!({"destination": "/dev/mqueue", "type": "none",
-                    "source": "/dev/mqueue", "options": ["bind", "nosuid", "noexec", "nodev"]});
-            }
         }
     }
     v

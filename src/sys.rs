@@ -513,6 +513,13 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
+/// Running without root (rootless mode): maps, cgroups and devices are limited to what an
+/// unprivileged user may do.
+pub fn rootless() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() != 0 }
+}
+
 /// Reads the start time (clock ticks since boot, field 22 of /proc/PID/stat) and the state
 /// letter: together with the pid they identify a process even after its pid is reused.
 pub fn proc_start_time(pid: libc::pid_t) -> Option<(u64, char)> {

@@ -1,0 +1,191 @@
+//! Rootless mode: rt run by an unprivileged user (created by the test setup), with the
+//! config `rt spec --rootless` writes. Ids are checked from the host side.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+
+const USER: &str = "rt-tester";
+
+fn user_ids() -> (u32, u32) {
+    static CREATE: Once = Once::new();
+    CREATE.call_once(|| {
+        let exists = Command::new("id")
+            .arg(USER)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let st = Command::new("useradd")
+                .args(["-M", "-s", "/bin/sh", USER])
+                .status()
+                .expect("useradd");
+            assert!(st.success(), "useradd {USER} failed");
+        }
+    });
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, USER]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+/// A per-test runtime dir owned by the user (its XDG_RUNTIME_DIR); removed on drop.
+struct UserDir(PathBuf);
+
+impl UserDir {
+    fn new() -> UserDir {
+        let (uid, gid) = user_ids();
+        let d = std::env::temp_dir().join(unique("rt-test-xdg"));
+        fs::create_dir(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(uid), Some(gid)).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        UserDir(d)
+    }
+}
+
+impl Drop for UserDir {
+    fn drop(&mut self) {
+        // Containers left by a failed test: delete them as root, then the dir.
+        if let Ok(rd) = fs::read_dir(self.0.join("rt")) {
+            for e in rd.flatten() {
+                let _ = Command::new(rt_bin())
+                    .arg("--root")
+                    .arg(self.0.join("rt"))
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .output();
+            }
+        }
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `rt args...` as the unprivileged user, with its own XDG_RUNTIME_DIR (so the default
+/// --root is used).
+fn as_user(xdg: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new("runuser");
+    c.args(["-u", USER, "--", "env"])
+        .arg(format!("XDG_RUNTIME_DIR={}", xdg.display()))
+        .arg(rt_bin())
+        .args(args)
+        .stdin(Stdio::null());
+    run_cmd(&mut c)
+}
+
+/// The rootless template of `rt spec --rootless`, written by the user, with the shared
+/// busybox rootfs and the given command.
+fn rootless_bundle(xdg: &Path, script: &str) -> PathBuf {
+    let (uid, gid) = user_ids();
+    let dir = xdg.join(unique("bundle"));
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+    as_user(
+        xdg,
+        &["spec", "--rootless", "--bundle", dir.to_str().unwrap()],
+    )
+    .ok();
+    let path = dir.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    c["root"]["path"] = serde_json::json!(rootfs());
+    c["process"]["terminal"] = serde_json::json!(false);
+    c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    fs::write(&path, c.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn rootless_run_maps_the_user_to_root_inside() {
+    let (uid, gid) = user_ids();
+    let xdg = UserDir::new();
+    let b = rootless_bundle(
+        &xdg.0,
+        "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map",
+    );
+    let id = unique("rl");
+    let o = as_user(&xdg.0, &["run", "--bundle", b.to_str().unwrap(), &id]);
+    o.ok();
+    let words: Vec<&str> = o.stdout.split_whitespace().collect();
+    assert_eq!(&words[..2], ["0", "0"], "{:?}", o.stdout);
+    assert_eq!(
+        words[2..5],
+        ["0".to_string(), uid.to_string(), "1".into()],
+        "{:?}",
+        o.stdout
+    );
+    assert_eq!(
+        words[5..8],
+        ["0".to_string(), gid.to_string(), "1".into()],
+        "{:?}",
+        o.stdout
+    );
+    // State lived under the user's runtime dir and is gone.
+    assert!(xdg.0.join("rt").is_dir());
+    assert!(!xdg.0.join("rt").join(&id).exists());
+}
+
+#[test]
+fn rootless_lifecycle_and_exec() {
+    let (uid, _) = user_ids();
+    let xdg = UserDir::new();
+    let b = rootless_bundle(&xdg.0, "sleep 1000");
+    let id = unique("rl");
+    as_user(&xdg.0, &["create", "--bundle", b.to_str().unwrap(), &id]).ok();
+    as_user(&xdg.0, &["start", &id]).ok();
+    let st: serde_json::Value =
+        serde_json::from_str(&as_user(&xdg.0, &["state", &id]).ok().stdout).unwrap();
+    assert_eq!(st["status"], "running");
+    let pid = st["pid"].as_i64().unwrap();
+    let owner = fs::metadata(format!("/proc/{pid}/status")).unwrap().uid();
+    assert_eq!(owner, uid, "the container's root is the user on the host");
+    let o = as_user(
+        &xdg.0,
+        &["exec", &id, "sh", "-c", "id -u; cat /proc/1/cmdline"],
+    );
+    o.ok();
+    assert!(o.stdout.starts_with("0\n"), "{:?}", o.stdout);
+    assert!(o.stdout.contains("sleep"), "{:?}", o.stdout);
+    // A device node can't be made in a user namespace.
+    let o = as_user(
+        &xdg.0,
+        &[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "mknod /tmp/sda b 8 0 || echo DENIED",
+        ],
+    );
+    assert!(o.stdout.contains("DENIED"), "{:?}", o.stdout);
+    as_user(&xdg.0, &["kill", &id, "KILL"]).ok();
+    assert!(wait_for(WAIT, || !pid_alive(pid as i32)));
+    as_user(&xdg.0, &["delete", &id]).ok();
+    assert!(!xdg.0.join("rt").join(&id).exists());
+}
+
+#[test]
+fn rootless_ranges_other_than_your_own_id_fail_clearly() {
+    let (uid, _) = user_ids();
+    let xdg = UserDir::new();
+    let b = rootless_bundle(&xdg.0, "true");
+    let path = b.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    // Two ranges: only newuidmap with /etc/subuid entries could grant the second.
+    c["linux"]["uidMappings"] = serde_json::json!([
+        { "containerID": 0, "hostID": uid, "size": 1 },
+        { "containerID": 1, "hostID": 300000, "size": 1000 }
+    ]);
+    fs::write(&path, c.to_string()).unwrap();
+    let id = unique("rl");
+    as_user(&xdg.0, &["run", "--bundle", b.to_str().unwrap(), &id])
+        .fails_with(&["linux.uidMappings"]);
+    assert!(!xdg.0.join("rt").join(&id).exists(), "state left behind");
+}
