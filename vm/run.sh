@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs a command inside a throwaway VM with a pure cgroup v2 host: Debian's kernel under
+# qemu (TCG: KVM does not work on the build machines), cgroup v1 disabled, cgroup2 mounted at
+# /sys/fs/cgroup. The VM sees this machine's / read-only through 9p, with a tmpfs overlay on
+# top, so the host's binaries (rt, the test binaries, busybox) run unchanged. The command's
+# output and exit status come back through a second, writable 9p export.
+#
+#   vm/run.sh CMD [ARGS...]      exit status = the command's; its output on stdout
+#
+# Needs: qemu-system-x86, busybox-static, and the kernel package (fetched with apt-get
+# download into $VM_CACHE, default target/vm).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache=${VM_CACHE:-$repo/target/vm}
+mem=${VM_MEM:-2048}
+timeout_s=${VM_TIMEOUT:-1200}
+mkdir -p "$cache"
+
+# The kernel Debian's linux-image-amd64 currently points to, unpacked once.
+if [ ! -f "$cache/vmlinuz" ]; then
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { echo "vm: no linux-image package found (apt-get update?)" >&2; exit 2; }
+    rm -rf "$cache/deb" && mkdir -p "$cache/deb"
+    (cd "$cache/deb" && apt-get download "$pkg" >/dev/null 2>&1)
+    dpkg -x "$cache"/deb/*.deb "$cache/deb/x"
+    cp "$cache"/deb/x/boot/vmlinuz-* "$cache/vmlinuz"
+    mods=$(ls -d "$cache"/deb/x/lib/modules/*)
+    mkdir -p "$cache/modules"
+    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+             netfs fscache 9pnet 9pnet_virtio 9p overlay; do
+        f=$(find "$mods" -name "$m.ko" | head -n 1)
+        [ -n "$f" ] && cp "$f" "$cache/modules/"
+    done
+    rm -rf "$cache/deb"
+fi
+
+# The initramfs: busybox, the modules, and an init that assembles the root and switches to it.
+if [ ! -f "$cache/initrd.gz" ] || [ "$here/init" -nt "$cache/initrd.gz" ]; then
+    work=$(mktemp -d)
+    mkdir -p "$work"/{bin,proc,sys,dev,mnt/host,mnt/rw,mnt/res,newroot,lib/modules}
+    cp /bin/busybox "$work/bin/busybox"
+    for a in sh mount mkdir insmod switch_root cat echo poweroff sleep; do ln -s busybox "$work/bin/$a"; done
+    cp "$cache"/modules/*.ko "$work/lib/modules/" 2>/dev/null || true
+    cp "$here/init" "$work/init"
+    chmod 755 "$work/init"
+    (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initrd.gz"
+    rm -rf "$work"
+fi
+
+results=$(mktemp -d /tmp/rt-vm.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+# The command, run from the current directory inside the VM.
+{
+    echo "cd $(printf %q "$PWD")"
+    printf '%q ' "$@"
+    echo
+} > "$results/cmd"
+
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -no-reboot \
+    -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all rdinit=/init" \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="$results",mount_tag=results,security_model=none \
+    -serial file:"$results/console" -monitor none -display none \
+    </dev/null >/dev/null 2>&1 || true
+
+if [ -f "$results/log" ]; then cat "$results/log"; fi
+if [ ! -f "$results/rc" ]; then
+    echo "vm: the VM did not report an exit status; console follows" >&2
+    tail -n 40 "$results/console" >&2 2>/dev/null || true
+    exit 2
+fi
+exit "$(cat "$results/rc")"
