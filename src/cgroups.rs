@@ -1,10 +1,8 @@
 //! cgroup v2 membership: where the container's cgroup lives, creating it so the init can be
 //! cloned straight into it, listing and signalling its processes, and removing it.
-//! Resource limits are a separate piece of work; until they exist, a config asking for one is
-//! refused rather than silently run without it.
+//! The limits themselves are written by `resources`.
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::LinuxResources;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -222,38 +220,4 @@ pub fn remove(rel: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Until rt applies resource limits, a config that asks for one must not run without it.
-/// Zero values and empty objects (Docker sends `"cpu": {"shares": 0}`) ask for nothing.
-pub fn check_resources(r: Option<&LinuxResources>) -> Result<()> {
-    let Some(r) = r else { return Ok(()) };
-    let v = serde_json::to_value(r)?;
-    let Some(obj) = v.as_object() else {
-        return Ok(());
-    };
-    let asked: Vec<&str> = obj
-        .iter()
-        .filter(|(k, v)| k.as_str() != "devices" && asks_anything(v))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    if !asked.is_empty() {
-        bail!(
-            "config.json: linux.resources.{}: resource limits are not supported by this rt yet",
-            asked.join(", linux.resources.")
-        );
-    }
-    Ok(())
-}
-
-fn asks_anything(v: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => a.iter().any(asks_anything),
-        Value::Object(o) => o.values().any(asks_anything),
-    }
 }

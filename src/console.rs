@@ -140,14 +140,21 @@ pub fn pump(from: RawFd, to: RawFd) -> bool {
     true
 }
 
-/// After the container exited, copy whatever output is still buffered in the pty.
+/// After the container exited, copy what is still on its way through the pty: the kernel
+/// moves data from the slave to the master asynchronously, so wait for it briefly (until the
+/// master reports the slave closed, or nothing more comes for 100 ms).
 pub fn drain(master: RawFd, to: RawFd) {
-    // SAFETY: fcntl on our own fd.
-    unsafe {
-        let fl = libc::fcntl(master, libc::F_GETFL);
-        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    loop {
+        let mut p = libc::pollfd {
+            fd: master,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 100) } <= 0 || !pump(master, to) {
+            return;
+        }
     }
-    while pump(master, to) {}
 }
 
 /// Gives the container's terminal our terminal's size (at start and on SIGWINCH).

@@ -114,7 +114,24 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .map(crate::seccomp::build)
         .transpose()?;
     let device_rules = device_rules(&bundle.spec)?;
+    let limits = match bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+    {
+        Some(r) => crate::resources::plan(r)?,
+        None => Vec::new(),
+    };
     let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
+    if !limits.is_empty() {
+        let (Some(c), Some(mount)) = (&cgroup, crate::cgroups::v2_mount()) else {
+            bail!(
+                "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
+            );
+        };
+        crate::resources::apply(&mount, &c.rel, &limits)?;
+    }
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod lsm;
 pub mod notify;
 pub mod process;
+pub mod resources;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;

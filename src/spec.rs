@@ -275,7 +275,9 @@ fn validate(spec: &Spec) -> Result<()> {
     {
         bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
     }
-    crate::cgroups::check_resources(linux.resources().as_ref())?;
+    if let Some(r) = linux.resources() {
+        crate::resources::plan(r).map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
+    }
     if let Some(s) = linux.seccomp()
         && crate::seccomp::uses_notify(s)
         && s.listener_path()

@@ -1,0 +1,389 @@
+//! `linux.resources` → cgroup v2 files. Everything is computed first (so a bad value fails
+//! before any write), then the needed controllers are enabled down the tree, then the files
+//! are written, all before the init is cloned into the cgroup. A limit whose controller the
+//! host doesn't offer is an error naming both, never a silent skip.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::LinuxResources;
+use std::path::Path;
+
+/// One file to write in the container's cgroup, and the controller that owns it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: String,
+    pub value: String,
+    /// The config field, for error messages.
+    pub field: &'static str,
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 { "max".into() } else { v.to_string() }
+}
+
+/// runc's and crun's conversion of cgroup v1 cpu.shares (2..262144) to v2 cpu.weight (1..10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// blkio.weight (10..1000) to io.weight (1..10000), as runc does.
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    1 + (u64::from(w).clamp(10, 1000) - 10) * 9999 / 990
+}
+
+/// The spec's memory.swap is memory+swap; v2's memory.swap.max is swap alone.
+fn swap_max(swap: i64, limit: Option<i64>) -> Result<String> {
+    if swap < 0 {
+        return Ok("max".into());
+    }
+    match limit {
+        Some(l) if l > 0 => {
+            if swap < l {
+                bail!(
+                    "linux.resources.memory.swap ({swap}) must not be below memory.limit ({l}): it counts memory plus swap"
+                );
+            }
+            Ok((swap - l).to_string())
+        }
+        _ => bail!("linux.resources.memory.swap needs memory.limit (it counts memory plus swap)"),
+    }
+}
+
+/// Translates the resources into writes, checking every value.
+pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
+    let mut w = Vec::new();
+    let mut put = |controller, file: &str, value: String, field| {
+        w.push(Write {
+            controller,
+            file: file.to_string(),
+            value,
+            field,
+        })
+    };
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit().filter(|l| *l != 0) {
+            put(
+                "memory",
+                "memory.max",
+                max_or(l),
+                "linux.resources.memory.limit",
+            );
+        }
+        if let Some(l) = m.reservation().filter(|l| *l != 0) {
+            put(
+                "memory",
+                "memory.low",
+                max_or(l),
+                "linux.resources.memory.reservation",
+            );
+        }
+        if let Some(s) = m.swap().filter(|s| *s != 0) {
+            put(
+                "memory",
+                "memory.swap.max",
+                swap_max(s, m.limit())?,
+                "linux.resources.memory.swap",
+            );
+        }
+        if m.kernel().is_some_and(|k| k != 0) || m.kernel_tcp().is_some_and(|k| k != 0) {
+            bail!("linux.resources.memory.kernel/kernelTCP: cgroup v2 has no kernel memory limit");
+        }
+        if m.swappiness().is_some_and(|s| s != u64::MAX) {
+            bail!("linux.resources.memory.swappiness: cgroup v2 has no per-cgroup swappiness");
+        }
+        if m.disable_oom_killer() == Some(true) {
+            bail!(
+                "linux.resources.memory.disableOOMKiller: cgroup v2 can't disable the OOM killer"
+            );
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares().filter(|s| *s != 0) {
+            put(
+                "cpu",
+                "cpu.weight",
+                shares_to_weight(s).to_string(),
+                "linux.resources.cpu.shares",
+            );
+        }
+        let quota = c.quota().filter(|q| *q != 0);
+        let period = c.period().filter(|p| *p != 0);
+        if quota.is_some() || period.is_some() {
+            let q = quota.map_or("max".to_string(), max_or);
+            put(
+                "cpu",
+                "cpu.max",
+                format!("{q} {}", period.unwrap_or(100_000)),
+                "linux.resources.cpu.quota",
+            );
+        }
+        if let Some(b) = c.burst() {
+            put(
+                "cpu",
+                "cpu.max.burst",
+                b.to_string(),
+                "linux.resources.cpu.burst",
+            );
+        }
+        if let Some(i) = c.idle() {
+            put("cpu", "cpu.idle", i.to_string(), "linux.resources.cpu.idle");
+        }
+        if c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
+        {
+            bail!("linux.resources.cpu.realtimeRuntime/realtimePeriod: not available on cgroup v2");
+        }
+        if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            put(
+                "cpuset",
+                "cpuset.cpus",
+                s.to_string(),
+                "linux.resources.cpu.cpus",
+            );
+        }
+        if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            put(
+                "cpuset",
+                "cpuset.mems",
+                s.to_string(),
+                "linux.resources.cpu.mems",
+            );
+        }
+    }
+    if let Some(p) = r.pids()
+        && p.limit() != 0
+    {
+        put(
+            "pids",
+            "pids.max",
+            max_or(p.limit()),
+            "linux.resources.pids.limit",
+        );
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(wt) = b.weight().filter(|w| *w != 0) {
+            put(
+                "io",
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(wt)),
+                "linux.resources.blockIO.weight",
+            );
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(wt) = d.weight().filter(|w| *w != 0) {
+                put(
+                    "io",
+                    "io.weight",
+                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(wt)),
+                    "linux.resources.blockIO.weightDevice",
+                );
+            }
+        }
+        for (list, key, field) in [
+            (
+                b.throttle_read_bps_device(),
+                "rbps",
+                "linux.resources.blockIO.throttleReadBpsDevice",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "wbps",
+                "linux.resources.blockIO.throttleWriteBpsDevice",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "riops",
+                "linux.resources.blockIO.throttleReadIOPSDevice",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "wiops",
+                "linux.resources.blockIO.throttleWriteIOPSDevice",
+            ),
+        ] {
+            for d in list.iter().flatten() {
+                let rate = if d.rate() == 0 {
+                    "max".to_string()
+                } else {
+                    d.rate().to_string()
+                };
+                put(
+                    "io",
+                    "io.max",
+                    format!("{}:{} {key}={rate}", d.major(), d.minor()),
+                    field,
+                );
+            }
+        }
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("linux.resources.hugepageLimits: bad pageSize {size:?}");
+        }
+        put(
+            "hugetlb",
+            &format!("hugetlb.{size}.max"),
+            max_or(h.limit()),
+            "linux.resources.hugepageLimits",
+        );
+    }
+    for (dev, l) in r.rdma().iter().flatten() {
+        let mut v = dev.clone();
+        if let Some(n) = l.hca_handles() {
+            v.push_str(&format!(" hca_handle={n}"));
+        }
+        if let Some(n) = l.hca_objects() {
+            v.push_str(&format!(" hca_object={n}"));
+        }
+        put("rdma", "rdma.max", v, "linux.resources.rdma");
+    }
+    if let Some(n) = r.network()
+        && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))
+    {
+        bail!("linux.resources.network: cgroup v2 has no net_cls/net_prio");
+    }
+    let mut unified: Vec<_> = r.unified().iter().flatten().collect();
+    unified.sort();
+    for (k, v) in unified {
+        // A plain file name of the cgroup, owned by a controller ("memory.high") or the core
+        // ("cgroup.max.depth"): never a path.
+        if k.is_empty() || k.contains('/') || k.starts_with('.') || !k.contains('.') {
+            bail!("linux.resources.unified: {k:?} is not a cgroup file name");
+        }
+        let prefix = k.split('.').next().unwrap_or("");
+        let controller: &'static str = match prefix {
+            "cgroup" => "",
+            "memory" => "memory",
+            "cpu" => "cpu",
+            "cpuset" => "cpuset",
+            "io" => "io",
+            "pids" => "pids",
+            "hugetlb" => "hugetlb",
+            "rdma" => "rdma",
+            "misc" => "misc",
+            _ => bail!("linux.resources.unified: {k:?}: unknown controller {prefix:?}"),
+        };
+        put(controller, k, v.clone(), "linux.resources.unified");
+    }
+    Ok(w)
+}
+
+/// Enables the controllers `writes` need in every ancestor's cgroup.subtree_control (from
+/// the mount down to the container's parent), then writes the files.
+pub fn apply(mount: &Path, rel: &str, writes: &[Write]) -> Result<()> {
+    let mut needed: Vec<&str> = writes
+        .iter()
+        .map(|w| w.controller)
+        .filter(|c| !c.is_empty())
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
+    if !needed.is_empty() {
+        let offered = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+        let offered: Vec<&str> = offered.split_whitespace().collect();
+        for c in &needed {
+            if !offered.contains(c) {
+                let field = writes
+                    .iter()
+                    .find(|w| w.controller == *c)
+                    .map_or("", |w| w.field);
+                bail!(
+                    "{field}: the {c} controller is not available on this host (cgroup v2 at {} offers: {})",
+                    mount.display(),
+                    if offered.is_empty() {
+                        "none".to_string()
+                    } else {
+                        offered.join(" ")
+                    }
+                );
+            }
+        }
+        let mut dir = mount.to_path_buf();
+        let parts: Vec<&str> = rel.trim_matches('/').split('/').collect();
+        for part in &parts {
+            let control = dir.join("cgroup.subtree_control");
+            let have = std::fs::read_to_string(&control).unwrap_or_default();
+            let missing: Vec<String> = needed
+                .iter()
+                .filter(|c| !have.split_whitespace().any(|h| h == **c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            if !missing.is_empty() {
+                std::fs::write(&control, missing.join(" ")).with_context(|| {
+                    format!("enable {} in {}", missing.join(" "), control.display())
+                })?;
+            }
+            dir = dir.join(part);
+        }
+    }
+    let dir = mount.join(rel.trim_start_matches('/'));
+    for w in writes {
+        let path = dir.join(&w.file);
+        std::fs::write(&path, &w.value).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: write {:?} to {}: {}",
+                w.field,
+                w.value,
+                path.display(),
+                crate::sys::errno_str(&e)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_match_runc() {
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(blkio_to_io_weight(10), 1);
+        assert_eq!(blkio_to_io_weight(1000), 10_000);
+        assert_eq!(blkio_to_io_weight(500), 4950);
+    }
+
+    #[test]
+    fn plans_the_files() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576, "swap": 2097152, "reservation": 524288},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
+            "pids": {"limit": 16},
+            "unified": {"memory.high": "900000"}
+        }))
+        .unwrap();
+        let w = plan(&r).unwrap();
+        let get = |f: &str| w.iter().find(|x| x.file == f).map(|x| x.value.as_str());
+        assert_eq!(get("memory.max"), Some("1048576"));
+        assert_eq!(get("memory.swap.max"), Some("1048576"));
+        assert_eq!(get("memory.low"), Some("524288"));
+        assert_eq!(get("cpu.weight"), Some("39"));
+        assert_eq!(get("cpu.max"), Some("50000 100000"));
+        assert_eq!(get("cpuset.cpus"), Some("0"));
+        assert_eq!(get("pids.max"), Some("16"));
+        assert_eq!(get("memory.high"), Some("900000"));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        let bad = |v: serde_json::Value| plan(&serde_json::from_value(v).unwrap()).is_err();
+        assert!(bad(
+            serde_json::json!({"memory": {"limit": 100, "swap": 50}})
+        ));
+        assert!(bad(serde_json::json!({"memory": {"swap": 50}})));
+        assert!(bad(serde_json::json!({"unified": {"../../etc": "x"}})));
+        assert!(bad(serde_json::json!({"unified": {"memory.max/x": "x"}})));
+        assert!(bad(serde_json::json!({"unified": {"foo.bar": "x"}})));
+        assert!(bad(serde_json::json!({"cpu": {"realtimeRuntime": 100}})));
+    }
+}
