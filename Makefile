@@ -8,7 +8,8 @@ BUSYBOX ?= /bin/busybox
 BENCH_ARGS ?=
 
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
-DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl
+DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl \
+	qemu-system-x86 cpio
 BENCH_PACKAGES := runc crun
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.
@@ -22,7 +23,7 @@ else echo "already installed: $(1)"; \
 fi
 endef
 
-.PHONY: all deps bench-deps build rootfs demo web test lint bench fuzz
+.PHONY: all deps bench-deps build rootfs demo web test test-vm lint bench fuzz
 all: build rootfs
 
 deps:
@@ -72,11 +73,20 @@ demo: deps build rootfs
 	echo "+ $(RT) --root $$root run -b bundles/busybox $$id"; \
 	$(RT) --root "$$root" run -b bundles/busybox $$id
 
-# Every test (as root), then the lint, then a bounded fuzzing run.
+# Every test (as root), the resource limits in a cgroup v2 VM, the lint, a bounded fuzzing run.
 test: deps rootfs
 	$(CARGO) test
+	@$(MAKE) --no-print-directory test-vm
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz
+
+# tests/cgroup_v2.rs's ignored tests need a pure cgroup v2 kernel: boot one (vm/run.sh) and run
+# them there.
+test-vm: deps rootfs
+	@bin=$$($(CARGO) test --test cgroup_v2 --no-run 2>&1 | sed -n 's/.*Executable tests\/cgroup_v2.rs (\(.*\))/\1/p'); \
+	[ -n "$$bin" ] || { echo "test-vm: could not build tests/cgroup_v2.rs" >&2; exit 1; }; \
+	echo "+ vm/run.sh $$bin --ignored --test-threads=1"; \
+	vm/run.sh $$bin --ignored --test-threads=1
 
 # config.json and --process parsing under libFuzzer for FUZZ_SECONDS each (seeds in
 # fuzz/corpus). cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain

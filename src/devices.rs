@@ -222,38 +222,49 @@ const BPF_F_ALLOW_MULTI: u32 = 2;
 pub fn attach(rules: &[Rule], cgroup_dir: &std::path::Path) -> Result<()> {
     let prog = compile(rules);
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 4096];
     let mut name = [0u8; 16];
     name[..9].copy_from_slice(b"rt_device");
-    let attr = ProgLoadAttr {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: prog.len() as u32,
-        insns: prog.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name: name,
-        prog_ifindex: 0,
-        expected_attach_type: 0,
+    // Without a verifier log first (a log that overflows its buffer fails the load itself);
+    // only a refused program is loaded again to say why.
+    let load = |log: &mut [u8]| {
+        let attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: prog.len() as u32,
+            insns: prog.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: u32::from(!log.is_empty()),
+            log_size: log.len() as u32,
+            log_buf: if log.is_empty() {
+                0
+            } else {
+                log.as_mut_ptr() as u64
+            },
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: name,
+            prog_ifindex: 0,
+            expected_attach_type: 0,
+        };
+        // SAFETY: attr and the buffers it points to live across the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoadAttr,
+                std::mem::size_of::<ProgLoadAttr>(),
+            )
+        }
     };
-    // SAFETY: attr and the buffers it points to live across the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
-            std::mem::size_of::<ProgLoadAttr>(),
-        )
-    };
+    let fd = load(&mut []);
     if fd < 0 {
         let e = std::io::Error::last_os_error();
+        let mut log = vec![0u8; 1 << 20];
+        load(&mut log);
         let verifier = String::from_utf8_lossy(&log);
+        let verifier = verifier.trim_end_matches('\0').trim();
         bail!(
-            "linux.resources.devices: load the device filter: {e} {}",
-            verifier.trim_end_matches('\0').trim()
+            "linux.resources.devices: load the device filter: {e}: {}",
+            verifier.lines().last().unwrap_or("")
         );
     }
     // SAFETY: the kernel returned a new program fd we own.

@@ -23,8 +23,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Where cgroup v2 is mounted on this (hybrid) host.
-pub const CGROUP2: &str = "/sys/fs/cgroup/unified";
+/// Where cgroup v2 is mounted: /sys/fs/cgroup on a pure v2 host (the test VM),
+/// /sys/fs/cgroup/unified on a hybrid one (the build machines).
+pub fn cgroup2_mount() -> &'static str {
+    static MOUNT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    MOUNT.get_or_init(|| {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/unified"
+        }
+    })
+}
 /// Default timeout for a single rt invocation.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default timeout for waiting on a state change.
@@ -921,7 +931,7 @@ impl Drop for Rt {
 
 /// cgroup2 directory of `path` (relative to the cgroup2 mount, leading '/').
 pub fn cgroup_dir(path: &str) -> PathBuf {
-    Path::new(CGROUP2).join(path.trim_start_matches('/'))
+    Path::new(cgroup2_mount()).join(path.trim_start_matches('/'))
 }
 
 /// Pids listed in the cgroup2 `cgroup.procs` of `path` (empty if none/missing).
@@ -972,10 +982,10 @@ pub fn cleanup_cgroup(path: &str) {
         }
         wait_for(Duration::from_secs(2), || cgroup_procs(path).is_empty());
     }
-    let mut bases = vec![PathBuf::from(CGROUP2)];
+    let mut bases = vec![PathBuf::from(cgroup2_mount())];
     if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
         for e in rd.flatten() {
-            if e.path() != Path::new(CGROUP2) {
+            if e.path() != Path::new(cgroup2_mount()) {
                 bases.push(e.path());
             }
         }
