@@ -135,6 +135,86 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// JSON LinuxResources file, or - for stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for none)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (same units)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (same units)
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    #[arg(long)]
+    pub cpu_burst: Option<u64>,
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
+}
+
+/// "512m", "1G", "1048576", "-1": runc's memory sizes (binary units).
+pub fn parse_size(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}"))?;
+    if n < 0.0 {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// "5s", "250ms", "1m", "2h": Go-style durations for --interval.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .context("--interval needs a unit (ms, s, m, h)")?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("invalid duration {s:?}"),
+    };
+    if secs.is_nan() || secs <= 0.0 {
+        bail!("invalid duration {s:?}");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Write a template config.json
@@ -187,6 +267,18 @@ pub enum Cmd {
     },
     /// Print the runtime-spec features document of this rt
     Features,
+    /// Change a running container's resource limits
+    Update(Box<UpdateArgs>),
+    /// Resource usage and OOM events of a container, as JSON lines
+    Events {
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (e.g. 5s, 500ms, 1m)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Freeze every process of a container
     Pause { id: String },
     /// Thaw a paused container
@@ -257,6 +349,29 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             needs_features("run")?;
             return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
         }
+        Cmd::Update(a) => {
+            let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();
+            let f = crate::events::UpdateFlags {
+                memory: size(&a.memory)?,
+                memory_swap: size(&a.memory_swap)?,
+                memory_reservation: size(&a.memory_reservation)?,
+                cpu_period: a.cpu_period,
+                cpu_quota: a.cpu_quota,
+                cpu_share: a.cpu_share,
+                cpu_burst: a.cpu_burst,
+                cpu_idle: a.cpu_idle,
+                cpuset_cpus: a.cpuset_cpus,
+                cpuset_mems: a.cpuset_mems,
+                pids_limit: a.pids_limit,
+                blkio_weight: a.blkio_weight,
+            };
+            crate::events::update(root, &a.id, a.resources.as_deref(), &f)?;
+        }
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => crate::events::events(root, &id, stats, parse_duration(&interval)?)?,
         Cmd::Pause { id } => container::pause(root, &id)?,
         Cmd::Resume { id } => container::resume(root, &id)?,
         Cmd::Features => {

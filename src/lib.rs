@@ -6,6 +6,7 @@ pub mod cli;
 pub mod console;
 pub mod container;
 pub mod devices;
+pub mod events;
 pub mod exec;
 pub mod exeguard;
 pub mod features;

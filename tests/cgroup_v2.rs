@@ -186,3 +186,128 @@ fn limits_fail_clearly_where_the_controller_is_missing() {
         .fails_with(&["linux.resources.memory.limit", "memory controller"]);
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+fn rt_with_stdin(rt: &Rt, args: &[&str], input: &str) -> Output {
+    let mut c = rt.command(args);
+    let dir = std::env::temp_dir().join(unique("rt-test-stdin"));
+    fs::write(&dir, input).unwrap();
+    c.stdin(fs::File::open(&dir).unwrap());
+    let o = run_cmd(&mut c);
+    let _ = fs::remove_file(&dir);
+    o
+}
+
+#[test]
+#[ignore = "needs a pure cgroup v2 host: make test-vm"]
+fn update_changes_live_limits_and_events_report_usage() {
+    assert!(pure_v2());
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux()["resources"] = json!({"pids": {"limit": 10}, "memory": {"limit": 67108864}});
+    let c = rt.start_ok(&b);
+    rt.cmd(&[
+        "update",
+        "--pids-limit",
+        "20",
+        "--memory",
+        "128m",
+        "--cpu-quota",
+        "20000",
+        &c.id,
+    ])
+    .ok();
+    assert_eq!(read(&b, "pids.max"), "20");
+    assert_eq!(read(&b, "memory.max"), "134217728");
+    assert_eq!(read(&b, "cpu.max"), "20000 100000");
+    rt_with_stdin(
+        &rt,
+        &["update", "-r", "-", &c.id],
+        r#"{"pids": {"limit": 30}}"#,
+    )
+    .ok();
+    assert_eq!(read(&b, "pids.max"), "30");
+    rt_with_stdin(
+        &rt,
+        &["update", "-r", "-", &c.id],
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+    )
+    .fails_with(&["below"]);
+    assert_eq!(
+        read(&b, "memory.max"),
+        "134217728",
+        "a refused update changed nothing"
+    );
+
+    let o = rt.cmd(&["events", "--stats", &c.id]);
+    o.ok();
+    let ev: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], c.id.as_str());
+    assert!(
+        ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{ev}"
+    );
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 134217728);
+    assert_eq!(ev["data"]["pids"]["limit"], 30);
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+    assert!(
+        ev["data"]["cpu"]["usage"]["total"].as_u64().is_some(),
+        "{ev}"
+    );
+    rt.delete_force(&c.id).ok();
+}
+
+#[test]
+#[ignore = "needs a pure cgroup v2 host: make test-vm"]
+fn events_report_an_oom() {
+    assert!(pure_v2());
+    let rt = Rt::new();
+    let mut b = Bundle::sh("sleep 1; x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 1000");
+    b.linux()["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
+    let c = rt.create_ok(&b);
+    let mut ev = rt.spawn(&["events", "--interval", "200ms", &c.id]);
+    rt.start(&c.id).ok();
+    assert!(rt.wait_status(&c.id, "stopped", Duration::from_secs(60)));
+    let o = ev
+        .try_wait_for(Duration::from_secs(10))
+        .expect("events ends with the container");
+    o.ok();
+    let kinds: Vec<String> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "\"oom\""), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "\"stats\""), "{kinds:?}");
+    rt.delete(&c.id).ok();
+}
+
+/// On the hybrid host: update can't set what the host can't enforce, and events still report.
+#[test]
+fn update_and_events_on_this_host() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let offered = fs::read_to_string(format!("{}/cgroup.controllers", cgroup2_mount())).unwrap();
+    if !offered.split_whitespace().any(|c| c == "memory") {
+        rt.cmd(&["update", "--memory", "64m", &c.id])
+            .fails_with(&["memory controller"]);
+    }
+    rt.cmd(&["update", "--memory", "lots", &c.id])
+        .fails_with(&["lots"]);
+    let o = rt.cmd(&["events", "--stats", &c.id]);
+    o.ok();
+    let ev: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert!(
+        ev["data"]["pids"].is_object() && ev["data"]["memory"].is_object(),
+        "{ev}"
+    );
+    rt.kill(&c.id, "KILL").ok();
+    assert!(rt.wait_status(&c.id, "stopped", WAIT));
+    rt.cmd(&["update", "--pids-limit", "5", &c.id])
+        .fails_with(&["not running"]);
+    rt.cmd(&["events", "--stats", &c.id])
+        .fails_with(&["not running"]);
+    rt.delete(&c.id).ok();
+}
