@@ -71,6 +71,8 @@ pub fn resolve(path: Option<&Path>, id: &str) -> Result<String> {
 pub struct Created {
     pub rel: String,
     pub fd: OwnedFd,
+    /// Whether rt made the directory (only then does it remove it).
+    pub owned: bool,
     armed: bool,
 }
 
@@ -82,7 +84,7 @@ impl Created {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        if self.armed {
+        if self.armed && self.owned {
             let _ = remove(&self.rel);
         }
     }
@@ -96,6 +98,8 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         return Ok(None);
     };
     let dir = mount.join(rel.trim_start_matches('/'));
+    // A cgroup that exists already (a pod's, say) is joined but never removed by rt.
+    let owned = !dir.exists();
     if let Err(e) = std::fs::create_dir_all(&dir) {
         // Rootless without a delegated cgroup: run without one, as runc does.
         if crate::sys::rootless()
@@ -120,16 +124,13 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
     Ok(Some(Created {
         rel: rel.to_string(),
         fd,
+        owned,
         armed: true,
     }))
 }
 
-fn dir_of(rel: &str) -> Option<PathBuf> {
+pub fn dir_of(rel: &str) -> Option<PathBuf> {
     v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
-}
-
-pub fn dir_of_rel(rel: &str) -> Option<PathBuf> {
-    dir_of(rel)
 }
 
 pub fn procs(rel: &str) -> Result<Vec<i32>> {

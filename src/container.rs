@@ -137,7 +137,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
     if let Some(rules) = &device_rules {
         let dir = match &cgroup {
-            Some(c) => crate::cgroups::dir_of_rel(&c.rel),
+            Some(c) => crate::cgroups::dir_of(&c.rel),
             None => None,
         }
         .context("linux.resources.devices: needs a cgroup v2 hierarchy, and this host has none")?;
@@ -174,6 +174,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         owner: String::new(),
         cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
+        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
         has_hooks: bundle.spec.hooks().is_some(),
         own_pidns: bundle
             .spec
@@ -556,7 +557,9 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     } else {
         None
     };
-    if let Some(cg) = &st.cgroup {
+    // A cgroup rt made is the container's alone: empty it and remove it. One it joined may
+    // hold others' processes: leave it be.
+    if let Some(cg) = st.cgroup.as_ref().filter(|_| st.cgroup_owned) {
         if !st.own_pidns {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
         }

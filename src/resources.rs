@@ -15,6 +15,8 @@ pub struct Write {
     pub value: String,
     /// The config field, for error messages.
     pub field: &'static str,
+    /// For io.weight: the value to write instead when the cgroup uses io.bfq.weight.
+    pub bfq_value: Option<String>,
 }
 
 fn max_or(v: i64) -> String {
@@ -64,6 +66,7 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
             file: file.to_string(),
             value,
             field,
+            bfq_value: None,
         })
     };
     if let Some(m) = r.memory() {
@@ -272,6 +275,23 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
         };
         put(controller, k, v.clone(), "linux.resources.unified");
     }
+    // With BFQ the same weights go to io.bfq.weight unconverted (blkio's 1..1000), in the
+    // order the io.weight writes were planned.
+    if let Some(b) = r.block_io() {
+        let bfq = b
+            .weight()
+            .filter(|w| *w != 0)
+            .map(|wt| format!("default {wt}"))
+            .into_iter()
+            .chain(b.weight_device().iter().flatten().filter_map(|d| {
+                d.weight()
+                    .filter(|w| *w != 0)
+                    .map(|wt| format!("{}:{} {wt}", d.major(), d.minor()))
+            }));
+        for (wr, v) in w.iter_mut().filter(|x| x.file == "io.weight").zip(bfq) {
+            wr.bfq_value = Some(v);
+        }
+    }
     Ok(w)
 }
 
@@ -325,16 +345,41 @@ pub fn apply(mount: &Path, rel: &str, writes: &[Write]) -> Result<()> {
     }
     let dir = mount.join(rel.trim_start_matches('/'));
     for w in writes {
-        let path = dir.join(&w.file);
-        std::fs::write(&path, &w.value).map_err(|e| {
+        let mut file = w.file.clone();
+        let mut value = w.value.clone();
+        // With the BFQ scheduler, weights live in io.bfq.weight, in blkio's own 1..1000 range.
+        if file == "io.weight" && dir.join("io.bfq.weight").exists() {
+            file = "io.bfq.weight".into();
+            value = w.bfq_value.clone().unwrap_or(value);
+        }
+        let path = dir.join(&file);
+        std::fs::write(&path, &value).map_err(|e| {
             anyhow::anyhow!(
                 "{}: write {:?} to {}: {}",
                 w.field,
-                w.value,
+                value,
                 path.display(),
                 crate::sys::errno_str(&e)
             )
         })?;
+        // Reserved hugepages are limited the same (runc): the .rsvd file exists on kernels
+        // that account reservations.
+        if let Some(size) = file
+            .strip_prefix("hugetlb.")
+            .and_then(|f| f.strip_suffix(".max"))
+        {
+            let rsvd = dir.join(format!("hugetlb.{size}.rsvd.max"));
+            if rsvd.exists() {
+                std::fs::write(&rsvd, &value).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: write {}: {}",
+                        w.field,
+                        rsvd.display(),
+                        crate::sys::errno_str(&e)
+                    )
+                })?;
+            }
+        }
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct State {
     pub owner: String,
     /// The container's cgroup, relative to the cgroup v2 mount.
     pub cgroup: Option<String>,
+    /// Whether rt created that cgroup (and so removes it on delete).
+    #[serde(default)]
+    pub cgroup_owned: bool,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,

@@ -311,3 +311,26 @@ fn update_and_events_on_this_host() {
         .fails_with(&["not running"]);
     rt.delete(&c.id).ok();
 }
+
+/// A cgroupsPath that already exists (a pod's, say) is joined, and delete leaves it alone.
+#[test]
+fn a_cgroup_rt_did_not_create_is_never_removed() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let pre = format!("/{}", unique("rt-test-pre"));
+    rt.track_cgroup(&pre);
+    fs::create_dir(cgroup_dir(&pre)).unwrap();
+    b.linux()["cgroupsPath"] = json!(pre);
+    b.cgroup = pre.clone();
+    let c = rt.start_ok(&b);
+    assert_eq!(proc_cgroup2(c.pid).as_deref(), Some(pre.as_str()));
+    rt.delete_force(&c.id).ok();
+    assert!(
+        cgroup_dir(&pre).exists(),
+        "delete removed a cgroup rt did not create"
+    );
+    assert!(
+        procs_in_cgroup(&pre).is_empty(),
+        "the container's init is gone"
+    );
+}
