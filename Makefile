@@ -9,7 +9,7 @@ BENCH_ARGS ?=
 
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
 DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl \
-	qemu-system-x86 cpio
+	qemu-system-x86 cpio uidmap
 BENCH_PACKAGES := runc crun
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.

@@ -29,6 +29,13 @@ fn user_ids() -> (u32, u32) {
             assert!(st.success(), "useradd {USER} failed");
         }
     });
+    // Subordinate ids for newuidmap/newgidmap (useradd usually adds them; make sure).
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            fs::write(file, format!("{text}{USER}:200000:65536\n")).unwrap();
+        }
+    }
     let id = |flag: &str| -> u32 {
         let o = Command::new("id").args([flag, USER]).output().unwrap();
         String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
@@ -188,4 +195,53 @@ fn rootless_ranges_other_than_your_own_id_fail_clearly() {
     as_user(&xdg.0, &["run", "--bundle", b.to_str().unwrap(), &id])
         .fails_with(&["linux.uidMappings"]);
     assert!(!xdg.0.join("rt").join(&id).exists(), "state left behind");
+}
+
+/// Several ranges: the user's own id plus its subordinate ids, through newuidmap/newgidmap.
+#[test]
+fn rootless_multi_range_mapping_through_newuidmap() {
+    let (uid, gid) = user_ids();
+    let sub = |file: &str| -> u32 {
+        fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{USER}:")))
+            .and_then(|r| r.split(':').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (su, sg) = (sub("/etc/subuid"), sub("/etc/subgid"));
+    let xdg = UserDir::new();
+    let b = rootless_bundle(
+        &xdg.0,
+        "cat /proc/self/uid_map /proc/self/gid_map; chown 1000:1000 /dev/shm && stat -c %u /dev/shm",
+    );
+    let path = b.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    c["linux"]["uidMappings"] = serde_json::json!([
+        { "containerID": 0, "hostID": uid, "size": 1 },
+        { "containerID": 1, "hostID": su, "size": 65536 }
+    ]);
+    c["linux"]["gidMappings"] = serde_json::json!([
+        { "containerID": 0, "hostID": gid, "size": 1 },
+        { "containerID": 1, "hostID": sg, "size": 65536 }
+    ]);
+    // chown to a subordinate id needs CAP_CHOWN (the rootless template has none).
+    let caps = serde_json::json!(["CAP_CHOWN"]);
+    c["process"]["capabilities"] =
+        serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps});
+    fs::write(&path, c.to_string()).unwrap();
+    let id = unique("rl");
+    let o = as_user(&xdg.0, &["run", "--bundle", b.to_str().unwrap(), &id]);
+    o.ok();
+    let norm: Vec<String> = o
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(norm.contains(&format!("1 {su} 65536")), "{norm:?}");
+    assert!(norm.contains(&format!("1 {sg} 65536")), "{norm:?}");
+    assert_eq!(norm.last().map(String::as_str), Some("1000"), "{norm:?}");
 }
