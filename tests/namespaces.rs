@@ -290,3 +290,24 @@ fn user_namespace_without_network_namespace_gets_the_hosts_sysfs() {
     assert!(out.contains("SYS-OK"), "{out:?}");
     assert!(out.contains("SYS-RO"), "{out:?}");
 }
+
+/// Joining another container's user namespace by path (no mappings of its own): the new
+/// namespaces are created inside it, and ids are the other container's.
+#[test]
+fn join_an_existing_user_namespace_by_path() {
+    let rt = Rt::new();
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.add_namespace("user", None);
+    a.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    a.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let ca = rt.start_ok(&a);
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let path = format!("/proc/{}/ns/user", ca.pid);
+    b.add_namespace("user", Some(&path));
+    let cb = rt.start_ok(&b);
+    assert_eq!(ns_link(cb.pid, "user"), ns_link(ca.pid, "user"));
+    assert_ne!(ns_link(cb.pid, "mnt"), ns_link(ca.pid, "mnt"));
+    assert_eq!(proc_status_nums(cb.pid, "Uid"), vec![100000; 4]);
+    rt.delete_force(&cb.id).ok();
+    rt.delete_force(&ca.id).ok();
+}
