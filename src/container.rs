@@ -124,14 +124,28 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         None => Vec::new(),
     };
     let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
-    if !limits.is_empty() {
-        let (Some(c), Some(mount)) = (&cgroup, crate::cgroups::v2_mount()) else {
+    let v2_mount = crate::cgroups::v2_mount();
+    let (on_v2, on_v1) = crate::resources::split(v2_mount.as_deref(), &limits);
+    if !on_v2.is_empty() {
+        let (Some(c), Some(mount)) = (&cgroup, &v2_mount) else {
             bail!(
                 "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
             );
         };
-        crate::resources::apply(&mount, &c.rel, &limits)?;
+        crate::resources::apply(mount, &c.rel, &on_v2)?;
     }
+    // Hybrid hosts: what v2 can't take goes to the v1 hierarchies (joined only for that).
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    let v1_dirs = if on_v1.is_empty() {
+        Vec::new()
+    } else {
+        crate::cgroupv1::apply(&on_v1, cgroups_path.as_deref(), id)?
+    };
+    let v1_guard = V1Guard(Some(&v1_dirs));
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
@@ -161,6 +175,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
+    // The init waits for start, so joining the v1 cgroups now is before the user's program.
+    crate::cgroupv1::attach(&v1_dirs, spawned.pid)?;
 
     let (start_time, _) =
         sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
@@ -175,6 +191,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         owner: String::new(),
         cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
         cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
+        cgroup_v1: v1_dirs.clone(),
         has_hooks: bundle.spec.hooks().is_some(),
         own_pidns: bundle
             .spec
@@ -200,6 +217,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         c.disarm();
     }
     kill_init.disarm();
+    std::mem::forget(v1_guard);
     std::mem::forget(dir_guard);
     drop(console);
     let console_master = console_rx
@@ -317,6 +335,17 @@ fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devi
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
     crate::devices::rules(&config, linux.devices().as_deref().unwrap_or(&[]))
+}
+
+/// Removes the v1 cgroups a failed create made.
+struct V1Guard<'a>(Option<&'a Vec<std::path::PathBuf>>);
+
+impl Drop for V1Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0 {
+            crate::cgroupv1::remove(d);
+        }
+    }
 }
 
 /// Kills the init if create fails after it was spawned.
@@ -565,6 +594,7 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
         }
         crate::cgroups::remove(cg)?;
     }
+    crate::cgroupv1::remove(&st.cgroup_v1);
     dir.remove()?;
     if let Some(spec) = spec {
         crate::hooks::run_warn(

@@ -102,6 +102,7 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
     let writes = crate::resources::plan(&r)?;
     let (dir, mount, rel) = container_cgroup(root, id)?;
+    let st = dir.load()?;
     let cgdir = mount.join(rel.trim_start_matches('/'));
     // memory.checkBeforeUpdate: never set a limit below what the container already uses.
     if r.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true)
@@ -116,7 +117,31 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
             bail!("linux.resources.memory.limit {l} is below the container's current usage {used}");
         }
     }
-    crate::resources::apply(&mount, &rel, &writes)?;
+    let (on_v2, on_v1) = crate::resources::split(Some(&mount), &writes);
+    crate::resources::apply(&mount, &rel, &on_v2)?;
+    for w in on_v1 {
+        // Only the v1 hierarchies the container joined at create can be updated.
+        let mounts = crate::cgroupv1::mounts();
+        let d = st
+            .cgroup_v1
+            .iter()
+            .find(|d| mounts.get(w.controller).is_some_and(|m| d.starts_with(m)))
+            .with_context(|| {
+                format!(
+                    "{}: the {} controller is only on cgroup v1 here, and the container has no v1 {} cgroup (it was created without such a limit)",
+                    w.field, w.controller, w.controller
+                )
+            })?;
+        for (file, value) in crate::cgroupv1::translate(w)? {
+            std::fs::write(d.join(&file), &value).with_context(|| {
+                format!(
+                    "{}: write {value:?} to {}",
+                    w.field,
+                    d.join(&file).display()
+                )
+            })?;
+        }
+    }
     drop(dir);
     Ok(())
 }

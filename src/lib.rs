@@ -2,6 +2,7 @@
 //! binary is the product; the library exists so fuzz targets and tests can reach the parsers.
 
 pub mod cgroups;
+pub mod cgroupv1;
 pub mod cli;
 pub mod console;
 pub mod container;

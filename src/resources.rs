@@ -17,6 +17,8 @@ pub struct Write {
     pub field: &'static str,
     /// For io.weight: the value to write instead when the cgroup uses io.bfq.weight.
     pub bfq_value: Option<String>,
+    /// The cgroup v1 files and values for the same limit (None: v1 has no equivalent).
+    pub v1: Option<Vec<(String, String)>>,
 }
 
 fn max_or(v: i64) -> String {
@@ -67,6 +69,7 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
             value,
             field,
             bfq_value: None,
+            v1: None,
         })
     };
     if let Some(m) = r.memory() {
@@ -292,12 +295,94 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
             wr.bfq_value = Some(v);
         }
     }
+    for wr in w.iter_mut() {
+        wr.v1 = v1_equivalent(wr, r);
+    }
     Ok(w)
+}
+
+/// The v1 files for a planned v2 write (v1 uses -1 for "no limit" and counts memory+swap in
+/// memsw, like the spec).
+fn v1_equivalent(w: &Write, r: &LinuxResources) -> Option<Vec<(String, String)>> {
+    let one = |f: &str, v: String| Some(vec![(f.to_string(), v)]);
+    let v1num = |v: &str| {
+        if v == "max" {
+            "-1".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let mem = r.memory().as_ref();
+    let cpu = r.cpu().as_ref();
+    match w.file.as_str() {
+        "memory.max" => one("memory.limit_in_bytes", v1num(&w.value)),
+        "memory.low" => one("memory.soft_limit_in_bytes", v1num(&w.value)),
+        "memory.swap.max" => one("memory.memsw.limit_in_bytes", mem?.swap()?.to_string()),
+        "cpu.weight" => one("cpu.shares", cpu?.shares()?.to_string()),
+        "cpu.max" => Some(vec![
+            (
+                "cpu.cfs_period_us".into(),
+                cpu?.period()
+                    .filter(|p| *p != 0)
+                    .unwrap_or(100_000)
+                    .to_string(),
+            ),
+            (
+                "cpu.cfs_quota_us".into(),
+                cpu?.quota().filter(|q| *q != 0).unwrap_or(-1).to_string(),
+            ),
+        ]),
+        "cpu.max.burst" => one("cpu.cfs_burst_us", w.value.clone()),
+        "cpuset.cpus" | "cpuset.mems" | "pids.max" | "rdma.max" => one(
+            &w.file,
+            if w.file == "pids.max" {
+                v1num(&w.value)
+            } else {
+                w.value.clone()
+            },
+        ),
+        "io.weight" => {
+            let raw = w.bfq_value.as_deref()?;
+            match raw.strip_prefix("default ") {
+                Some(n) => one("blkio.weight", n.to_string()),
+                None => one("blkio.weight_device", raw.to_string()),
+            }
+        }
+        "io.max" => {
+            let (dev, kv) = w.value.split_once(' ')?;
+            let (key, rate) = kv.split_once('=')?;
+            let file = match key {
+                "rbps" => "blkio.throttle.read_bps_device",
+                "wbps" => "blkio.throttle.write_bps_device",
+                "riops" => "blkio.throttle.read_iops_device",
+                "wiops" => "blkio.throttle.write_iops_device",
+                _ => return None,
+            };
+            one(
+                file,
+                format!("{dev} {}", if rate == "max" { "0" } else { rate }),
+            )
+        }
+        f => {
+            let size = f.strip_prefix("hugetlb.")?.strip_suffix(".max")?;
+            one(&format!("hugetlb.{size}.limit_in_bytes"), v1num(&w.value))
+        }
+    }
+}
+
+/// The writes cgroup v2 at `mount` can take (its controllers), and those it can't.
+pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, Vec<&'a Write>) {
+    let offered = mount
+        .and_then(|m| std::fs::read_to_string(m.join("cgroup.controllers")).ok())
+        .unwrap_or_default();
+    writes.iter().partition(|w| {
+        w.controller.is_empty() || offered.split_whitespace().any(|c| c == w.controller)
+    })
 }
 
 /// Enables the controllers `writes` need in every ancestor's cgroup.subtree_control (from
 /// the mount down to the container's parent), then writes the files.
-pub fn apply(mount: &Path, rel: &str, writes: &[Write]) -> Result<()> {
+pub fn apply(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
     let mut needed: Vec<&str> = writes
         .iter()
         .map(|w| w.controller)
@@ -408,6 +493,22 @@ mod tests {
         }))
         .unwrap();
         let w = plan(&r).unwrap();
+        let v1 = |f: &str| w.iter().find(|x| x.file == f).and_then(|x| x.v1.clone());
+        assert_eq!(
+            v1("cpu.max"),
+            Some(vec![
+                ("cpu.cfs_period_us".into(), "100000".into()),
+                ("cpu.cfs_quota_us".into(), "50000".into())
+            ])
+        );
+        assert_eq!(
+            v1("memory.swap.max"),
+            Some(vec![(
+                "memory.memsw.limit_in_bytes".into(),
+                "2097152".into()
+            )])
+        );
+        assert_eq!(v1("memory.high"), None);
         let get = |f: &str| w.iter().find(|x| x.file == f).map(|x| x.value.as_str());
         assert_eq!(get("memory.max"), Some("1048576"));
         assert_eq!(get("memory.swap.max"), Some("1048576"));

@@ -34,6 +34,9 @@ pub struct State {
     /// Whether rt created that cgroup (and so removes it on delete).
     #[serde(default)]
     pub cgroup_owned: bool,
+    /// The container's cgroups in v1 hierarchies (hybrid hosts, for limits v2 can't take).
+    #[serde(default)]
+    pub cgroup_v1: Vec<std::path::PathBuf>,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,
