@@ -259,13 +259,15 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<(
         let alive = Dir::open(root, id)
             .and_then(|d| d.load().map(|s| s.status(&d.path) != Status::Stopped))
             .unwrap_or(false);
-        if !alive {
-            return Ok(());
-        }
+        // Checked after the liveness test, so an OOM kill that ended the container is still
+        // reported before events returns.
         let now_ooms = oom_count();
         if now_ooms > ooms {
             ooms = now_ooms;
             emit(&mut out, json!({"type": "oom", "id": id}))?;
+        }
+        if !alive {
+            return Ok(());
         }
         if std::time::Instant::now() >= next {
             emit(
