@@ -150,12 +150,18 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
     if let Some(rules) = &device_rules {
-        let dir = match &cgroup {
-            Some(c) => crate::cgroups::dir_of(&c.rel),
-            None => None,
+        match cgroup.as_ref().and_then(|c| crate::cgroups::dir_of(&c.rel)) {
+            Some(dir) => crate::devices::attach(rules, &dir)?,
+            None if asks_for_device_rules(&bundle.spec) => {
+                bail!(
+                    "linux.resources.devices: needs a cgroup v2 hierarchy, and this host has none"
+                )
+            }
+            // Only the defaults, and nowhere to attach them (no cgroup v2): as before any filter.
+            None => {
+                crate::logging::debug("no cgroup v2: the default device filter is not attached")
+            }
         }
-        .context("linux.resources.devices: needs a cgroup v2 hierarchy, and this host has none")?;
-        crate::devices::attach(rules, &dir)?;
     }
 
     let args = crate::process::InitArgs {
@@ -325,9 +331,17 @@ fn idmapped_binds(
     Ok(out)
 }
 
+fn asks_for_device_rules(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+}
+
 fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devices::Rule>>> {
     let Some(linux) = spec.linux() else {
-        return Ok(None);
+        return crate::devices::rules(&[], &[]);
     };
     let config = linux
         .resources()

@@ -2,11 +2,13 @@
 //! attached to the container's cgroup. The kernel runs it on every open and mknod of a device
 //! node by a process in the cgroup (on hybrid hosts too: the hook follows the v2 cgroup).
 //!
-//! Semantics are cgroup v1's: everything is allowed until a rule says otherwise, and a later
-//! rule overrides an earlier one; so the program checks the rules from last to first and the
-//! first that matches decides. An allow rule matches when it grants *every* access asked for,
-//! a deny rule when it denies *any* of them. After the config's rules come allows for the
-//! devices every container gets (as runc does) and for `linux.devices`.
+//! Semantics are runc's: nothing is allowed unless a rule says so (an `allow a *:* rwm` rule
+//! allows everything), and a later rule overrides an earlier one; so the program checks the
+//! rules from last to first and the first that matches decides. An allow rule matches when it
+//! grants *every* access asked for, a deny rule when it denies *any* of them. After the
+//! config's rules come allows for the devices every container gets (as runc does: mknod of
+//! any node, and the usual /dev set) and for `linux.devices`. The filter is always attached,
+//! even when the config lists no rules.
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
@@ -70,12 +72,19 @@ fn allow_char(major: i64, minor: Option<i64>) -> Rule {
     }
 }
 
-/// The full rule list, or None when the config has no device rules (nothing to enforce).
+/// The full rule list: the config's, then the defaults and `linux.devices`.
 pub fn rules(config: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Result<Option<Vec<Rule>>> {
-    if config.is_empty() {
-        return Ok(None);
-    }
     let mut rules = config.iter().map(from_config).collect::<Result<Vec<_>>>()?;
+    // Making a node is harmless when opening it is not allowed (runc allows it too).
+    for typ in [DEV_CHAR, DEV_BLOCK] {
+        rules.push(Rule {
+            allow: true,
+            typ: Some(typ),
+            major: None,
+            minor: None,
+            access: ACC_MKNOD,
+        });
+    }
     // What every container needs: null, zero, full, random, urandom, tty, console, ptmx, the
     // pts of its own devpts.
     for (major, minor) in [
@@ -181,8 +190,8 @@ fn compile(rules: &[Rule]) -> Vec<Insn> {
             p.push(ins);
         }
     }
-    // No rule matched: allowed, as in cgroup v1 (a leading "deny all" rule always matches).
-    p.push(insn(MOV_K, 0, 0, 0, 1));
+    // No rule matched: denied.
+    p.push(insn(MOV_K, 0, 0, 0, 0));
     p.push(insn(EXIT, 0, 0, 0, 0));
     p
 }
@@ -355,8 +364,10 @@ mod tests {
     }
 
     #[test]
-    fn later_rules_override_earlier_and_default_is_allow() {
+    fn later_rules_override_earlier_and_default_is_deny() {
+        assert!(!eval(&[], DEV_CHAR, 4, 4, ACC_READ));
         let rules = vec![
+            rule(true, None, None, None, "rwm"),
             rule(false, Some(DEV_BLOCK), Some(8), None, "w"),
             rule(true, Some(DEV_BLOCK), Some(8), Some(1), "rw"),
         ];

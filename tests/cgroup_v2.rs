@@ -11,6 +11,21 @@ use serde_json::json;
 use std::fs;
 use std::time::Duration;
 
+/// Puts the host's first disk ("MAJOR MINOR" from /proc/partitions) in place of DISK: a real
+/// block device the container's root could read, were it not for the device filter.
+fn with_disk(script: &str) -> String {
+    let parts = fs::read_to_string("/proc/partitions").unwrap();
+    let disk = parts
+        .lines()
+        .skip(2)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| format!("{} {}", f[0], f[1]))
+        })
+        .expect("a disk in /proc/partitions");
+    script.replace("DISK", &disk)
+}
+
 fn pure_v2() -> bool {
     cgroup2_mount() == "/sys/fs/cgroup"
 }
@@ -115,15 +130,15 @@ fn unified_and_other_files_are_written() {
 }
 
 /// The BPF device filter works on hybrid hosts too (it follows the v2 cgroup): a device the
-/// rules deny can't be made or opened (EPERM), while the defaults and `linux.devices` work.
+/// rules deny can't be opened (EPERM), while the defaults and `linux.devices` work.
 #[test]
 fn device_filter_denies_with_eperm() {
     let rt = Rt::new();
-    let mut b = Bundle::sh(
-        "mknod /tmp/sda b 8 0 2>/dev/null || echo MKNOD-DENIED; \
+    let mut b = Bundle::sh(&with_disk(
+        "mknod /dev/xdisk b DISK && { head -c 1 /dev/xdisk 2>&1 | grep -q 'not permitted' && echo BLOCKDEV-DENIED; }; \
          head -c 1 /tmp/kmsg 2>&1 | grep -q 'not permitted' && echo OPEN-DENIED; \
          head -c 1 /dev/zero2 | wc -c; head -c 1 /dev/zero | wc -c",
-    );
+    ));
     b.process()["capabilities"] = json!({
         "bounding": ["CAP_MKNOD", "CAP_SYSLOG"], "effective": ["CAP_MKNOD", "CAP_SYSLOG"],
         "permitted": ["CAP_MKNOD", "CAP_SYSLOG"]
@@ -133,7 +148,8 @@ fn device_filter_denies_with_eperm() {
     b.linux()["devices"] = json!([{"path": "/dev/zero2", "type": "c", "major": 1, "minor": 5}]);
     b.linux()["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
     let out = rt.run_stdout(&b);
-    assert!(out.contains("MKNOD-DENIED"), "{out:?}");
+    // Making a node is allowed (as in runc); opening a disk is not.
+    assert!(out.contains("BLOCKDEV-DENIED"), "{out:?}");
     assert!(out.contains("OPEN-DENIED"), "{out:?}");
     assert!(
         out.ends_with("1\n1\n"),
@@ -333,4 +349,21 @@ fn a_cgroup_rt_did_not_create_is_never_removed() {
         procs_in_cgroup(&pre).is_empty(),
         "the container's init is gone"
     );
+}
+
+/// Without any device rules in the config, the filter still allows only the default set (as
+/// runc): a disk node made in the container can't be opened.
+#[test]
+fn default_device_filter_without_rules() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(&with_disk(
+        "mknod /dev/xdisk b DISK && { head -c 1 /dev/xdisk 2>&1 | grep -q 'not permitted' && echo BLOCKDEV-DENIED; }; \
+         head -c 1 /dev/urandom | wc -c",
+    ));
+    b.process()["capabilities"] = json!({
+        "bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"]
+    });
+    let out = rt.run_stdout(&b);
+    assert!(out.contains("BLOCKDEV-DENIED"), "{out:?}");
+    assert!(out.trim_end().ends_with('1'), "{out:?}");
 }
