@@ -98,9 +98,18 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         return Ok(None);
     };
     let dir = mount.join(rel.trim_start_matches('/'));
-    // A cgroup that exists already (a pod's, say) is joined but never removed by rt.
-    let owned = !dir.exists();
-    if let Err(e) = std::fs::create_dir_all(&dir) {
+    // A cgroup that exists already (a pod's, say) is joined but never removed by rt. mkdir of
+    // the leaf decides, so of two concurrent creates only one owns it.
+    let made = dir
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::create_dir(&dir));
+    let owned = made.is_ok();
+    let made = match made {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    if let Err(e) = made {
         // Rootless without a delegated cgroup: run without one, as runc does.
         if crate::sys::rootless()
             && matches!(
@@ -207,6 +216,14 @@ pub fn remove(rel: &str) -> Result<()> {
     let Some(dir) = dir_of(rel) else {
         return Ok(());
     };
+    // Sub-cgroups the container made (systemd or Docker inside it) go first, deepest first.
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&format!("{rel}/{}", e.file_name().to_string_lossy()))?;
+            }
+        }
+    }
     for i in 0..200 {
         match std::fs::remove_dir(&dir) {
             Ok(()) => return Ok(()),

@@ -212,7 +212,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     if secs.is_nan() || secs <= 0.0 {
         bail!("invalid duration {s:?}");
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))
 }
 
 #[derive(Subcommand)]

@@ -53,57 +53,70 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
         }
         None => json!({}),
     };
+    if !v.is_object() {
+        bail!("--resources: a JSON object (LinuxResources) is expected");
+    }
     let mut set = |path: &[&str], val: Value| {
         let mut cur = &mut v;
         for k in &path[..path.len() - 1] {
-            cur = cur
-                .as_object_mut()
-                .map(|o| o.entry(k.to_string()).or_insert(json!({})))
-                .expect("objects all the way down");
+            let Some(o) = cur.as_object_mut() else {
+                return Err(anyhow::anyhow!("--resources: {k} must be an object"));
+            };
+            cur = o.entry(k.to_string()).or_insert(json!({}));
         }
-        cur[path[path.len() - 1]] = val;
+        match cur.as_object_mut() {
+            Some(o) => {
+                o.insert(path[path.len() - 1].to_string(), val);
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!(
+                "--resources: {} must be an object",
+                path[0]
+            )),
+        }
     };
     if let Some(x) = f.memory {
-        set(&["memory", "limit"], json!(x));
+        set(&["memory", "limit"], json!(x))?;
     }
     if let Some(x) = f.memory_swap {
-        set(&["memory", "swap"], json!(x));
+        set(&["memory", "swap"], json!(x))?;
     }
     if let Some(x) = f.memory_reservation {
-        set(&["memory", "reservation"], json!(x));
+        set(&["memory", "reservation"], json!(x))?;
     }
     if let Some(x) = f.cpu_period {
-        set(&["cpu", "period"], json!(x));
+        set(&["cpu", "period"], json!(x))?;
     }
     if let Some(x) = f.cpu_quota {
-        set(&["cpu", "quota"], json!(x));
+        set(&["cpu", "quota"], json!(x))?;
     }
     if let Some(x) = f.cpu_share {
-        set(&["cpu", "shares"], json!(x));
+        set(&["cpu", "shares"], json!(x))?;
     }
     if let Some(x) = f.cpu_burst {
-        set(&["cpu", "burst"], json!(x));
+        set(&["cpu", "burst"], json!(x))?;
     }
     if let Some(x) = f.cpu_idle {
-        set(&["cpu", "idle"], json!(x));
+        set(&["cpu", "idle"], json!(x))?;
     }
     if let Some(x) = &f.cpuset_cpus {
-        set(&["cpu", "cpus"], json!(x));
+        set(&["cpu", "cpus"], json!(x))?;
     }
     if let Some(x) = &f.cpuset_mems {
-        set(&["cpu", "mems"], json!(x));
+        set(&["cpu", "mems"], json!(x))?;
     }
     if let Some(x) = f.pids_limit {
-        set(&["pids", "limit"], json!(x));
+        set(&["pids", "limit"], json!(x))?;
     }
     if let Some(x) = f.blkio_weight {
-        set(&["blockIO", "weight"], json!(x));
+        set(&["blockIO", "weight"], json!(x))?;
     }
-    let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
-    let writes = crate::resources::plan(&r)?;
     let (dir, mount, rel) = container_cgroup(root, id)?;
     let st = dir.load()?;
     let cgdir = mount.join(rel.trim_start_matches('/'));
+    fill_from_current(&mut v, &cgdir, &st.cgroup_v1);
+    let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
+    let writes = crate::resources::plan(&r)?;
     // memory.checkBeforeUpdate: never set a limit below what the container already uses.
     if r.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true)
         && let Some(l) = r
@@ -144,6 +157,59 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     }
     drop(dir);
     Ok(())
+}
+
+/// Fields whose files pair up (quota with period, memory+swap with memory): when an update
+/// gives one, the other keeps its current value, as runc's merge with the saved config does.
+fn fill_from_current(v: &mut Value, cg: &Path, v1: &[PathBuf]) {
+    let v1_file = |name: &str| v1.iter().map(|d| d.join(name)).find(|p| p.exists());
+    let read_i64 = |p: &Path| -> Option<i64> {
+        match std::fs::read_to_string(p).ok()?.trim() {
+            "max" | "-1" => Some(-1),
+            s => s.parse().ok(),
+        }
+    };
+    if let Some(cpu) = v.get_mut("cpu").and_then(Value::as_object_mut) {
+        let (quota, period) = match std::fs::read_to_string(cg.join("cpu.max")) {
+            Ok(s) => {
+                let mut f = s.split_whitespace();
+                let q = f.next().map(|q| {
+                    if q == "max" {
+                        -1
+                    } else {
+                        q.parse().unwrap_or(-1)
+                    }
+                });
+                (q, f.next().and_then(|p| p.parse::<i64>().ok()))
+            }
+            Err(_) => (
+                v1_file("cpu.cfs_quota_us").and_then(|p| read_i64(&p)),
+                v1_file("cpu.cfs_period_us").and_then(|p| read_i64(&p)),
+            ),
+        };
+        if cpu.contains_key("period")
+            && !cpu.contains_key("quota")
+            && let Some(q) = quota
+        {
+            cpu.insert("quota".into(), json!(q));
+        }
+        if cpu.contains_key("quota")
+            && !cpu.contains_key("period")
+            && let Some(p) = period
+        {
+            cpu.insert("period".into(), json!(p));
+        }
+    }
+    if let Some(mem) = v.get_mut("memory").and_then(Value::as_object_mut)
+        && mem.contains_key("swap")
+        && !mem.contains_key("limit")
+    {
+        let limit = read_i64(&cg.join("memory.max"))
+            .or_else(|| v1_file("memory.limit_in_bytes").and_then(|p| read_i64(&p)));
+        if let Some(l) = limit.filter(|l| *l > 0) {
+            mem.insert("limit".into(), json!(l));
+        }
+    }
 }
 
 fn read_u64(p: &Path) -> Option<u64> {

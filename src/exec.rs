@@ -239,38 +239,51 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     let (mut pid, mut child_pidfd) = (pid, child_pidfd);
     drop(child_end);
     drop(console);
-    // The child says nothing on success (its end closes at execve, close-on-exec), except
-    // to hand over a seccomp notify fd.
-    while let Some((msg, fd)) = parent_end.recv_fd()? {
-        if let Some(n) = msg.strip_prefix("pid ") {
-            // Staged: the process that execs is the grandchild (our child, by CLONE_PARENT).
-            let n: i32 = n.parse().context("sync: bad pid")?;
-            // SAFETY: reaping the intermediate child, which exits right after saying this.
+    // Until every step below succeeded, a failure must not leave the process running.
+    let setup = (|| -> Result<Option<OwnedFd>> {
+        // The child says nothing on success (its end closes at execve, close-on-exec), except
+        // to hand over a seccomp notify fd.
+        while let Some((msg, fd)) = parent_end.recv_fd()? {
+            if let Some(n) = msg.strip_prefix("pid ") {
+                // Staged: the process that execs is the grandchild (our child, by CLONE_PARENT).
+                let n: i32 = n.parse().context("sync: bad pid")?;
+                // SAFETY: reaping the intermediate child, which exits right after saying this.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                pid = n;
+                child_pidfd = sys::pidfd_open(n).context("pidfd_open")?;
+                continue;
+            }
+            if msg == "seccomp"
+                && let Some(fd) = fd
+            {
+                let state = st.to_json(st.status(&dir.path));
+                crate::process::send_to_seccomp_agent(&spec, &state, pid, &fd)?;
+                continue;
+            }
+            // SAFETY: reaping our own failed child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            pid = n;
-            child_pidfd = sys::pidfd_open(n).context("pidfd_open")?;
-            continue;
+            bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
         }
-        if msg == "seccomp"
-            && let Some(fd) = fd
-        {
-            let state = st.to_json(st.status(&dir.path));
-            crate::process::send_to_seccomp_agent(&spec, &state, pid, &fd)?;
-            continue;
+        let master = console_rx
+            .map(|rx| crate::console::receive_master(&rx))
+            .transpose()?;
+        if let Some(p) = &o.pid_file {
+            crate::state::write_pid_file(p, pid)?;
         }
-        // SAFETY: reaping our own failed child.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
-    }
-    let master = console_rx
-        .map(|rx| crate::console::receive_master(&rx))
-        .transpose()?;
-    if let Some(p) = &o.pid_file {
-        crate::state::write_pid_file(p, pid)?;
-    }
-    if let Some(p) = &o.pidfd_socket {
-        crate::container::send_pidfd(p, &child_pidfd)?;
-    }
+        if let Some(p) = &o.pidfd_socket {
+            crate::container::send_pidfd(p, &child_pidfd)?;
+        }
+        Ok(master)
+    })();
+    let master = match setup {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = sys::pidfd_send_signal(&child_pidfd, libc::SIGKILL);
+            // SAFETY: reaping our own child (already reaped is fine: waitpid just fails).
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err(e);
+        }
+    };
     drop(dir);
     if o.detach {
         return Ok(0);
@@ -325,7 +338,7 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
         sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
     }
     if a.staged {
-        match sys::clone3(libc::CLONE_PARENT as u64, None, false).context("clone3")? {
+        match sys::clone_parent_gated().context("clone3")? {
             Forked::Child => {}
             Forked::Parent { pid, .. } => {
                 a.chan.send(&format!("pid {pid}"))?;

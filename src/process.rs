@@ -437,7 +437,10 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
             .context("linux.timeOffsets: write timens_offsets")?;
     }
     // CLONE_PARENT: the init becomes rt's child, so `rt run` can wait for its exit status.
-    match sys::clone3(libc::CLONE_PARENT as u64, None, false).context("clone3 init")? {
+    // Non-dumpable from here (the maps are written): the init becomes visible in a joined pid
+    // namespace at once.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    match sys::clone_parent_gated().context("clone3 init")? {
         Forked::Child => child_main(chan, || init(a, plan, chan, false)),
         Forked::Parent { pid, .. } => {
             chan.send(&format!("pid {pid}"))?;

@@ -447,6 +447,11 @@ impl Setup<'_> {
             if typ == "cgroup2" {
                 bind.flags |= libc::MS_RDONLY;
             }
+            // The host's tree has submounts (/sys/fs/cgroup, debugfs...): ro and the other
+            // restrictions must reach them too, not just the top.
+            let (set, clr) = top_attrs(bind.flags, 0);
+            bind.rec_set |= set;
+            bind.rec_clr |= clr & sys::MOUNT_ATTR__ATIME;
             return self
                 .bind(root, &host, dest, &bind)
                 .with_context(|| format!("bind the host's {typ} ({})", host.display()));

@@ -99,6 +99,30 @@ pub fn clone3(flags: u64, cgroup: Option<RawFd>, want_pidfd: bool) -> io::Result
 
 pub const CLONE_INTO_CGROUP: u64 = 0x200000000;
 
+/// For a staged start: clone3(CLONE_PARENT), so the new process is rt's child, and hold it
+/// back until the caller (the intermediate process) has exited. Whatever the child then sends
+/// rt arrives after the intermediate's own last message ("pid N").
+pub fn clone_parent_gated() -> io::Result<Forked> {
+    let mut p = [0; 2];
+    // SAFETY: pipe2 into a valid array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are new and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    let forked = clone3(libc::CLONE_PARENT as u64, None, false)?;
+    if let Forked::Child = forked {
+        drop(w);
+        let mut b = [0u8; 1];
+        // SAFETY: blocks until every write end is closed: the intermediate's, at its exit.
+        unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+    } else {
+        // The write end stays open in the intermediate until it exits.
+        std::mem::forget(w);
+    }
+    Ok(forked)
+}
+
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.
     let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
