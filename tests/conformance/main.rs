@@ -1,0 +1,391 @@
+//! Runtime-spec conformance: for each requirement, a bundle whose container runs rt-check
+//! (bind-mounted in), and a comparison of what it reports with the config; plus lifecycle,
+//! state and error cases of runtime.md. Prints TAP and a final "N passed, M failed" line.
+//! Our own suite (see the README's "Conformance" for runtime-tools' validation programs).
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::*;
+
+use serde_json::{Value, json};
+use std::path::Path;
+
+struct Tap {
+    n: usize,
+    failed: usize,
+}
+
+impl Tap {
+    fn case(&mut self, name: &str, f: impl FnOnce() -> Result<(), String>) {
+        self.n += 1;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(())) => println!("ok {} - {name}", self.n),
+            Ok(Err(why)) => {
+                self.failed += 1;
+                println!("not ok {} - {name}\n  # {why}", self.n);
+            }
+            Err(p) => {
+                self.failed += 1;
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                println!(
+                    "not ok {} - {name}\n  # panicked: {}",
+                    self.n,
+                    why.replace('\n', " ")
+                );
+            }
+        }
+    }
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(what()) }
+}
+
+/// Runs rt-check in a container made from `b` (asking about `paths`), returns its report.
+fn report(rt: &Rt, b: &mut Bundle, paths: &[&str]) -> Value {
+    let checker = Path::new(env!("CARGO_BIN_EXE_rt-check"));
+    b.add_bind(checker, "/rt-check", &["bind", "ro"]);
+    let mut args = vec!["/rt-check"];
+    args.extend_from_slice(paths);
+    b.set_args(&args);
+    let out = rt.run_stdout(b);
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("rt-check output {out:?}: {e}"))
+}
+
+fn host_ns(t: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{t}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn caps_mask(names: &[&str]) -> String {
+    let all = caps::all();
+    let mut m: u64 = 0;
+    for n in names {
+        let c: caps::Capability = n.parse().unwrap();
+        if all.contains(&c) {
+            m |= 1 << c.index();
+        }
+    }
+    format!("{m:016x}")
+}
+
+fn main() {
+    let rt = Rt::new();
+    let mut t = Tap { n: 0, failed: 0 };
+
+    t.case(
+        "config: process.env is exactly the configured environment",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.set_env(&["PATH=/bin:/usr/bin", "A=1", "B=two words"]);
+            let r = report(&rt, &mut b, &[]);
+            let env: Vec<&str> = r["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            check(env == ["PATH=/bin:/usr/bin", "A=1", "B=two words"], || {
+                format!("{env:?}")
+            })
+        },
+    );
+    t.case("config: process.cwd is the working directory", || {
+        let mut b = Bundle::new(&["true"]);
+        b.process()["cwd"] = json!("/tmp");
+        let r = report(&rt, &mut b, &[]);
+        check(r["cwd"] == "/tmp", || format!("{}", r["cwd"]))
+    });
+    t.case(
+        "config: process.user uid, gid, additionalGids and umask",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.process()["user"] =
+                json!({"uid": 1234, "gid": 567, "additionalGids": [8, 9], "umask": 63});
+            let r = report(&rt, &mut b, &[]);
+            check(r["Uid"].as_str().unwrap().starts_with("1234\t"), || {
+                format!("Uid {}", r["Uid"])
+            })?;
+            check(r["Gid"].as_str().unwrap().starts_with("567\t"), || {
+                format!("Gid {}", r["Gid"])
+            })?;
+            check(r["Groups"] == "8 9", || format!("Groups {}", r["Groups"]))?;
+            check(r["umask"] == 63, || format!("umask {}", r["umask"]))
+        },
+    );
+    t.case(
+        "config: capability sets (root: permitted and effective are the bounding set after exec)",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            let set = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+            b.process()["capabilities"] = json!({
+                "bounding": set, "effective": ["CAP_KILL"], "permitted": set,
+                "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+            });
+            let r = report(&rt, &mut b, &[]);
+            check(r["CapBnd"] == caps_mask(&set), || {
+                format!("CapBnd {}", r["CapBnd"])
+            })?;
+            check(r["CapPrm"] == caps_mask(&set), || {
+                format!("CapPrm {}", r["CapPrm"])
+            })?;
+            check(r["CapInh"] == caps_mask(&["CAP_KILL"]), || {
+                format!("CapInh {}", r["CapInh"])
+            })?;
+            check(r["CapAmb"] == caps_mask(&["CAP_KILL"]), || {
+                format!("CapAmb {}", r["CapAmb"])
+            })
+        },
+    );
+    t.case(
+        "config: capability sets (non-root: only ambient capabilities survive exec)",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            let set = ["CAP_CHOWN", "CAP_KILL"];
+            b.process()["user"] = json!({"uid": 1000, "gid": 1000});
+            b.process()["capabilities"] = json!({
+                "bounding": set, "effective": set, "permitted": set,
+                "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+            });
+            let r = report(&rt, &mut b, &[]);
+            check(r["CapBnd"] == caps_mask(&set), || {
+                format!("CapBnd {}", r["CapBnd"])
+            })?;
+            check(r["CapEff"] == caps_mask(&["CAP_KILL"]), || {
+                format!("CapEff {}", r["CapEff"])
+            })?;
+            check(r["CapAmb"] == caps_mask(&["CAP_KILL"]), || {
+                format!("CapAmb {}", r["CapAmb"])
+            })
+        },
+    );
+    t.case("config: noNewPrivileges, rlimits, oomScoreAdj", || {
+        let mut b = Bundle::new(&["true"]);
+        b.process()["noNewPrivileges"] = json!(true);
+        b.process()["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]);
+        b.process()["oomScoreAdj"] = json!(250);
+        let r = report(&rt, &mut b, &[]);
+        check(r["NoNewPrivs"] == "1", || {
+            format!("NoNewPrivs {}", r["NoNewPrivs"])
+        })?;
+        check(r["rlimits"]["RLIMIT_NOFILE"] == json!([100, 200]), || {
+            format!("{}", r["rlimits"])
+        })?;
+        check(r["oom_score_adj"] == "250", || {
+            format!("{}", r["oom_score_adj"])
+        })
+    });
+    t.case("config: hostname and domainname", || {
+        let mut b = Bundle::new(&["true"]);
+        b.config["hostname"] = json!("conf-host");
+        b.config["domainname"] = json!("conf.example");
+        let r = report(&rt, &mut b, &[]);
+        check(
+            r["hostname"] == "conf-host" && r["domainname"] == "conf.example",
+            || format!("{} {}", r["hostname"], r["domainname"]),
+        )
+    });
+    t.case(
+        "config-linux: each listed namespace is new, each absent one is the runtime's",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.set_namespaces(&["pid", "mount", "ipc", "uts"]);
+            let r = report(&rt, &mut b, &[]);
+            for t in ["pid", "mnt", "ipc", "uts"] {
+                check(r["namespaces"][t] != host_ns(t), || format!("{t} shared"))?;
+            }
+            for t in ["net", "cgroup", "user"] {
+                check(r["namespaces"][t] == host_ns(t), || {
+                    format!("{t} not shared")
+                })?;
+            }
+            Ok(())
+        },
+    );
+    t.case("config: root.readonly makes / read-only", || {
+        let mut b = Bundle::new(&["true"]);
+        b.config["root"]["readonly"] = json!(true);
+        let r = report(&rt, &mut b, &[]);
+        let root = r["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|m| m["target"] == "/")
+            .cloned()
+            .unwrap();
+        check(
+            root["options"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .any(|o| o == "ro"),
+            || format!("{root}"),
+        )
+    });
+    t.case(
+        "config: mounts are mounted at their destinations with their types and options",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.add_mount(
+                "/tmp/conf",
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "noexec", "size=1m"],
+            );
+            let r = report(&rt, &mut b, &[]);
+            let m = r["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["target"] == "/tmp/conf")
+                .cloned()
+                .ok_or("no mount at /tmp/conf")?;
+            let opts: Vec<&str> = m["options"].as_str().unwrap().split(',').collect();
+            check(
+                m["type"] == "tmpfs" && opts.contains(&"nosuid") && opts.contains(&"noexec"),
+                || format!("{m}"),
+            )
+        },
+    );
+    t.case(
+        "config-linux: maskedPaths are covered by /dev/null, readonlyPaths are read-only",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.linux()["maskedPaths"] = json!(["/proc/timer_list", "/proc/acpi"]);
+            b.linux()["readonlyPaths"] = json!(["/proc/sys"]);
+            let r = report(
+                &rt,
+                &mut b,
+                &["/proc/timer_list", "/proc/sys/kernel/hostname"],
+            );
+            // A masked file is the null device bound over it.
+            let tl = &r["paths"]["/proc/timer_list"];
+            check(tl["kind"] == "char" && tl["rdev"] == 259, || {
+                format!("{tl}")
+            })?;
+            check(
+                r["paths"]["/proc/sys/kernel/hostname"]["writable"] == false,
+                || "writable".into(),
+            )
+        },
+    );
+    t.case("config-linux: default devices and linux.devices with mode and owner", || {
+        let mut b = Bundle::new(&["true"]);
+        b.linux()["devices"] = json!([{"path": "/dev/conf-null", "type": "c", "major": 1, "minor": 3, "fileMode": 416, "uid": 7, "gid": 8}]);
+        let r = report(&rt, &mut b, &["/dev/null", "/dev/zero", "/dev/conf-null", "/dev/ptmx", "/dev/fd"]);
+        let p = &r["paths"];
+        check(p["/dev/null"]["kind"] == "char" && p["/dev/null"]["mode"] == 0o666, || format!("{}", p["/dev/null"]))?;
+        check(p["/dev/zero"]["kind"] == "char", || format!("{}", p["/dev/zero"]))?;
+        let c = &p["/dev/conf-null"];
+        check(c["kind"] == "char" && c["mode"] == 416 && c["uid"] == 7 && c["gid"] == 8, || format!("{c}"))?;
+        check(p["/dev/ptmx"]["link"] == "pts/ptmx", || format!("{}", p["/dev/ptmx"]))?;
+        check(p["/dev/fd"]["link"] == "/proc/self/fd", || format!("{}", p["/dev/fd"]))
+    });
+    t.case("config-linux: seccomp filters the process", || {
+        let mut b = Bundle::new(&["true"]);
+        b.linux()["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["swapon"], "action": "SCMP_ACT_ERRNO"}]});
+        let r = report(&rt, &mut b, &[]);
+        check(r["Seccomp"] == "2", || format!("Seccomp {}", r["Seccomp"]))
+    });
+
+    // runtime.md: lifecycle, state and errors.
+    t.case(
+        "runtime: state reports created, then running, then stopped",
+        || {
+            let b = Bundle::new(&["sleep", "1000"]);
+            let c = rt.create_ok(&b);
+            let s = rt.state(&c.id);
+            check(
+                s["status"] == "created" && s["pid"].as_i64().unwrap() > 0,
+                || format!("{s}"),
+            )?;
+            check(
+                s["ociVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("1.")),
+                || format!("{s}"),
+            )?;
+            check(s["bundle"] == b.path(), || format!("{s}"))?;
+            rt.start(&c.id).ok();
+            check(rt.status(&c.id).as_deref() == Some("running"), || {
+                "not running".into()
+            })?;
+            rt.kill(&c.id, "KILL").ok();
+            check(rt.wait_status(&c.id, "stopped", WAIT), || {
+                "not stopped".into()
+            })?;
+            rt.delete(&c.id).ok();
+            check(!rt.state_dir(&c.id).exists(), || "state left".into())
+        },
+    );
+    t.case(
+        "runtime: start of a running container and kill of a stopped one fail",
+        || {
+            let b = Bundle::new(&["sleep", "1000"]);
+            let c = rt.start_ok(&b);
+            check(rt.start(&c.id).code != 0, || {
+                "second start succeeded".into()
+            })?;
+            rt.kill(&c.id, "KILL").ok();
+            check(rt.wait_status(&c.id, "stopped", WAIT), || {
+                "not stopped".into()
+            })?;
+            check(rt.kill(&c.id, "TERM").code != 0, || {
+                "kill of a stopped container succeeded".into()
+            })?;
+            rt.delete(&c.id).ok();
+            Ok(())
+        },
+    );
+    t.case(
+        "runtime: create with an id in use fails; invalid ids are refused",
+        || {
+            let b = Bundle::new(&["sleep", "1000"]);
+            let c = rt.create_ok(&b);
+            check(rt.create(&b, &c.id, &[]).code != 0, || {
+                "duplicate id accepted".into()
+            })?;
+            for bad in ["../x", "a/b", ""] {
+                check(
+                    rt.cmd(&["create", "--bundle", b.path(), bad]).code != 0,
+                    || format!("id {bad:?} accepted"),
+                )?;
+            }
+            rt.delete_force(&c.id).ok();
+            Ok(())
+        },
+    );
+    t.case(
+        "runtime: delete of a running container fails; operations on unknown ids fail",
+        || {
+            let b = Bundle::new(&["sleep", "1000"]);
+            let c = rt.start_ok(&b);
+            check(rt.delete(&c.id).code != 0, || {
+                "deleted a running container".into()
+            })?;
+            rt.delete_force(&c.id).ok();
+            for op in ["state", "start", "delete"] {
+                check(rt.cmd(&[op, "conformance-no-such-id"]).code != 0, || {
+                    format!("{op} of an unknown id")
+                })?;
+            }
+            Ok(())
+        },
+    );
+
+    let passed = t.n - t.failed;
+    println!("1..{}", t.n);
+    println!("{passed} passed, {} failed", t.failed);
+    drop(rt);
+    if t.failed > 0 {
+        std::process::exit(1);
+    }
+}
