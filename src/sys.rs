@@ -279,12 +279,34 @@ pub fn mount_setattr(
     clr: u64,
     propagation: u64,
 ) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation,
-        userns_fd: 0,
-    };
+    setattr(
+        fd,
+        recursive,
+        &MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            propagation,
+            userns_fd: 0,
+        },
+    )
+}
+
+/// MOUNT_ATTR_IDMAP with the user namespace `userns` on a detached mount.
+pub fn mount_setattr_idmap(fd: RawFd, recursive: bool, userns: RawFd) -> io::Result<()> {
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    setattr(
+        fd,
+        recursive,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns as u64,
+        },
+    )
+}
+
+fn setattr(fd: RawFd, recursive: bool, attr: &MountAttr) -> io::Result<()> {
     let empty = c"";
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr lives across the call.
@@ -294,32 +316,7 @@ pub fn mount_setattr(
             fd,
             empty.as_ptr(),
             flags as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map(drop)
-}
-
-/// MOUNT_ATTR_IDMAP with the user namespace `userns` on a detached mount.
-pub fn mount_setattr_idmap(fd: RawFd, recursive: bool, userns: RawFd) -> io::Result<()> {
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns as u64,
-    };
-    let empty = c"";
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: valid fds, empty path with AT_EMPTY_PATH, attr lives across the call.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            empty.as_ptr(),
-            flags as libc::c_uint,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     })
