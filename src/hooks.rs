@@ -2,7 +2,7 @@
 //! optional timeout. Which process runs a hook (and so in which namespaces) is decided by the
 //! caller, at the point of the lifecycle the runtime-spec names.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Hook, Hooks};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -78,6 +78,20 @@ pub fn run_warn(hooks: Option<&Hooks>, phase: Phase, state: &serde_json::Value) 
     }
 }
 
+/// An anonymous file holding `input`, positioned at its start.
+fn state_file(input: &[u8]) -> Result<std::fs::File> {
+    // SAFETY: valid C string; a new fd we own.
+    let fd = unsafe { libc::memfd_create(c"rt-hook-state".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd for the hook's stdin");
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    f.write_all(input).context("write the hook's stdin")?;
+    std::io::Seek::rewind(&mut f).context("rewind the hook's stdin")?;
+    Ok(f)
+}
+
 fn run_one(h: &Hook, input: &[u8]) -> Result<()> {
     let mut cmd = Command::new(h.path());
     if let Some((argv0, rest)) = h.args().as_deref().and_then(|a| a.split_first()) {
@@ -92,16 +106,14 @@ fn run_one(h: &Hook, input: &[u8]) -> Result<()> {
             }
         }
     }
-    cmd.stdin(Stdio::piped())
+    // The state comes from a memfd, not a pipe: writing it can never block on a hook that
+    // doesn't read (however large the annotations), and the timeout covers the whole run.
+    cmd.stdin(Stdio::from(state_file(input)?))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("start: {}", crate::sys::errno_str(&e)))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine: ignore EPIPE.
-        let _ = stdin.write_all(input);
-    }
     let deadline = h
         .timeout()
         .filter(|t| *t > 0)
