@@ -434,3 +434,26 @@ fn relative_hook_path_is_refused_at_create() {
         .fails_with(&["hooks.poststop[1].path"]);
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// A hook that never reads its stdin, with a state larger than a pipe holds (big
+/// annotations): the timeout still ends it, and create fails instead of hanging.
+#[test]
+fn timeout_holds_with_a_large_state_and_a_hook_that_does_not_read_it() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.config["annotations"] = json!({"big": "x".repeat(200_000)});
+    set_hooks(
+        &mut b,
+        "createRuntime",
+        vec![json!({"path": "/bin/sleep", "args": ["sleep", "5"], "timeout": 1})],
+    );
+    let id = rt.new_id();
+    let t = std::time::Instant::now();
+    rt.create(&b, &id, &[]).fails_with(&["createRuntime"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        t.elapsed()
+    );
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
