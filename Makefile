@@ -8,9 +8,10 @@ BUSYBOX ?= /bin/busybox
 BENCH_ARGS ?=
 
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
-DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl \
-	qemu-system-x86 cpio uidmap
+DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl uidmap
 BENCH_PACKAGES := runc crun
+# Only the cgroup v2 VM tests need these.
+VM_PACKAGES := qemu-system-x86 cpio
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.
 define apt_install
@@ -83,6 +84,7 @@ test: deps rootfs
 # tests/cgroup_v2.rs's ignored tests need a pure cgroup v2 kernel: boot one (vm/run.sh) and run
 # them there.
 test-vm: deps rootfs
+	@$(call apt_install,$(VM_PACKAGES))
 	@bin=$$($(CARGO) test --test cgroup_v2 --no-run 2>&1 | sed -n 's/.*Executable tests\/cgroup_v2.rs (\(.*\))/\1/p'); \
 	[ -n "$$bin" ] || { echo "test-vm: could not build tests/cgroup_v2.rs" >&2; exit 1; }; \
 	echo "+ vm/run.sh $$bin --ignored --test-threads=1"; \
