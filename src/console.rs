@@ -57,6 +57,10 @@ pub fn open_pty(root: &Root, process: &Process) -> Result<Pty> {
         if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
             return Err(std::io::Error::last_os_error()).context("terminal: set window size");
         }
+    } else {
+        // A foreground `rt run`/`exec -t` from a terminal: the process inherited that terminal
+        // as stdin, so give the new pty its size now, before the program can ask for it.
+        copy_winsize_from(libc::STDIN_FILENO, &master);
     }
     Ok(Pty { master, slave })
 }
@@ -159,10 +163,15 @@ pub fn drain(master: RawFd, to: RawFd) {
 
 /// Gives the container's terminal our terminal's size (at start and on SIGWINCH).
 pub fn copy_winsize(master: &OwnedFd) {
-    // SAFETY: winsize is a valid out/in parameter for these ioctls.
+    copy_winsize_from(libc::STDIN_FILENO, master)
+}
+
+fn copy_winsize_from(from: RawFd, master: &OwnedFd) {
+    // SAFETY: winsize is a valid out/in parameter for these ioctls; a `from` that is no
+    // terminal just fails the first one.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row != 0 {
             libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
         }
     }
