@@ -10,14 +10,22 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The cgroup v2 mount: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
 pub fn v2_mount() -> Option<PathBuf> {
-    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| {
-            crate::sys::open(p, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .and_then(|fd| crate::sys::fstatfs_magic(std::os::fd::AsRawFd::as_raw_fd(&fd)))
-                .is_ok_and(|m| m == CGROUP2_SUPER_MAGIC)
+    // Asked several times on the create path; the answer can't change within one call of rt.
+    static MOUNT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| {
+                    crate::sys::open(p, libc::O_PATH | libc::O_DIRECTORY, 0)
+                        .and_then(|fd| {
+                            crate::sys::fstatfs_magic(std::os::fd::AsRawFd::as_raw_fd(&fd))
+                        })
+                        .is_ok_and(|m| m == CGROUP2_SUPER_MAGIC)
+                })
         })
+        .clone()
 }
 
 /// rt's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
