@@ -1,0 +1,161 @@
+# Shared by the e2e scripts: a private work dir, a logged rt, one PASS/FAIL line per step,
+# and cleanup on exit, failure or Ctrl-C. Sourced; the caller sets E2E_NAME first.
+set -uo pipefail
+
+E2E_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RT_REAL=${RT_REAL:-$E2E_TOP/target/x86_64-unknown-linux-gnu/release/rt}
+[ -x "$RT_REAL" ] || { echo "$E2E_NAME: $RT_REAL not built (make build)" >&2; exit 1; }
+WORK=$(mktemp -d "/tmp/rt-e2e-$E2E_NAME.XXXXXX")
+chmod 755 "$WORK"
+export WORK
+FAILED=0
+PASSED=0
+CLEANUPS=()
+
+# The tools are given $WORK/bin/rt: it records each call (argv) before it execs the real rt, so
+# the script can prove that the tool ran rt and not its default runtime.
+mkdir -p "$WORK/bin"
+RT="$WORK/bin/rt"
+RT_LOG="$WORK/rt-invocations.log"
+cat > "$RT" <<WRAP
+#!/bin/sh
+printf ' %s\n' "\$*" >> "$RT_LOG"
+exec "$RT_REAL" "\$@"
+WRAP
+chmod 755 "$RT"
+: > "$RT_LOG"
+
+# on_exit CMD: run CMD (a string) at exit, most recent first.
+on_exit() { CLEANUPS=("$1" "${CLEANUPS[@]}"); }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for c in "${CLEANUPS[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+    # Nothing may stay mounted under the work dir.
+    grep -F " $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null; done
+    rm -rf "$WORK" 2>/dev/null || true
+    exit $rc
+}
+trap cleanup EXIT
+trap 'echo "$E2E_NAME: interrupted" >&2; exit 130' INT TERM
+
+# step NAME CMD...: run CMD, print one PASS/FAIL line; its output goes to the step log and is
+# shown only on failure.
+step() {
+    local name=$1
+    shift
+    local out="$WORK/step.out"
+    if "$@" >"$out" 2>&1; then
+        echo "PASS $E2E_NAME: $name"
+        PASSED=$((PASSED + 1))
+    else
+        echo "FAIL $E2E_NAME: $name"
+        sed 's/^/    | /' "$out" | tail -n 15
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# expect_eq WANT CMD...: CMD's stdout (trimmed) must equal WANT.
+expect_eq() {
+    local want=$1
+    shift
+    local got
+    got=$("$@") || { echo "command failed: $*"; return 1; }
+    got=$(printf '%s' "$got" | tr -d '\r' | sed -e 's/[[:space:]]*$//')
+    [ "$got" = "$want" ] || { echo "want: $want"; echo "got:  $got"; return 1; }
+}
+
+# expect_rc WANT CMD...: CMD must exit with WANT.
+expect_rc() {
+    local want=$1
+    shift
+    "$@"
+    local rc=$?
+    [ "$rc" = "$want" ] || { echo "exit code $rc, want $want: $*"; return 1; }
+}
+
+# rt_called PATTERN: some call of rt had PATTERN (an extended regex) in its argv.
+rt_called() {
+    grep -Eq -- "$1" "$RT_LOG" || { echo "no call of rt matched /$1/; calls:"; tail -n 20 "$RT_LOG"; return 1; }
+}
+
+# retry N CMD...: CMD until it succeeds, N tries 0.2 s apart.
+retry() {
+    local n=$1
+    shift
+    for _ in $(seq "$n"); do "$@" && return 0; sleep 0.2; done
+    "$@"
+}
+
+# busybox_tar FILE: the sample busybox rootfs as a tarball (the base image's only layer).
+busybox_tar() {
+    tar -C "$E2E_TOP/bundles/busybox/rootfs" --numeric-owner -cf "$1" .
+}
+
+# no_leftovers: no process of ours still runs from the work dir, no mount under it.
+no_leftovers() {
+    local bad=0
+    if grep -qF " $WORK" /proc/self/mountinfo; then
+        echo "mounts left under $WORK:"; grep -F " $WORK" /proc/self/mountinfo; bad=1
+    fi
+    local p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = "$$" ] && continue
+        # Its command line names the work dir, or its root is a rootfs in it.
+        if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF "$WORK/" ||
+            case $(readlink "$p/root" 2>/dev/null) in "$WORK"/*) true ;; *) false ;; esac; then
+            echo "process left: ${p#/proc/} $(tr '\0' ' ' < "$p/cmdline")"; bad=1
+        fi
+    done
+    return $bad
+}
+
+# host_memory_limit PID: the memory limit of PID's cgroup, read from the host side
+# (memory.max on cgroup v2, memory.limit_in_bytes where memory is a v1 controller).
+host_memory_limit() {
+    local line path
+    line=$(grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' "/proc/$1/cgroup")
+    if [ -n "$line" ]; then
+        path=${line#*:*:}
+        cat "/sys/fs/cgroup/memory$path/memory.limit_in_bytes"
+    else
+        path=$(sed -n 's/^0:://p' "/proc/$1/cgroup")
+        cat "$(grep -m1 ' - cgroup2 ' /proc/self/mountinfo | awk '{print $5}')$path/memory.max"
+    fi
+}
+
+# The host's cgroup directories (every hierarchy), to tell which ones a tool or rt made.
+cgroup_dirs() {
+    find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d 2>/dev/null | sort
+}
+cgroup_dirs > "$WORK/cgroups.before"
+
+# new_cgroups: cgroup dirs made since the script started (deepest first).
+new_cgroups() {
+    cgroup_dirs | comm -13 "$WORK/cgroups.before" - | sort -r
+}
+
+# no_new_cgroups [ALLOWED_REGEX]: every cgroup made since the start is gone, but for the tool's
+# own parent directories (ALLOWED_REGEX on the path under the hierarchy), which must be empty.
+no_new_cgroups() {
+    local allowed=${1:-^$} bad=0 d
+    while read -r d; do
+        [ -n "$d" ] || continue
+        if echo "${d#/sys/fs/cgroup/*/}" | grep -Eq "$allowed" && [ ! -s "$d/cgroup.procs" ]; then
+            continue
+        fi
+        echo "cgroup left: $d ($(wc -l < "$d/cgroup.procs" 2>/dev/null) processes)"
+        bad=1
+    done < <(new_cgroups)
+    return $bad
+}
+
+# The tools' parent cgroups are theirs to keep, but not on this machine after the run.
+on_exit 'new_cgroups | xargs -r rmdir'
+
+finish() {
+    echo "$E2E_NAME: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Podman with rt as its OCI runtime: the seed article's story (build, run -p, curl) and the
+# container lifecycle commands, all with private storage and state.
+E2E_NAME=podman
+source "$(dirname "$0")/lib.sh"
+
+# Facts of this kind of host (see issue 6): no systemd, so cgroupfs; root lacks
+# CAP_SYS_RESOURCE, so Podman's default rlimits (nofile 1048576) would fail for any runtime;
+# JSON runtime logs only for runtimes Podman knows to support them; slirp4netns, so no bridge
+# or iptables rule is added to the host.
+cat > "$WORK/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+netns = "slirp4netns"
+log_driver = "k8s-file"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "rt"
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "rt"]
+tmp_dir = "$WORK/tmp"
+[engine.runtimes]
+rt = ["$RT"]
+CONF
+export CONTAINERS_CONF="$WORK/containers.conf"
+podman() {
+    command podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver overlay "$@"
+}
+export -f podman
+on_exit "podman rm -a -f -t 0; podman system reset -f"
+
+IMG=localhost/rt-e2e-busybox
+WEB=localhost/rt-e2e-web
+CTX="$WORK/ctx"
+mkdir -p "$CTX"
+cp "$E2E_TOP/bundles/hello-web/rootfs/home/tiny" "$E2E_TOP/bundles/hello-web/rootfs/home/index.html" "$CTX/"
+# The RUN step runs in a container, so its file proves the runtime did it.
+cat > "$CTX/Containerfile" <<'CF'
+FROM localhost/rt-e2e-busybox:latest
+COPY tiny index.html /home/
+RUN echo "written by RUN" > /home/run.txt
+WORKDIR /home
+EXPOSE 8082
+CMD ["/home/tiny", "8082"]
+CF
+
+calls() { wc -l < "$RT_LOG"; }
+# since N PATTERN: some call of rt after the first N had PATTERN.
+since() { tail -n +"$(($1 + 1))" "$RT_LOG" | grep -Eq -- "$2" || { echo "no call of rt matched /$2/"; return 1; }; }
+status() { podman inspect --format '{{.State.Status}}' "$1"; }
+
+step "podman uses rt as its runtime" expect_eq "rt $RT" podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}'
+step "tar the sample busybox rootfs" busybox_tar "$WORK/busybox.tar"
+step "podman import" podman import "$WORK/busybox.tar" "$IMG:latest"
+
+n=$(calls)
+step "podman build (RUN step in rt)" podman build --pull=never --network none -t "$WEB" "$CTX"
+step "the RUN step ran through rt" since "$n" " create .*--bundle| run "
+step "the RUN step's file is in the image" expect_eq "written by RUN" podman run --rm "$WEB" cat /home/run.txt
+
+step "podman run -d -p 127.0.0.1:8082:8082" podman run -d --name web -p 127.0.0.1:8082:8082 "$WEB"
+step "curl 127.0.0.1:8082/index.html says Hello World" expect_eq "Hello World" retry 50 curl -fsS http://127.0.0.1:8082/index.html
+step "rt was called with --log-format json" rt_called "--log-format[= ]json"
+n=$(calls)
+step "podman exec" expect_eq "written by RUN" podman exec web cat run.txt
+step "podman exec went through rt exec" since "$n" " exec "
+step "podman exec -t gets a terminal" bash -c "podman exec -t web sh -c 'tty; stty size' | tr -d '\r' | grep -q '^/dev/pts/'"
+step "podman exec exit code" expect_rc 7 podman exec web sh -c 'exit 7'
+step "podman top lists the server" bash -c "podman top web | grep -q 'tiny 8082'"
+step "podman pause" podman pause web
+step "paused" expect_eq paused status web
+step "rt pause was called" rt_called " pause "
+step "podman unpause" podman unpause web
+step "running again and serving" expect_eq "Hello World" retry 20 curl -fsS http://127.0.0.1:8082/index.html
+step "podman stop (SIGTERM)" podman stop -t 5 web
+step "stopped with exit code 0" expect_eq "exited 0" podman inspect --format '{{.State.Status}} {{.State.ExitCode}}' web
+step "podman rm" podman rm web
+step "rt delete was called" rt_called " delete "
+
+step "podman run --rm exit code" expect_rc 3 podman run --rm "$IMG" sh -c 'exit 3'
+step "podman run -t gets a terminal" bash -c "podman run --rm -t '$IMG' tty | tr -d '\r' | grep -q '^/dev/pts/'"
+step "podman run --rm with stdin (-i)" expect_eq "piped" bash -c "echo piped | podman run --rm -i '$IMG' cat"
+
+# --memory: the limit must reach the container's memory cgroup (v2, or v1 on hybrid/v1 hosts).
+memory_limit() {
+    podman run -d --name mem --memory 64m "$IMG" sleep 1000 >/dev/null || return 1
+    local pid
+    pid=$(podman inspect --format '{{.State.Pid}}' mem) || return 1
+    local got
+    got=$(host_memory_limit "$pid") || return 1
+    echo "memory limit seen from the host: $got"
+    [ "$got" = 67108864 ]
+}
+step "podman run --memory 64m sets the cgroup's limit" memory_limit
+step "podman rm -f" podman rm -f -t 0 mem
+
+step "every container is gone" expect_eq "" podman ps -a -q
+step "no container cgroup left" no_new_cgroups '^libpod_parent(/conmon)?$'
+step "nothing left behind" no_leftovers
+finish
