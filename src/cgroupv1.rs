@@ -1,7 +1,7 @@
-//! The cgroup v1 side of hybrid (and v1) hosts: where each v1 controller is mounted, the
-//! container's cgroup in the hierarchies its limits need, the v1 files for those limits,
-//! attaching the init, and removal. A limit goes to v1 only when cgroup v2 can't take it
-//! (its controller is bound to a v1 hierarchy); rt joins only the v1 hierarchies a limit needs.
+//! cgroup v1, on v1 and hybrid hosts: where each hierarchy is mounted, the container's cgroup
+//! in every one of them (membership, as runc does, so a later `update` finds them), the v1
+//! files for the limits cgroup v2 can't take, the devices allow/deny lists and the freezer
+//! where there is no cgroup v2, attaching the init, and removal.
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -9,26 +9,64 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::resources::Write;
 
+/// One mounted v1 hierarchy: where, and the controllers (or `name=...`) bound to it.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    pub mount: PathBuf,
+    pub controllers: Vec<String>,
+}
+
+/// Every v1 hierarchy, each once (the first mount of it), from /proc/self/mountinfo, read once
+/// per call of rt.
+pub fn hierarchies() -> &'static [Hierarchy] {
+    static H: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    H.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut out: Vec<Hierarchy> = Vec::new();
+        for line in info.lines() {
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut r = right.split(' ');
+            if r.next() != Some("cgroup") {
+                continue;
+            }
+            let super_opts = r.nth(1).unwrap_or("");
+            let mut l = left.split(' ');
+            // A bind of a sub-cgroup (root field other than /) is not the hierarchy's root.
+            let (Some(root), Some(mp)) = (l.nth(3), l.next()) else {
+                continue;
+            };
+            if root != "/" {
+                continue;
+            }
+            let controllers: Vec<String> = super_opts
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro" | "clone_children" | "noprefix" | "xattr")
+                        && (!o.contains('=') || o.starts_with("name="))
+                        && !o.starts_with("release_agent")
+                })
+                .map(str::to_string)
+                .collect();
+            if controllers.is_empty() || out.iter().any(|h| h.controllers == controllers) {
+                continue;
+            }
+            out.push(Hierarchy {
+                mount: PathBuf::from(mp),
+                controllers,
+            });
+        }
+        out
+    })
+}
+
 /// controller name → mount point of its v1 hierarchy.
 pub fn mounts() -> HashMap<String, PathBuf> {
     let mut m = HashMap::new();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        if r.next() != Some("cgroup") {
-            continue;
-        }
-        let super_opts = r.nth(1).unwrap_or("");
-        let Some(mp) = left.split(' ').nth(4) else {
-            continue;
-        };
-        for opt in super_opts.split(',') {
-            if !matches!(opt, "rw" | "ro") && !opt.contains('=') {
-                m.insert(opt.to_string(), PathBuf::from(mp));
-            }
+    for h in hierarchies() {
+        for c in &h.controllers {
+            m.insert(c.clone(), h.mount.clone());
         }
     }
     m
@@ -90,48 +128,162 @@ pub fn translate(w: &Write) -> Result<Vec<(String, String)>> {
     }
 }
 
-/// Creates the container's cgroup in each v1 hierarchy the writes need (not offered by v2)
-/// and writes the limits. Returns the directories created, for attaching and removal.
-pub fn apply(writes: &[&Write], cgroups_path: Option<&Path>, id: &str) -> Result<Vec<PathBuf>> {
-    let mounts = mounts();
-    let mut created: Vec<PathBuf> = Vec::new();
+/// The container's v1 cgroups: every one it is in, and those rt made (removed on delete).
+#[derive(Debug, Default)]
+pub struct Joined {
+    pub dirs: Vec<PathBuf>,
+    pub created: Vec<PathBuf>,
+}
+
+/// Makes the container's cgroup in every v1 hierarchy and writes the limits v2 can't take
+/// (`writes`) and, where there is no cgroup v2 to hold a device filter, the device rules.
+/// On error, what was made is removed again.
+pub fn join(
+    writes: &[&Write],
+    devices: Option<&[crate::devices::Rule]>,
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<Joined> {
+    let mut j = Joined::default();
     let result = (|| {
+        let hier = hierarchies();
         for w in writes {
-            let Some(mount) = mounts.get(w.controller) else {
-                bail!(
-                    "{}: the {} controller is not available on this host (neither cgroup v2 nor v1)",
-                    w.field,
-                    w.controller
-                );
-            };
-            let d = dir(mount, w.controller, cgroups_path, id)?;
-            if !d.exists() {
-                std::fs::create_dir_all(&d)
-                    .with_context(|| format!("create cgroup {}", d.display()))?;
-                if w.controller == "cpuset" {
-                    inherit_cpuset(&d)?;
-                }
-                created.push(d.clone());
-            }
-            for (file, value) in translate(w)? {
-                std::fs::write(d.join(&file), &value).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: write {value:?} to {}: {}",
+            if !hier
+                .iter()
+                .any(|h| h.controllers.iter().any(|c| c == w.controller))
+            {
+                match w.v2_missing {
+                    Some(why) => bail!(
+                        "{}: {why}, and this host has no v1 {} controller",
                         w.field,
-                        d.join(&file).display(),
-                        crate::sys::errno_str(&e)
-                    )
-                })?;
+                        w.controller
+                    ),
+                    None => bail!(
+                        "{}: the {} controller is not available on this host (neither cgroup v2 nor v1)",
+                        w.field,
+                        w.controller
+                    ),
+                }
             }
+        }
+        for h in hier {
+            let mine: Vec<&&Write> = writes
+                .iter()
+                .filter(|w| h.controllers.iter().any(|c| c == w.controller))
+                .collect();
+            let d = dir(&h.mount, &h.controllers[0], cgroups_path, id)?;
+            match make(&d, &mut j.created) {
+                Ok(()) => {}
+                // Rootless: membership where we may, limits nowhere we may not.
+                Err(e) if mine.is_empty() && crate::sys::rootless() => {
+                    crate::logging::debug(&format!("cgroup v1 {}: {e:#}", d.display()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                inherit_cpuset(&d)?;
+            }
+            for w in &mine {
+                for (file, value) in translate(w)? {
+                    write(&d, &file, &value, w.field)?;
+                }
+            }
+            if let Some(rules) = devices
+                && h.controllers.iter().any(|c| c == "devices")
+            {
+                write_device_rules(&d, rules)?;
+            }
+            j.dirs.push(d);
         }
         Ok(())
     })();
     if let Err(e) = result {
-        remove(&created);
+        remove(&j.created);
         return Err(e);
     }
-    created.dedup();
-    Ok(created)
+    Ok(j)
+}
+
+/// mkdir -p, recording each directory made (parents first).
+fn make(d: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = d;
+    while !cur.exists() {
+        missing.push(cur.to_path_buf());
+        cur = match cur.parent() {
+            Some(p) => p,
+            None => break,
+        };
+    }
+    for m in missing.into_iter().rev() {
+        match std::fs::create_dir(&m) {
+            Ok(()) => created.push(m),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("create cgroup {}", m.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write(d: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+    std::fs::write(d.join(file), value).map_err(|e| {
+        anyhow::anyhow!(
+            "{field}: write {value:?} to {}: {}",
+            d.join(file).display(),
+            crate::sys::errno_str(&e)
+        )
+    })
+}
+
+/// The device rules as v1 allow/deny lines: deny everything, then each rule in order.
+pub fn device_lines(rules: &[crate::devices::Rule]) -> Vec<(&'static str, String)> {
+    let mut out = vec![("devices.deny", "a".to_string())];
+    for r in rules {
+        let typ = match r.typ {
+            None => 'a',
+            Some(crate::devices::DEV_BLOCK) => 'b',
+            Some(_) => 'c',
+        };
+        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        let mut acc = String::new();
+        for (bit, c) in [
+            (crate::devices::ACC_READ, 'r'),
+            (crate::devices::ACC_WRITE, 'w'),
+            (crate::devices::ACC_MKNOD, 'm'),
+        ] {
+            if r.access & bit != 0 {
+                acc.push(c);
+            }
+        }
+        if acc.is_empty() {
+            continue;
+        }
+        let line = if typ == 'a' {
+            // The kernel reads "a" alone as every device; with numbers it wants a type.
+            format!("a {}:{} {acc}", num(r.major), num(r.minor))
+        } else {
+            format!("{typ} {}:{} {acc}", num(r.major), num(r.minor))
+        };
+        out.push((
+            if r.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            line,
+        ));
+    }
+    out
+}
+
+fn write_device_rules(d: &Path, rules: &[crate::devices::Rule]) -> Result<()> {
+    for (file, line) in device_lines(rules) {
+        write(d, file, &line, "linux.resources.devices")?;
+    }
+    Ok(())
 }
 
 /// A new v1 cpuset starts with no cpus and mems, and no task can join it until they are set:
@@ -141,7 +293,12 @@ fn inherit_cpuset(d: &Path) -> Result<()> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
         let mine = std::fs::read_to_string(d.join(f)).unwrap_or_default();
         if mine.trim().is_empty() {
-            let v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+            // The parent may be new and empty too: fill it from its own parent first.
+            let mut v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+            if v.trim().is_empty() && parent.parent().is_some() {
+                inherit_cpuset(parent)?;
+                v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+            }
             std::fs::write(d.join(f), v.trim())
                 .with_context(|| format!("set {}", d.join(f).display()))?;
         }
@@ -158,15 +315,95 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Removes the container's v1 cgroups (deepest first), waiting for exited tasks to leave.
+/// The container's directory in the hierarchy of `controller`, if it joined one.
+pub fn dir_for<'a>(dirs: &'a [PathBuf], controller: &str) -> Option<&'a PathBuf> {
+    let mount = mounts().remove(controller)?;
+    dirs.iter().find(|d| d.starts_with(&mount))
+}
+
+/// The processes of the container's v1 cgroup (any hierarchy holds them all).
+pub fn procs(dirs: &[PathBuf]) -> Result<Vec<i32>> {
+    let d = dirs
+        .iter()
+        .find(|d| d.join("cgroup.procs").exists())
+        .context("container has no cgroup")?;
+    let text = std::fs::read_to_string(d.join("cgroup.procs"))
+        .with_context(|| format!("read {}/cgroup.procs", d.display()))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Signals every process in the container's v1 cgroup, each through a pidfd taken before
+/// checking it is still a member (a reused pid is never hit).
+pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
+    let d = dirs
+        .iter()
+        .find(|d| d.join("cgroup.procs").exists())
+        .context("container has no cgroup")?;
+    for pid in procs(std::slice::from_ref(d))? {
+        let Ok(fd) = crate::sys::pidfd_open(pid) else {
+            continue;
+        };
+        let members = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        if members.lines().any(|l| l.trim() == pid.to_string()) {
+            let _ = crate::sys::pidfd_send_signal(&fd, sig);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the container's v1 freezer cgroup is frozen.
+pub fn is_frozen(dirs: &[PathBuf]) -> bool {
+    dir_for(dirs, "freezer")
+        .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+        .is_some_and(|s| s.trim() == "FROZEN")
+}
+
+/// Freezes or thaws through the v1 freezer and waits until freezer.state says it is done
+/// (FREEZING means some task has not stopped yet).
+pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
+    let d = dir_for(dirs, "freezer").context("container has no freezer cgroup")?;
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    let state = d.join("freezer.state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Writing again is how v1 retries a freeze that is stuck on a task in the kernel.
+        std::fs::write(&state, want).with_context(|| format!("write {}", state.display()))?;
+        let now =
+            std::fs::read_to_string(&state).with_context(|| format!("read {}", state.display()))?;
+        if now.trim() == want {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            if frozen {
+                let _ = std::fs::write(&state, "THAWED");
+            }
+            bail!("{} did not become {want} within 10 s", d.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Removes the v1 cgroups rt made (deepest first), waiting for exited tasks to leave.
 pub fn remove(dirs: &[PathBuf]) {
-    for d in dirs.iter().rev() {
+    let mut dirs = dirs.to_vec();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in &dirs {
         for _ in 0..200 {
             match std::fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // A parent rt made that now holds another container's cgroup: not ours to wait
+                // for.
+                Err(_) if has_subdir(d) => break,
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
             }
         }
     }
+}
+
+fn has_subdir(d: &Path) -> bool {
+    std::fs::read_dir(d).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    })
 }

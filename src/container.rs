@@ -134,32 +134,41 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         };
         crate::resources::apply(mount, &c.rel, &on_v2)?;
     }
-    // Hybrid hosts: what v2 can't take goes to the v1 hierarchies (joined only for that).
+    // v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
+    // so `update` finds them later); what v2 can't take is written there.
     let cgroups_path = bundle
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    let v1_dirs = if on_v1.is_empty() {
-        Vec::new()
-    } else {
-        crate::cgroupv1::apply(&on_v1, cgroups_path.as_deref(), id)?
-    };
-    let v1_guard = V1Guard(Some(&v1_dirs));
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
+    let v2_dir = cgroup.as_ref().and_then(|c| crate::cgroups::dir_of(&c.rel));
+    // With no cgroup v2 the device rules go to the v1 devices controller instead.
+    let v1_devices = device_rules.as_deref().filter(|_| v2_dir.is_none());
+    let v1 = if crate::cgroupv1::hierarchies().is_empty() {
+        if !on_v1.is_empty() {
+            crate::cgroupv1::join(&on_v1, None, cgroups_path.as_deref(), id)?;
+        }
+        crate::cgroupv1::Joined::default()
+    } else {
+        crate::cgroupv1::join(&on_v1, v1_devices, cgroups_path.as_deref(), id)?
+    };
+    let v1_guard = V1Guard(Some(&v1.created));
     if let Some(rules) = &device_rules {
-        match cgroup.as_ref().and_then(|c| crate::cgroups::dir_of(&c.rel)) {
-            Some(dir) => crate::devices::attach(rules, &dir)?,
+        let v1_has_devices = crate::cgroupv1::dir_for(&v1.dirs, "devices").is_some();
+        match &v2_dir {
+            Some(dir) => crate::devices::attach(rules, dir)?,
+            None if v1_has_devices => {}
             None if asks_for_device_rules(&bundle.spec) => {
                 bail!(
-                    "linux.resources.devices: needs a cgroup v2 hierarchy, and this host has none"
+                    "linux.resources.devices: needs a cgroup v2 hierarchy or a v1 devices controller, and this host has neither"
                 )
             }
-            // Only the defaults, and nowhere to attach them (no cgroup v2): as before any filter.
+            // Only the defaults, and nowhere to put them: as before any filter.
             None => {
-                crate::logging::debug("no cgroup v2: the default device filter is not attached")
+                crate::logging::debug("no device cgroup: the default device rules are not applied")
             }
         }
     }
@@ -182,7 +191,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
     // The init waits for start, so joining the v1 cgroups now is before the user's program.
-    crate::cgroupv1::attach(&v1_dirs, spawned.pid)?;
+    crate::cgroupv1::attach(&v1.dirs, spawned.pid)?;
 
     let (start_time, _) =
         sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
@@ -197,7 +206,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         owner: String::new(),
         cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
         cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
-        cgroup_v1: v1_dirs.clone(),
+        cgroup_v1: v1.dirs.clone(),
+        cgroup_v1_created: v1.created.clone(),
         has_hooks: bundle.spec.hooks().is_some(),
         own_pidns: bundle
             .spec
@@ -505,11 +515,24 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
         Status::Paused => bail!("container {id:?} is already paused"),
         Status::Stopped => bail!("container not running"),
     }
-    let cg = st
-        .cgroup
-        .as_deref()
-        .context("container has no cgroup to freeze")?;
-    crate::cgroups::freeze(cg, true)
+    freeze(&st, true)
+}
+
+/// Freezes or thaws through cgroup v2, or the v1 freezer on hosts without v2.
+fn freeze(st: &State, frozen: bool) -> Result<()> {
+    match st.cgroup.as_deref() {
+        Some(cg) => crate::cgroups::freeze(cg, frozen),
+        None if !st.cgroup_v1.is_empty() => crate::cgroupv1::freeze(&st.cgroup_v1, frozen),
+        None => bail!("container has no cgroup to freeze"),
+    }
+}
+
+/// Signals every process of the container's cgroup (v2, else v1).
+fn signal_all(st: &State, sig: i32) -> Result<()> {
+    match st.cgroup.as_deref() {
+        Some(cg) => crate::cgroups::signal_all(cg, sig),
+        None => crate::cgroupv1::signal_all(&st.cgroup_v1, sig),
+    }
 }
 
 pub fn resume(root: &Path, id: &str) -> Result<()> {
@@ -518,10 +541,7 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
     if st.status(&dir.path) != Status::Paused {
         bail!("container not paused");
     }
-    crate::cgroups::freeze(
-        st.cgroup.as_deref().context("container has no cgroup")?,
-        false,
-    )
+    freeze(&st, false)
 }
 
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
@@ -530,8 +550,8 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     if st.status(&dir.path) == Status::Stopped {
         bail!("container not running");
     }
-    if all && let Some(cg) = &st.cgroup {
-        return crate::cgroups::signal_all(cg, sig);
+    if all && (st.cgroup.is_some() || !st.cgroup_v1.is_empty()) {
+        return signal_all(&st, sig);
     }
     let fd = init_pidfd(&st).context("container not running")?;
     sys::pidfd_send_signal(&fd, sig).with_context(|| format!("signal {sig} to the container init"))
@@ -582,6 +602,12 @@ fn kill_and_wait(st: &State) -> Result<()> {
         if crate::cgroups::is_frozen(cg) {
             let _ = crate::cgroups::freeze(cg, false);
         }
+    } else if !st.cgroup_v1.is_empty() {
+        let _ = crate::cgroupv1::signal_all(&st.cgroup_v1, libc::SIGKILL);
+        // A v1 freezer holds even SIGKILLed tasks until thawed.
+        if crate::cgroupv1::is_frozen(&st.cgroup_v1) {
+            let _ = crate::cgroupv1::freeze(&st.cgroup_v1, false);
+        }
     }
     if let Some(fd) = init_pidfd(st) {
         let _ = sys::pidfd_send_signal(&fd, libc::SIGKILL);
@@ -607,8 +633,10 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
         }
         crate::cgroups::remove(cg)?;
+    } else if !st.cgroup_v1_created.is_empty() && !st.own_pidns {
+        let _ = crate::cgroupv1::signal_all(&st.cgroup_v1, libc::SIGKILL);
     }
-    crate::cgroupv1::remove(&st.cgroup_v1);
+    crate::cgroupv1::remove(&st.cgroup_v1_created);
     dir.remove()?;
     if let Some(spec) = spec {
         crate::hooks::run_warn(
@@ -792,6 +820,7 @@ pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     }
     match &st.cgroup {
         Some(cg) => crate::cgroups::procs(cg),
+        None if !st.cgroup_v1.is_empty() => crate::cgroupv1::procs(&st.cgroup_v1),
         None => Ok(vec![st.pid]),
     }
 }

@@ -14,11 +14,11 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const ACC_MKNOD: u32 = 1;
-const ACC_READ: u32 = 2;
-const ACC_WRITE: u32 = 4;
-const DEV_BLOCK: i32 = 1;
-const DEV_CHAR: i32 = 2;
+pub const ACC_MKNOD: u32 = 1;
+pub const ACC_READ: u32 = 2;
+pub const ACC_WRITE: u32 = 4;
+pub const DEV_BLOCK: i32 = 1;
+pub const DEV_CHAR: i32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::state::{Dir, Status};
+use crate::state::{Dir, State, Status};
 
 /// runc's individual `update` flags, merged into a LinuxResources document.
 #[derive(Default)]
@@ -27,15 +27,52 @@ pub struct UpdateFlags {
     pub blkio_weight: Option<u16>,
 }
 
-fn container_cgroup(root: &Path, id: &str) -> Result<(Dir, PathBuf, String)> {
+/// A running container's cgroups: v2 (mount and path in it) and v1 directories.
+struct Cgroups {
+    v2: Option<(PathBuf, String)>,
+    v1: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    fn v2_dir(&self) -> Option<PathBuf> {
+        self.v2
+            .as_ref()
+            .map(|(m, rel)| m.join(rel.trim_start_matches('/')))
+    }
+
+    /// `v2` in the v2 cgroup if it exists there, else `v1` in the v1 hierarchy of `controller`.
+    fn file(&self, v2: &str, controller: &str, v1: &str) -> Option<PathBuf> {
+        self.v2_dir()
+            .map(|d| d.join(v2))
+            .filter(|p| p.exists())
+            .or_else(|| self.v1_file(controller, v1))
+    }
+
+    fn v1_file(&self, controller: &str, name: &str) -> Option<PathBuf> {
+        crate::cgroupv1::dir_for(&self.v1, controller)
+            .map(|d| d.join(name))
+            .filter(|p| p.exists())
+    }
+}
+
+fn container_cgroup(root: &Path, id: &str) -> Result<(Dir, State, Cgroups)> {
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     if st.status(&dir.path) == Status::Stopped {
         bail!("container not running");
     }
-    let rel = st.cgroup.clone().context("container has no cgroup")?;
-    let mount = crate::cgroups::v2_mount().context("no cgroup v2 mount")?;
-    Ok((dir, mount, rel))
+    let v2 = match (&st.cgroup, crate::cgroups::v2_mount()) {
+        (Some(rel), Some(m)) => Some((m, rel.clone())),
+        _ => None,
+    };
+    if v2.is_none() && st.cgroup_v1.is_empty() {
+        bail!("container has no cgroup");
+    }
+    let cg = Cgroups {
+        v2,
+        v1: st.cgroup_v1.clone(),
+    };
+    Ok((dir, st, cg))
 }
 
 pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) -> Result<()> {
@@ -111,9 +148,9 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     if let Some(x) = f.blkio_weight {
         set(&["blockIO", "weight"], json!(x))?;
     }
-    let (dir, mount, rel) = container_cgroup(root, id)?;
-    let st = dir.load()?;
-    let cgdir = mount.join(rel.trim_start_matches('/'));
+    let (dir, st, cgs) = container_cgroup(root, id)?;
+    // Without cgroup v2 the paths below name nothing, and every read falls back to v1.
+    let cgdir = cgs.v2_dir().unwrap_or_default();
     fill_from_current(&mut v, &cgdir, &st.cgroup_v1);
     let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
     let writes = crate::resources::plan(&r)?;
@@ -125,13 +162,20 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
             .and_then(|m| m.limit())
             .filter(|l| *l > 0)
     {
-        let used = read_u64(&cgdir.join("memory.current")).unwrap_or(0);
+        let used = cgs
+            .file("memory.current", "memory", "memory.usage_in_bytes")
+            .and_then(|p: PathBuf| read_u64(&p))
+            .unwrap_or(0);
         if used > l as u64 {
             bail!("linux.resources.memory.limit {l} is below the container's current usage {used}");
         }
     }
-    let (on_v2, on_v1) = crate::resources::split(Some(&mount), &writes);
-    crate::resources::apply(&mount, &rel, &on_v2)?;
+    let (on_v2, on_v1) =
+        crate::resources::split(cgs.v2.as_ref().map(|(m, _)| m.as_path()), &writes);
+    if !on_v2.is_empty() {
+        let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
+        crate::resources::apply(mount, rel, &on_v2)?;
+    }
     for w in on_v1 {
         // Only the v1 hierarchies the container joined at create can be updated.
         let mounts = crate::cgroupv1::mounts();
@@ -141,7 +185,7 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
             .find(|d| mounts.get(w.controller).is_some_and(|m| d.starts_with(m)))
             .with_context(|| {
                 format!(
-                    "{}: the {} controller is only on cgroup v1 here, and the container has no v1 {} cgroup (it was created without such a limit)",
+                    "{}: the {} controller is only on cgroup v1 here, and the container has no v1 {} cgroup",
                     w.field, w.controller, w.controller
                 )
             })?;
@@ -236,16 +280,76 @@ fn flat(p: &Path) -> serde_json::Map<String, Value> {
     m
 }
 
-/// One stats sample, shaped like runc's `events --stats` data (v2 fields mapped to it).
-pub fn stats(cg: &Path) -> Value {
-    let cpu = flat(&cg.join("cpu.stat"));
-    let mem = flat(&cg.join("memory.stat"));
-    let events = flat(&cg.join("memory.events"));
+/// One stats sample, shaped like runc's `events --stats` data: from cgroup v2's files where
+/// the container's v2 cgroup has them, else from the v1 controllers' files.
+fn stats(cg: &Cgroups) -> Value {
     let n =
         |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let u = |p: Option<PathBuf>| p.and_then(|p| read_u64(&p)).unwrap_or(0);
+    let lim = |p: Option<PathBuf>| p.and_then(|p| read_limit(&p)).unwrap_or(u64::MAX);
+    let v2 = cg.v2_dir().filter(|d| d.join("cgroup.procs").exists());
+    let v2_file = |name: &str| v2.as_ref().map(|d| d.join(name)).filter(|p| p.exists());
+
+    let cpu_v2 = v2_file("cpu.stat").map(|p| flat(&p)).unwrap_or_default();
+    let cpu_v1 = cg
+        .v1_file("cpu", "cpu.stat")
+        .map(|p| flat(&p))
+        .unwrap_or_default();
+    let cpu = if cpu_v2.contains_key("usage_usec") {
+        json!({"total": n(&cpu_v2, "usage_usec") * 1000,
+               "kernel": n(&cpu_v2, "system_usec") * 1000,
+               "user": n(&cpu_v2, "user_usec") * 1000})
+    } else {
+        // cpuacct.stat counts clock ticks.
+        let ticks = cg
+            .v1_file("cpuacct", "cpuacct.stat")
+            .map(|p| flat(&p))
+            .unwrap_or_default();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ns = |k: &str| n(&ticks, k) * (1_000_000_000 / hz);
+        json!({"total": u(cg.v1_file("cpuacct", "cpuacct.usage")),
+               "kernel": ns("system"), "user": ns("user")})
+    };
+    let throttling = if cpu_v2.contains_key("nr_periods") {
+        json!({"periods": n(&cpu_v2, "nr_periods"),
+               "throttledPeriods": n(&cpu_v2, "nr_throttled"),
+               "throttledTime": n(&cpu_v2, "throttled_usec") * 1000})
+    } else {
+        json!({"periods": n(&cpu_v1, "nr_periods"),
+               "throttledPeriods": n(&cpu_v1, "nr_throttled"),
+               "throttledTime": n(&cpu_v1, "throttled_time")})
+    };
+
+    let memory = if v2_file("memory.current").is_some() {
+        let mem = v2_file("memory.stat").map(|p| flat(&p)).unwrap_or_default();
+        let events = v2_file("memory.events")
+            .map(|p| flat(&p))
+            .unwrap_or_default();
+        json!({
+            "usage": {"usage": u(v2_file("memory.current")), "max": u(v2_file("memory.peak")),
+                      "limit": lim(v2_file("memory.max")), "failcnt": n(&events, "max")},
+            "swap": {"usage": u(v2_file("memory.swap.current")),
+                     "limit": lim(v2_file("memory.swap.max"))},
+            "cache": n(&mem, "file"),
+            "raw": Value::Object(mem),
+        })
+    } else {
+        let f = |name: &str| cg.v1_file("memory", name);
+        let mem = f("memory.stat").map(|p| flat(&p)).unwrap_or_default();
+        json!({
+            "usage": {"usage": u(f("memory.usage_in_bytes")), "max": u(f("memory.max_usage_in_bytes")),
+                      "limit": lim(f("memory.limit_in_bytes")), "failcnt": u(f("memory.failcnt"))},
+            "swap": {"usage": u(f("memory.memsw.usage_in_bytes")),
+                     "limit": lim(f("memory.memsw.limit_in_bytes"))},
+            "cache": n(&mem, "cache"),
+            "raw": Value::Object(mem),
+        })
+    };
+
     let mut hugetlb = serde_json::Map::new();
-    if let Ok(rd) = std::fs::read_dir(cg) {
-        for e in rd.flatten() {
+    if let Some(d) = &v2 {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(size) = name
                 .strip_prefix("hugetlb.")
@@ -253,54 +357,60 @@ pub fn stats(cg: &Path) -> Value {
             {
                 hugetlb.insert(
                     size.to_string(),
-                    json!({"usage": read_u64(&e.path()).unwrap_or(0),
-                           "max": read_u64(&cg.join(format!("hugetlb.{size}.max"))).unwrap_or(0),
-                           "failcnt": n(&flat(&cg.join(format!("hugetlb.{size}.events"))), "max")}),
+                    json!({
+                    "usage": read_u64(&e.path()).unwrap_or(0),
+                    "max": read_u64(&d.join(format!("hugetlb.{size}.max"))).unwrap_or(0),
+                    "failcnt": n(&flat(&d.join(format!("hugetlb.{size}.events"))), "max")}),
                 );
             }
         }
     }
-    json!({
-        "cpu": {
-            "usage": {
-                "total": n(&cpu, "usage_usec") * 1000,
-                "kernel": n(&cpu, "system_usec") * 1000,
-                "user": n(&cpu, "user_usec") * 1000,
-            },
-            "throttling": {
-                "periods": n(&cpu, "nr_periods"),
-                "throttledPeriods": n(&cpu, "nr_throttled"),
-                "throttledTime": n(&cpu, "throttled_usec") * 1000,
+    if hugetlb.is_empty()
+        && let Some(d) = crate::cgroupv1::dir_for(&cg.v1, "hugetlb")
+    {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(size) = name
+                .strip_prefix("hugetlb.")
+                .and_then(|s| s.strip_suffix(".usage_in_bytes"))
+            {
+                hugetlb.insert(size.to_string(), json!({
+                    "usage": read_u64(&e.path()).unwrap_or(0),
+                    "max": read_u64(&d.join(format!("hugetlb.{size}.max_usage_in_bytes"))).unwrap_or(0),
+                    "failcnt": read_u64(&d.join(format!("hugetlb.{size}.failcnt"))).unwrap_or(0)}));
             }
-        },
-        "memory": {
-            "usage": {
-                "usage": read_u64(&cg.join("memory.current")).unwrap_or(0),
-                "max": read_u64(&cg.join("memory.peak")).unwrap_or(0),
-                "limit": read_limit(&cg.join("memory.max")).unwrap_or(u64::MAX),
-                "failcnt": n(&events, "max"),
-            },
-            "swap": {
-                "usage": read_u64(&cg.join("memory.swap.current")).unwrap_or(0),
-                "limit": read_limit(&cg.join("memory.swap.max")).unwrap_or(u64::MAX),
-            },
-            "cache": n(&mem, "file"),
-            "raw": Value::Object(mem),
-        },
+        }
+    }
+    let pids_limit = lim(cg.file("pids.max", "pids", "pids.max"));
+    json!({
+        "cpu": {"usage": cpu, "throttling": throttling},
+        "memory": memory,
         "pids": {
-            "current": read_u64(&cg.join("pids.current")).unwrap_or(0),
-            "limit": read_limit(&cg.join("pids.max")).map(|l| if l == u64::MAX { 0 } else { l }).unwrap_or(0),
+            "current": u(cg.file("pids.current", "pids", "pids.current")),
+            "limit": if pids_limit == u64::MAX { 0 } else { pids_limit },
         },
         "blkio": {},
         "hugetlb": Value::Object(hugetlb),
     })
 }
 
+/// OOMs so far: memory.events' oom count on v2, memory.oom_control's oom_kill on v1.
+fn oom_kills(cg: &Cgroups) -> u64 {
+    let key = |p: Option<PathBuf>, k: &str| p.and_then(|p| flat(&p).get(k).and_then(Value::as_u64));
+    key(
+        cg.v2_dir()
+            .map(|d| d.join("memory.events"))
+            .filter(|p| p.exists()),
+        "oom",
+    )
+    .or_else(|| key(cg.v1_file("memory", "memory.oom_control"), "oom_kill"))
+    .unwrap_or(0)
+}
+
 /// `events`: one stats event with `--stats`; otherwise a stats event every `interval` and an
 /// `oom` event whenever memory.events' oom count grows, until the container stops.
 pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<()> {
-    let (dir, mount, rel) = container_cgroup(root, id)?;
-    let cg = mount.join(rel.trim_start_matches('/'));
+    let (dir, _, cg) = container_cgroup(root, id)?;
     drop(dir);
     let mut out = std::io::stdout().lock();
     let emit = |out: &mut std::io::StdoutLock, v: Value| -> Result<()> {
@@ -313,12 +423,7 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<(
             json!({"type": "stats", "id": id, "data": stats(&cg)}),
         );
     }
-    let oom_count = || {
-        flat(&cg.join("memory.events"))
-            .get("oom")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
+    let oom_count = || oom_kills(&cg);
     let mut ooms = oom_count();
     let mut next = std::time::Instant::now();
     loop {

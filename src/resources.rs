@@ -19,6 +19,9 @@ pub struct Write {
     pub bfq_value: Option<String>,
     /// The cgroup v1 files and values for the same limit (None: v1 has no equivalent).
     pub v1: Option<Vec<(String, String)>>,
+    /// Set for a limit only cgroup v1 has: why v2 can't take it. Such a write always goes to
+    /// v1, and fails where the controller is not a v1 one.
+    pub v2_missing: Option<&'static str>,
 }
 
 fn max_or(v: i64) -> String {
@@ -70,6 +73,20 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
             field,
             bfq_value: None,
             v1: None,
+            v2_missing: None,
+        })
+    };
+    // Limits with no cgroup v2 file: only a v1 hierarchy can take them.
+    let mut v1_only: Vec<Write> = Vec::new();
+    let mut only_v1 = |controller, files: Vec<(&str, String)>, field, why| {
+        v1_only.push(Write {
+            controller,
+            file: String::new(),
+            value: String::new(),
+            field,
+            bfq_value: None,
+            v1: Some(files.into_iter().map(|(f, v)| (f.to_string(), v)).collect()),
+            v2_missing: Some(why),
         })
     };
     if let Some(m) = r.memory() {
@@ -97,15 +114,41 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
                 "linux.resources.memory.swap",
             );
         }
-        if m.kernel().is_some_and(|k| k != 0) || m.kernel_tcp().is_some_and(|k| k != 0) {
-            bail!("linux.resources.memory.kernel/kernelTCP: cgroup v2 has no kernel memory limit");
+        // A kernel that dropped kmem (5.16 deprecated it) has no such file: the write's error
+        // names it.
+        if let Some(k) = m.kernel().filter(|k| *k != 0) {
+            only_v1(
+                "memory",
+                vec![("memory.kmem.limit_in_bytes", k.to_string())],
+                "linux.resources.memory.kernel",
+                "cgroup v2 has no kernel memory limit",
+            );
         }
-        if m.swappiness().is_some_and(|s| s != u64::MAX) {
-            bail!("linux.resources.memory.swappiness: cgroup v2 has no per-cgroup swappiness");
+        if let Some(k) = m.kernel_tcp().filter(|k| *k != 0) {
+            only_v1(
+                "memory",
+                vec![("memory.kmem.tcp.limit_in_bytes", k.to_string())],
+                "linux.resources.memory.kernelTCP",
+                "cgroup v2 has no kernel TCP memory limit",
+            );
+        }
+        if let Some(s) = m.swappiness().filter(|s| *s != u64::MAX) {
+            if s > 100 {
+                bail!("linux.resources.memory.swappiness: {s} is above 100");
+            }
+            only_v1(
+                "memory",
+                vec![("memory.swappiness", s.to_string())],
+                "linux.resources.memory.swappiness",
+                "cgroup v2 has no per-cgroup swappiness",
+            );
         }
         if m.disable_oom_killer() == Some(true) {
-            bail!(
-                "linux.resources.memory.disableOOMKiller: cgroup v2 can't disable the OOM killer"
+            only_v1(
+                "memory",
+                vec![("memory.oom_control", "1".to_string())],
+                "linux.resources.memory.disableOOMKiller",
+                "cgroup v2 can't disable the OOM killer",
             );
         }
     }
@@ -140,10 +183,21 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
         if let Some(i) = c.idle() {
             put("cpu", "cpu.idle", i.to_string(), "linux.resources.cpu.idle");
         }
-        if c.realtime_runtime().is_some_and(|v| v != 0)
-            || c.realtime_period().is_some_and(|v| v != 0)
-        {
-            bail!("linux.resources.cpu.realtimeRuntime/realtimePeriod: not available on cgroup v2");
+        // The period first: a runtime above the current period is refused by the kernel.
+        let mut rt = Vec::new();
+        if let Some(p) = c.realtime_period().filter(|v| *v != 0) {
+            rt.push(("cpu.rt_period_us", p.to_string()));
+        }
+        if let Some(r) = c.realtime_runtime().filter(|v| *v != 0) {
+            rt.push(("cpu.rt_runtime_us", r.to_string()));
+        }
+        if !rt.is_empty() {
+            only_v1(
+                "cpu",
+                rt,
+                "linux.resources.cpu.realtimeRuntime",
+                "cgroup v2 has no realtime CPU limits",
+            );
         }
         if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             put(
@@ -250,10 +304,40 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
         }
         put("rdma", "rdma.max", v, "linux.resources.rdma");
     }
-    if let Some(n) = r.network()
-        && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))
-    {
-        bail!("linux.resources.network: cgroup v2 has no net_cls/net_prio");
+    if let Some(n) = r.network() {
+        if let Some(id) = n.class_id() {
+            only_v1(
+                "net_cls",
+                vec![("net_cls.classid", id.to_string())],
+                "linux.resources.network.classID",
+                "cgroup v2 has no net_cls",
+            );
+        }
+        let prios: Vec<(&str, String)> = n
+            .priorities()
+            .iter()
+            .flatten()
+            .map(|p| {
+                if p.name().is_empty() || p.name().contains(char::is_whitespace) {
+                    bail!(
+                        "linux.resources.network.priorities: bad interface name {:?}",
+                        p.name()
+                    );
+                }
+                Ok((
+                    "net_prio.ifpriomap",
+                    format!("{} {}", p.name(), p.priority()),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        if !prios.is_empty() {
+            only_v1(
+                "net_prio",
+                prios,
+                "linux.resources.network.priorities",
+                "cgroup v2 has no net_prio",
+            );
+        }
     }
     let mut unified: Vec<_> = r.unified().iter().flatten().collect();
     unified.sort();
@@ -298,6 +382,7 @@ pub fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
     for wr in w.iter_mut() {
         wr.v1 = v1_equivalent(wr, r);
     }
+    w.extend(v1_only);
     Ok(w)
 }
 
@@ -376,7 +461,8 @@ pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, 
         .and_then(|m| std::fs::read_to_string(m.join("cgroup.controllers")).ok())
         .unwrap_or_default();
     writes.iter().partition(|w| {
-        w.controller.is_empty() || offered.split_whitespace().any(|c| c == w.controller)
+        w.v2_missing.is_none()
+            && (w.controller.is_empty() || offered.split_whitespace().any(|c| c == w.controller))
     })
 }
 
@@ -530,6 +616,34 @@ mod tests {
         assert!(bad(serde_json::json!({"unified": {"../../etc": "x"}})));
         assert!(bad(serde_json::json!({"unified": {"memory.max/x": "x"}})));
         assert!(bad(serde_json::json!({"unified": {"foo.bar": "x"}})));
-        assert!(bad(serde_json::json!({"cpu": {"realtimeRuntime": 100}})));
+        assert!(bad(serde_json::json!({"memory": {"swappiness": 101}})));
+    }
+
+    #[test]
+    fn v1_only_limits_always_go_to_v1() {
+        let w = plan(
+            &serde_json::from_value(serde_json::json!({
+                "memory": {"limit": 1048576, "swappiness": 10, "disableOOMKiller": true},
+                "cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 100}
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let (v2, v1) = split(None, &w);
+        assert_eq!(v2.len(), 0);
+        let files: Vec<&str> = v1
+            .iter()
+            .filter(|w| w.v2_missing.is_some())
+            .flat_map(|w| w.v1.iter().flatten().map(|(f, _)| f.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "memory.swappiness",
+                "memory.oom_control",
+                "cpu.rt_period_us",
+                "cpu.rt_runtime_us"
+            ]
+        );
     }
 }

@@ -34,9 +34,12 @@ pub struct State {
     /// Whether rt created that cgroup (and so removes it on delete).
     #[serde(default)]
     pub cgroup_owned: bool,
-    /// The container's cgroups in v1 hierarchies (hybrid hosts, for limits v2 can't take).
+    /// The container's cgroups in the v1 hierarchies (v1 and hybrid hosts).
     #[serde(default)]
     pub cgroup_v1: Vec<std::path::PathBuf>,
+    /// Those of them (and parents) rt made, so removes on delete.
+    #[serde(default)]
+    pub cgroup_v1_created: Vec<std::path::PathBuf>,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,
@@ -185,11 +188,10 @@ impl State {
     pub fn status(&self, dir: &Path) -> Status {
         if !self.init_alive() {
             Status::Stopped
-        } else if self
-            .cgroup
-            .as_deref()
-            .is_some_and(crate::cgroups::is_frozen)
-        {
+        } else if match self.cgroup.as_deref() {
+            Some(cg) => crate::cgroups::is_frozen(cg),
+            None => crate::cgroupv1::is_frozen(&self.cgroup_v1),
+        } {
             Status::Paused
         } else if dir.join(EXEC_FIFO).exists() {
             Status::Created

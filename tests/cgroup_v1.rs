@@ -169,3 +169,253 @@ fn failed_create_removes_its_v1_cgroups() {
     );
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// Every v1 hierarchy mounted here (mount point, controllers), once each.
+fn v1_hierarchies() -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    for l in fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        let Some((left, right)) = l.split_once(" - ") else {
+            continue;
+        };
+        let r: Vec<&str> = right.split(' ').collect();
+        let f: Vec<&str> = left.split(' ').collect();
+        if r[0] != "cgroup" || f[3] != "/" {
+            continue;
+        }
+        let ctrls: Vec<&str> = r[2]
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
+            .collect();
+        let ctrls = ctrls.join(",");
+        if !ctrls.is_empty() && !out.iter().any(|(_, c)| *c == ctrls) {
+            out.push((PathBuf::from(f[4]), ctrls));
+        }
+    }
+    out
+}
+
+/// This process's cgroup in the v1 hierarchy with these controllers.
+fn own_v1(ctrls: &str) -> String {
+    fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next(), p.next()?, p.next()?);
+            (c == ctrls).then(|| path.to_string())
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The container's v1 directory for `rel` in every hierarchy; removed on drop (deepest
+/// first), so a failing test leaves none behind.
+struct V1Dirs(Vec<(String, PathBuf)>);
+
+impl V1Dirs {
+    fn new(rel: &str) -> V1Dirs {
+        V1Dirs(
+            v1_hierarchies()
+                .into_iter()
+                .map(|(m, c)| {
+                    let d = m.join(own_v1(&c).trim_start_matches('/')).join(rel);
+                    (c, d)
+                })
+                .collect(),
+        )
+    }
+
+    fn of(&self, controller: &str) -> &PathBuf {
+        &self
+            .0
+            .iter()
+            .find(|(c, _)| c.split(',').any(|x| x == controller))
+            .unwrap_or_else(|| panic!("no v1 {controller} hierarchy"))
+            .1
+    }
+
+    fn none_left(&self) -> bool {
+        self.0.iter().all(|(_, d)| !d.exists())
+    }
+}
+
+impl Drop for V1Dirs {
+    fn drop(&mut self) {
+        for (_, d) in &self.0 {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// A bundle with a relative cgroupsPath (under our own cgroup in every hierarchy), for rt as
+/// on a pure v1 host: nothing is made in cgroup v2.
+fn pure_v1_bundle(script: &str) -> (Bundle, String, V1Dirs) {
+    let mut b = Bundle::sh(script);
+    let rel = unique("rt-test-purev1");
+    b.linux()["cgroupsPath"] = json!(rel);
+    let dirs = V1Dirs::new(&rel);
+    (b, rel, dirs)
+}
+
+/// As runc does, a container joins its cgroup in every v1 hierarchy, limits or not, so a
+/// later `update` (Docker's `update --memory`) has a cgroup to write to.
+#[test]
+fn container_joins_every_v1_hierarchy_and_update_reaches_them() {
+    if v1_hierarchies().is_empty() || v1_base("memory").is_none() {
+        return;
+    }
+    let rt = Rt::new();
+    let (mut b, rel) = v1_bundle(&rt, "true");
+    b.process()["args"] = json!(["sleep", "1000"]);
+    let dirs = V1Dirs::new(&rel);
+    let c = rt.start_ok(&b);
+    let cg = fs::read_to_string(format!("/proc/{}/cgroup", c.pid)).unwrap();
+    for (_, ctrls) in v1_hierarchies() {
+        assert!(
+            cg.lines()
+                .any(|l| l.split(':').nth(1) == Some(ctrls.as_str()) && l.ends_with(&rel)),
+            "not in its {ctrls} cgroup: {cg}"
+        );
+    }
+    rt.cmd(&["update", "--memory", "67108864", &c.id]).ok();
+    assert_eq!(
+        read(&dirs.of("memory").join("memory.limit_in_bytes")),
+        "67108864"
+    );
+    rt.delete_force(&c.id).ok();
+    assert!(dirs.none_left(), "delete left v1 cgroups");
+}
+
+/// Settings only v1 has go to the v1 memory controller; a file this kernel lacks (kmem) is
+/// an error naming it, and nothing is left behind.
+#[test]
+fn v1_only_memory_settings() {
+    if v1_base("memory").is_none() {
+        return;
+    }
+    let rt = Rt::new();
+    let (mut b, rel) = v1_bundle(&rt, "true");
+    b.process()["args"] = json!(["sleep", "1000"]);
+    b.linux()["resources"] = json!({"memory": {"swappiness": 10, "disableOOMKiller": true}});
+    let dirs = V1Dirs::new(&rel);
+    let c = rt.create_ok(&b);
+    let mem = dirs.of("memory");
+    assert_eq!(read(&mem.join("memory.swappiness")), "10");
+    assert_eq!(stat(&mem.join("memory.oom_control"), "oom_kill_disable"), 1);
+    rt.delete_force(&c.id).ok();
+    assert!(dirs.none_left());
+
+    if !mem
+        .parent()
+        .unwrap()
+        .join("memory.kmem.limit_in_bytes")
+        .exists()
+    {
+        let (mut b, rel) = v1_bundle(&rt, "true");
+        b.linux()["resources"] = json!({"memory": {"kernel": 67108864}});
+        let dirs = V1Dirs::new(&rel);
+        let id = rt.new_id();
+        rt.create(&b, &id, &[]).fails_with(&[
+            "linux.resources.memory.kernel",
+            "memory.kmem.limit_in_bytes",
+        ]);
+        assert!(dirs.none_left(), "a failed create left v1 cgroups");
+        rt.assert_no_leftovers(&id, &b, &[]);
+    }
+}
+
+/// Pure v1: the device rules become devices.deny/devices.allow lines; a disk node made in
+/// the container can't be opened, /dev/null can.
+#[test]
+fn pure_v1_devices_cgroup_denies_a_disk() {
+    let Some(rt) = Rt::pure_v1() else { return };
+    let (mut b, _rel, dirs) = pure_v1_bundle(&with_disk(
+        "mknod /dev/xdisk b DISK && { head -c1 /dev/xdisk 2>&1 | grep -q 'not permitted' && echo denied; }; echo x > /dev/null && echo null-ok",
+    ));
+    b.process()["capabilities"] = json!({
+        "bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"]
+    });
+    let id = rt.new_id();
+    b.save();
+    let out = rt.cmd(&["run", "--bundle", b.path(), &id]);
+    assert!(out.stdout.contains("denied"), "{}", out.stdout);
+    assert!(out.stdout.contains("null-ok"), "{}", out.stdout);
+    assert!(dirs.none_left(), "run left v1 cgroups");
+
+    // From the host: the container's list is an allow list, not "a *:* rwm".
+    let (mut b, _rel, dirs) = pure_v1_bundle("true");
+    b.process()["args"] = json!(["sleep", "1000"]);
+    let c = rt.create_ok(&b);
+    let list = read(&dirs.of("devices").join("devices.list"));
+    assert!(!list.contains("a *:* rwm"), "{list}");
+    assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
+    rt.delete_force(&c.id).ok();
+    assert!(dirs.none_left());
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s[s.rfind(')').unwrap_or(0) + 1..]
+        .split_whitespace()
+        .collect();
+    f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Pure v1: pause and resume go through the freezer; a busy loop gets no CPU while frozen.
+#[test]
+fn pure_v1_pause_resume_through_freezer() {
+    let Some(rt) = Rt::pure_v1() else { return };
+    let (b, _rel, dirs) = pure_v1_bundle("while :; do :; done");
+    let c = rt.create_ok(&b);
+    rt.start(&c.id).ok();
+    let freezer = dirs.of("freezer").join("freezer.state");
+    rt.cmd(&["pause", &c.id]).ok();
+    assert_eq!(read(&freezer), "FROZEN");
+    assert_eq!(rt.state(&c.id)["status"], "paused");
+    let before = cpu_ticks(c.pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu_ticks(c.pid), before, "a frozen task ran");
+    rt.cmd(&["resume", &c.id]).ok();
+    assert_eq!(read(&freezer), "THAWED");
+    assert_eq!(rt.state(&c.id)["status"], "running");
+    assert!(
+        wait_for(Duration::from_secs(5), || cpu_ticks(c.pid) > before),
+        "the loop did not run after resume"
+    );
+    // delete --force of a paused container thaws and kills it.
+    rt.cmd(&["pause", &c.id]).ok();
+    rt.delete_force(&c.id).ok();
+    assert!(dirs.none_left());
+    rt.assert_no_leftovers(&c.id, &b, &[]);
+}
+
+/// Pure v1: ps, events --stats and kill --all read and signal the v1 cgroup.
+#[test]
+fn pure_v1_ps_events_and_kill_all() {
+    let Some(rt) = Rt::pure_v1() else { return };
+    let (mut b, _rel, dirs) = pure_v1_bundle("sleep 1000 & sleep 1000 & exec sleep 1000");
+    b.linux()["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 20}});
+    b.linux()["namespaces"] = json!([{"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]);
+    let c = rt.create_ok(&b);
+    rt.start(&c.id).ok();
+    assert!(wait_for(Duration::from_secs(5), || {
+        read(&dirs.of("pids").join("cgroup.procs")).lines().count() == 3
+    }));
+    let ps = rt.cmd(&["ps", "--format", "json", &c.id]);
+    let pids: Vec<i32> = serde_json::from_str(ps.ok().stdout.trim()).unwrap();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let ev = rt.cmd(&["events", "--stats", &c.id]);
+    let v: serde_json::Value = serde_json::from_str(ev.ok().stdout.trim()).unwrap();
+    let d = &v["data"];
+    assert_eq!(d["memory"]["usage"]["limit"], 67108864, "{v}");
+    assert!(d["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(d["pids"]["current"], 3, "{v}");
+    assert_eq!(d["pids"]["limit"], 20, "{v}");
+    // No pid namespace: killing the init alone would leave the other two.
+    rt.cmd(&["kill", "--all", &c.id, "KILL"]).ok();
+    assert!(wait_for(Duration::from_secs(5), || pids
+        .iter()
+        .all(|p| !pid_alive(*p))));
+    rt.cmd(&["delete", &c.id]).ok();
+    assert!(dirs.none_left());
+    rt.assert_no_leftovers(&c.id, &b, &[]);
+}

@@ -627,7 +627,13 @@ pub struct Rt {
     pub marker: String,
     ids: Mutex<Vec<String>>,
     cgroups: Mutex<Vec<String>>,
+    /// Run every rt in a private mount namespace without the cgroup2 mount: a pure cgroup v1
+    /// host, as seen by rt (the host's own mounts are never touched).
+    pure_v1: bool,
 }
+
+/// Unmounts every cgroup2 mount (in the caller's new mount namespace), then execs argv.
+const PURE_V1_SH: &str = r#"for m in $(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") print $5; break } }' /proc/self/mountinfo | sort -r); do umount -l "$m" || exit 125; done; exec "$0" "$@""#;
 
 pub const MARKER_VAR: &str = "RT_TEST_MARKER";
 
@@ -649,6 +655,34 @@ impl Rt {
             marker,
             ids: Mutex::new(Vec::new()),
             cgroups: Mutex::new(Vec::new()),
+            pure_v1: false,
+        }
+    }
+
+    /// rt as on a pure cgroup v1 host: each call runs in a new mount namespace (propagation
+    /// private, so nothing reaches the host) where the cgroup2 mount is unmounted. None when
+    /// this host has no v1 hierarchies to test with.
+    pub fn pure_v1() -> Option<Rt> {
+        let v1 = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(" - cgroup "));
+        v1.then(|| {
+            let mut rt = Rt::new();
+            rt.pure_v1 = true;
+            rt
+        })
+    }
+
+    fn base_command(&self) -> Command {
+        if self.pure_v1 {
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(PURE_V1_SH)
+                .arg(rt_bin());
+            c
+        } else {
+            Command::new(rt_bin())
         }
     }
 
@@ -658,7 +692,7 @@ impl Rt {
 
     /// A `Command` for `rt --root <root> args...` (stdin /dev/null, marker env).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(rt_bin());
+        let mut c = self.base_command();
         c.arg("--root").arg(&self.root).args(args);
         c.env(MARKER_VAR, &self.marker);
         c.stdin(Stdio::null());
@@ -674,7 +708,7 @@ impl Rt {
     /// Run rt without the `--root` flag (global flags are up to the caller).
     #[track_caller]
     pub fn cmd_raw(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(rt_bin());
+        let mut c = self.base_command();
         c.args(args)
             .env(MARKER_VAR, &self.marker)
             .stdin(Stdio::null());
@@ -1408,4 +1442,18 @@ impl Rt {
             .stdin(Stdio::null());
         run_cmd(&mut c)
     }
+}
+
+/// `script` with DISK replaced by a real disk's "major minor" (from /proc/partitions).
+pub fn with_disk(script: &str) -> String {
+    let parts = fs::read_to_string("/proc/partitions").unwrap();
+    let disk = parts
+        .lines()
+        .skip(2)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4).then(|| format!("{} {}", f[0], f[1]))
+        })
+        .expect("a disk in /proc/partitions");
+    script.replace("DISK", &disk)
 }

@@ -381,6 +381,133 @@ fn main() {
         },
     );
 
+    t.case(
+        "runtime: hooks run in order (create, start, delete) with the state on stdin",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            let dir = b.host_dir("hooks");
+            let log = dir.join("log");
+            std::fs::write(&log, "").map_err(|e| e.to_string())?;
+            let script = dir.join("hook.sh");
+            // Each hook logs its phase with the id and status read from the state on stdin.
+            write_script(
+                &script,
+                &format!(
+                    "#!/bin/sh\nstate=$(tr -d ' \\n')\nid=$(echo \"$state\" | grep -o '\"id\":\"[^\"]*\"' | cut -d'\"' -f4)\nst=$(echo \"$state\" | grep -o '\"status\":\"[^\"]*\"' | cut -d'\"' -f4)\necho \"$1 $id $st\" >> {}\n",
+                    log.display()
+                ),
+            );
+            b.add_bind(&dir, dir.to_str().unwrap(), &["rbind", "rw"]);
+            let mut hooks = serde_json::Map::new();
+            for phase in [
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop",
+            ] {
+                hooks.insert(
+                    phase.into(),
+                    json!([{"path": script, "args": ["hook.sh", phase]}]),
+                );
+            }
+            b.config["hooks"] = Value::Object(hooks);
+            b.set_sh(&format!("echo program >> {}", log.display()));
+            let lines = || -> Vec<String> {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            };
+            let c = rt.create_ok(&b);
+            let want_create = ["prestart", "createRuntime", "createContainer"];
+            let got = lines();
+            check(
+                got.iter()
+                    .map(|l| l.split(' ').next().unwrap_or(""))
+                    .eq(want_create),
+                || format!("after create: {got:?}"),
+            )?;
+            rt.start(&c.id).ok();
+            check(rt.wait_status(&c.id, "stopped", WAIT), || {
+                "not stopped".into()
+            })?;
+            rt.delete(&c.id).ok();
+            let got = lines();
+            let phases: Vec<&str> = got.iter().map(|l| l.split(' ').next().unwrap_or("")).collect();
+            check(
+                phases
+                    == [
+                        "prestart",
+                        "createRuntime",
+                        "createContainer",
+                        "startContainer",
+                        "program",
+                        "poststart",
+                        "poststop",
+                    ]
+                    || phases
+                        == [
+                            "prestart",
+                            "createRuntime",
+                            "createContainer",
+                            "startContainer",
+                            "poststart",
+                            "program",
+                            "poststop",
+                        ],
+                || format!("order: {got:?}"),
+            )?;
+            for l in got.iter().filter(|l| !l.starts_with("program")) {
+                let f: Vec<&str> = l.split(' ').collect();
+                check(f.get(1) == Some(&c.id.as_str()), || {
+                    format!("hook state names another id: {l}")
+                })?;
+                let want = match f[0] {
+                    "poststop" => "stopped",
+                    "poststart" => "running",
+                    _ => "",
+                };
+                check(want.is_empty() || f.get(2) == Some(&want), || {
+                    format!("hook state status: {l}")
+                })?;
+            }
+            Ok(())
+        },
+    );
+    t.case(
+        "runtime: the container's stdin is the caller's (run)",
+        || {
+            let b = Bundle::new(&["cat"]);
+            b.save();
+            let id = rt.new_id();
+            let mut c = rt.command(&["run", "--bundle", b.path(), &id]);
+            c.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut child = c.spawn().map_err(|e| e.to_string())?;
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().ok_or("no stdin")?;
+                stdin
+                    .write_all(b"through stdin\n")
+                    .map_err(|e| e.to_string())?;
+            }
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            check(
+                out.status.success() && out.stdout == b"through stdin\n",
+                || {
+                    format!(
+                        "{:?} {:?}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stdout)
+                    )
+                },
+            )
+        },
+    );
+
     let passed = t.n - t.failed;
     println!("1..{}", t.n);
     println!("{passed} passed, {} failed", t.failed);
