@@ -13,7 +13,7 @@ BENCH_PACKAGES := runc crun
 # Only the cgroup v2 VM tests need these.
 VM_PACKAGES := qemu-system-x86 cpio
 # The tools that drive rt in make e2e.
-E2E_PACKAGES := podman buildah containerd docker.io skopeo umoci slirp4netns conmon uidmap iptables
+E2E_PACKAGES := podman buildah containerd docker.io skopeo umoci slirp4netns conmon uidmap iptables iproute2 procps util-linux
 E2E_TOOLS ?= umoci podman buildah containerd docker
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.

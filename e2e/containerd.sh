@@ -3,6 +3,7 @@
 # ctr run --runc-binary rt, task exec/ps/pause/resume/kill/delete, exit codes, a memory limit.
 E2E_NAME=containerd
 source "$(dirname "$0")/lib.sh"
+CGROUP_PARENTS='^rt-e2e$'
 
 SOCK="$WORK/containerd.sock"
 NS=rt-e2e
@@ -91,7 +92,7 @@ step "ctr run --memory-limit sets the cgroup's limit" memory_limit
 step "ctr task kill -s KILL, delete" bash -c "ctr task kill -s KILL mem && sleep 0.3 && ctr task delete mem && ctr container delete mem"
 
 step "no task left" expect_eq "" ctr task ls -q
-step "no container cgroup left" no_new_cgroups "^$NS\$"
+step "no container cgroup left" no_new_cgroups
 step "stop containerd" stop_containerd
 step "nothing left behind" no_leftovers
 finish

@@ -3,6 +3,7 @@
 # the legacy builder (RUN runs in rt), run -d -p, curl, exec, update, stop, rm.
 E2E_NAME=docker
 source "$(dirname "$0")/lib.sh"
+CGROUP_PARENTS='^docker$'
 
 SOCK="$WORK/docker.sock"
 # The docker CLI installed beside Debian's dockerd (a newer one elsewhere on PATH may not talk
@@ -91,7 +92,7 @@ step "docker run --rm -i (stdin)" expect_eq "piped" bash -c "echo piped | docker
 step "docker run --memory 32m" bash -c "docker run -d --name mem --memory 32m '$IMG' sleep 1000 >/dev/null && pid=\$(docker inspect --format '{{.State.Pid}}' mem) && [ \"\$($(declare -f host_memory_limit); host_memory_limit \$pid)\" = 33554432 ]"
 step "docker rm -f" docker rm -f mem
 step "every container is gone" expect_eq "" docker ps -a -q
-step "no container cgroup left" no_new_cgroups '^docker$'
+step "no container cgroup left" no_new_cgroups
 step "stop dockerd" stop_dockerd
 step "nothing left behind" no_leftovers
 finish

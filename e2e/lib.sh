@@ -137,23 +137,41 @@ new_cgroups() {
     cgroup_dirs | comm -13 "$WORK/cgroups.before" - | sort -r
 }
 
-# no_new_cgroups [ALLOWED_REGEX]: every cgroup made since the start is gone, but for the tool's
-# own parent directories (ALLOWED_REGEX on the path under the hierarchy), which must be empty.
+# The parent cgroups the tool makes for its containers (a regex on the path under the
+# hierarchy), set by the script: theirs to keep, but empty, and removed at the end.
+CGROUP_PARENTS=${CGROUP_PARENTS:-^$}
+
+# our_new_cgroups: cgroups made since the start that are ours: a container's (its path names
+# an id this script's rt created) or the tool's parents. Cgroups made by anything else running
+# on the machine are not this script's business.
+our_new_cgroups() {
+    local ids
+    ids=$(awk '/ create / {print $NF}' "$RT_LOG" | sort -u)
+    new_cgroups | while read -r d; do
+        local rel=${d#/sys/fs/cgroup/*/}
+        if echo "$rel" | grep -Eq "$CGROUP_PARENTS" ||
+            { [ -n "$ids" ] && grep -qF -f <(echo "$ids") <<< "$rel"; }; then
+            echo "$d"
+        fi
+    done
+}
+
+# no_new_cgroups: no container cgroup is left, and the tool's parents are empty.
 no_new_cgroups() {
-    local allowed=${1:-^$} bad=0 d
+    local bad=0 d
     while read -r d; do
         [ -n "$d" ] || continue
-        if echo "${d#/sys/fs/cgroup/*/}" | grep -Eq "$allowed" && [ ! -s "$d/cgroup.procs" ]; then
+        if echo "${d#/sys/fs/cgroup/*/}" | grep -Eq "$CGROUP_PARENTS" && [ ! -s "$d/cgroup.procs" ]; then
             continue
         fi
         echo "cgroup left: $d ($(wc -l < "$d/cgroup.procs" 2>/dev/null) processes)"
         bad=1
-    done < <(new_cgroups)
+    done < <(our_new_cgroups)
     return $bad
 }
 
 # The tools' parent cgroups are theirs to keep, but not on this machine after the run.
-on_exit 'new_cgroups | xargs -r rmdir'
+on_exit 'our_new_cgroups | xargs -r rmdir'
 
 finish() {
     echo "$E2E_NAME: $PASSED passed, $FAILED failed"

@@ -3,6 +3,7 @@
 # container lifecycle commands, all with private storage and state.
 E2E_NAME=podman
 source "$(dirname "$0")/lib.sh"
+CGROUP_PARENTS='^libpod_parent(/conmon)?$'
 
 # Facts of this kind of host (see issue 6): no systemd, so cgroupfs; root lacks
 # CAP_SYS_RESOURCE, so Podman's default rlimits (nofile 1048576) would fail for any runtime;
@@ -56,8 +57,10 @@ step "podman import" podman import "$WORK/busybox.tar" "$IMG:latest"
 n=$(calls)
 step "podman build (RUN step in rt)" podman build --pull=never --network none -t "$WEB" "$CTX"
 step "the RUN step ran through rt" since "$n" " create .*--bundle| run "
+step "the build left no container cgroup" no_new_cgroups
 step "the RUN step's file is in the image" expect_eq "written by RUN" podman run --rm "$WEB" cat /home/run.txt
 
+step "run --rm left no container cgroup" no_new_cgroups
 step "podman run -d -p 127.0.0.1:8082:8082" podman run -d --name web -p 127.0.0.1:8082:8082 "$WEB"
 step "curl 127.0.0.1:8082/index.html says Hello World" expect_eq "Hello World" retry 50 curl -fsS http://127.0.0.1:8082/index.html
 step "rt was called with --log-format json" rt_called "--log-format[= ]json"
@@ -95,6 +98,6 @@ step "podman run --memory 64m sets the cgroup's limit" memory_limit
 step "podman rm -f" podman rm -f -t 0 mem
 
 step "every container is gone" expect_eq "" podman ps -a -q
-step "no container cgroup left" no_new_cgroups '^libpod_parent(/conmon)?$'
+step "no container cgroup left" no_new_cgroups
 step "nothing left behind" no_leftovers
 finish
