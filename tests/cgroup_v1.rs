@@ -419,3 +419,22 @@ fn pure_v1_ps_events_and_kill_all() {
     assert!(dirs.none_left());
     rt.assert_no_leftovers(&c.id, &b, &[]);
 }
+
+/// A limit only v1 has, on a host without that v1 controller (net_cls is not mounted here):
+/// an error naming the field and the controller, and nothing left behind.
+#[test]
+fn v1_only_limit_without_its_controller_fails_clearly() {
+    if v1_hierarchies()
+        .iter()
+        .any(|(_, c)| c.split(',').any(|x| x == "net_cls"))
+    {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.linux()["resources"] = json!({"network": {"classID": 1048577}});
+    let id = rt.new_id();
+    rt.create(&b, &id, &[])
+        .fails_with(&["linux.resources.network.classID", "net_cls"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
