@@ -114,9 +114,13 @@ fn main() {
         // look would have side effects or never end.
         let regular = meta.as_ref().is_ok_and(|m| m.is_file());
         let writable = regular && std::fs::OpenOptions::new().append(true).open(&p).is_ok();
-        let content = regular
-            .then(|| std::fs::read(&p).map(|c| c.len()).ok())
-            .flatten();
+        let bytes = regular.then(|| std::fs::read(&p).ok()).flatten();
+        let content = bytes.as_ref().map(Vec::len);
+        // Small files' text too (sysctls, id maps): what the suite compares with the config.
+        let text = bytes
+            .as_ref()
+            .filter(|b| b.len() <= 4096)
+            .map(|b| String::from_utf8_lossy(b).into_owned());
         let info = match meta {
             Ok(m) => {
                 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -135,7 +139,7 @@ fn main() {
                 serde_json::json!({
                     "exists": true, "kind": kind, "mode": m.mode() & 0o7777,
                     "uid": m.uid(), "gid": m.gid(), "rdev": m.rdev(),
-                    "readable_len": content, "writable": writable,
+                    "readable_len": content, "writable": writable, "text": text,
                     "link": std::fs::read_link(&p).ok().map(|l| l.display().to_string()),
                 })
             }
@@ -144,5 +148,20 @@ fn main() {
         paths.insert(p, info);
     }
     out.insert("paths".into(), serde_json::json!(paths));
+    // Open descriptors and what they are, but for the one reading /proc/self/fd.
+    let mut fds = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        for e in rd.flatten() {
+            let target = std::fs::read_link(e.path())
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            if let Ok(n) = e.file_name().to_string_lossy().parse::<i32>()
+                && !target.ends_with("/fd")
+            {
+                fds.insert(n, target);
+            }
+        }
+    }
+    out.insert("fds".into(), serde_json::json!(fds));
     println!("{}", serde_json::Value::Object(out));
 }

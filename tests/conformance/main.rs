@@ -298,6 +298,152 @@ fn main() {
 
     // runtime.md: lifecycle, state and errors.
     t.case(
+        "config-linux: sysctls are set in the container's namespaces",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.linux()["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "4096"});
+            let r = report(
+                &rt,
+                &mut b,
+                &["/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax"],
+            );
+            let text = |p: &str| {
+                r["paths"][p]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            check(
+                text("/proc/sys/net/ipv4/ip_forward") == "1"
+                    && text("/proc/sys/kernel/msgmax") == "4096",
+                || format!("{}", r["paths"]),
+            )
+        },
+    );
+    t.case(
+        "runtime-linux: /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr links and /dev/ptmx",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            let r = report(
+                &rt,
+                &mut b,
+                &[
+                    "/dev/fd",
+                    "/dev/stdin",
+                    "/dev/stdout",
+                    "/dev/stderr",
+                    "/dev/ptmx",
+                ],
+            );
+            let link = |p: &str| r["paths"][p]["link"].as_str().unwrap_or("").to_string();
+            check(
+                link("/dev/fd") == "/proc/self/fd"
+                    && link("/dev/stdin") == "/proc/self/fd/0"
+                    && link("/dev/stdout") == "/proc/self/fd/1"
+                    && link("/dev/stderr") == "/proc/self/fd/2",
+                || format!("{}", r["paths"]),
+            )?;
+            let ptmx = &r["paths"]["/dev/ptmx"];
+            check(
+                ptmx["kind"] == "symlink" && ptmx["link"] == "pts/ptmx" || ptmx["kind"] == "char",
+                || format!("/dev/ptmx: {ptmx}"),
+            )
+        },
+    );
+    t.case(
+        "runtime-linux: the process gets only the stdio descriptors",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            let r = report(&rt, &mut b, &[]);
+            let fds: Vec<String> = r["fds"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            check(fds == ["0", "1", "2"], || format!("open fds: {}", r["fds"]))
+        },
+    );
+    t.case(
+        "config-linux: user namespace uidMappings and gidMappings",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.add_namespace("user", None);
+            b.linux()["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            b.linux()["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+            let r = report(&rt, &mut b, &["/proc/self/uid_map", "/proc/self/gid_map"]);
+            let map = |p: &str| -> Vec<String> {
+                r["paths"][p]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            };
+            check(
+                map("/proc/self/uid_map") == ["0", "100000", "65536"]
+                    && map("/proc/self/gid_map") == ["0", "200000", "1000"],
+                || format!("{}", r["paths"]),
+            )?;
+            check(r["Uid"].as_str().unwrap_or("").starts_with("0\t"), || {
+                format!("uid in the namespace: {}", r["Uid"])
+            })
+        },
+    );
+    t.case("config-linux: a namespace with a path is joined", || {
+        let mut holder = spawn_cmd(
+            std::process::Command::new("unshare")
+                .args(["--uts", "sleep", "1000"])
+                .stdin(std::process::Stdio::null()),
+        );
+        let pid = holder.pid();
+        let mut want = String::new();
+        wait_for(WAIT, || {
+            want = std::fs::read_link(format!("/proc/{pid}/ns/uts"))
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            want != host_ns("uts") && !want.is_empty()
+        });
+        let mut b = Bundle::new(&["true"]);
+        b.remove_namespace("uts");
+        b.add_namespace("uts", Some(&format!("/proc/{pid}/ns/uts")));
+        b.config["hostname"] = Value::Null;
+        let r = report(&rt, &mut b, &[]);
+        let _ = holder.finished();
+        check(r["namespaces"]["uts"] == want.as_str(), || {
+            format!("uts {} want {want}", r["namespaces"]["uts"])
+        })
+    });
+    t.case(
+        "config-linux: the container's process is in the cgroup cgroupsPath names",
+        || {
+            let b = Bundle::new(&["sleep", "1000"]);
+            let c = rt.start_ok(&b);
+            let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid)).unwrap_or_default();
+            rt.delete_force(&c.id).ok();
+            check(cg.lines().any(|l| l == format!("0::{}", b.cgroup)), || {
+                format!("{cg} (cgroupsPath {})", b.cgroup)
+            })
+        },
+    );
+    t.case(
+        "runtime: kill delivers the signal to the container process; state has the annotations",
+        || {
+            let mut b = Bundle::sh("trap 'exit 42' TERM; while :; do sleep 0.05; done");
+            b.config["annotations"] = json!({"org.example.key": "value"});
+            let c = rt.start_ok(&b);
+            let s = rt.state(&c.id);
+            check(s["annotations"]["org.example.key"] == "value", || {
+                format!("state: {s}")
+            })?;
+            rt.kill(&c.id, "TERM").ok();
+            check(rt.wait_status(&c.id, "stopped", WAIT), || {
+                "TERM did not stop it".into()
+            })?;
+            rt.delete(&c.id).ok();
+            Ok(())
+        },
+    );
+    t.case(
         "runtime: state reports created, then running, then stopped",
         || {
             let b = Bundle::new(&["sleep", "1000"]);
