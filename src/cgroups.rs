@@ -119,14 +119,14 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
     };
     if let Err(e) = made {
         // Rootless without a delegated cgroup: run without one, as runc does.
-        if crate::sys::rootless()
+        if crate::sys::tolerate_cgroup_errors()
             && matches!(
                 e.raw_os_error(),
                 Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
             )
         {
             crate::logging::debug(&format!(
-                "rootless: cgroup {} is not writable; the container gets no cgroup",
+                "rootless: cgroup {} is not writable; the container gets no cgroup v2 cgroup",
                 dir.display()
             ));
             return Ok(None);

@@ -175,7 +175,7 @@ pub fn join(
             match make(&d, &mut j.created) {
                 Ok(()) => {}
                 // Rootless: membership where we may, limits nowhere we may not.
-                Err(e) if mine.is_empty() && crate::sys::rootless() => {
+                Err(e) if mine.is_empty() && crate::sys::tolerate_cgroup_errors() => {
                     crate::logging::debug(&format!("cgroup v1 {}: {e:#}", d.display()));
                     continue;
                 }

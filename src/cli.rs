@@ -314,6 +314,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     let Some(cmd) = cli.cmd else {
         bail!("no command given; see rt --help");
     };
+    crate::sys::set_rootless_flag(match cli.rootless.as_deref() {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    });
     let root = &cli.root.clone().unwrap_or_else(default_root);
     let needs_features = |name: &str| -> Result<()> {
         if cli.systemd_cgroup {

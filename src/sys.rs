@@ -534,6 +534,30 @@ pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
+/// `--rootless`: Some(true|false) when given as such, None for auto (the default).
+static ROOTLESS_FLAG: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+
+pub fn set_rootless_flag(flag: Option<bool>) {
+    let _ = ROOTLESS_FLAG.set(flag);
+}
+
+/// Whether a cgroup rt may not create is run without rather than an error: `--rootless true`,
+/// or auto and either not root or root of a user namespace (whose cgroups are its parent's
+/// to delegate), as runc decides.
+pub fn tolerate_cgroup_errors() -> bool {
+    match ROOTLESS_FLAG.get().copied().flatten() {
+        Some(f) => f,
+        None => rootless() || in_user_namespace(),
+    }
+}
+
+/// Whether this process is in a user namespace other than the initial one (whose uid map is
+/// the whole range).
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
 /// Running without root (rootless mode): maps, cgroups and devices are limited to what an
 /// unprivileged user may do.
 pub fn rootless() -> bool {

@@ -245,3 +245,31 @@ fn rootless_multi_range_mapping_through_newuidmap() {
     assert!(norm.contains(&format!("1 {sg} 65536")), "{norm:?}");
     assert_eq!(norm.last().map(String::as_str), Some("1000"), "{norm:?}");
 }
+
+/// `--rootless true` as root (runc's contract): a cgroup rt may not create is run without, not
+/// an error; without the flag it is an error naming the cgroup. Cgroup mounts are made
+/// read-only for rt (in its own mount namespace) to get there as root.
+#[test]
+fn rootless_true_as_root_runs_without_an_unwritable_cgroup() {
+    let rt = Rt::ro_cgroups();
+    let b = Bundle::new(&["sh", "-c", "echo ran"]);
+    b.save();
+    let id = rt.new_id();
+    rt.cmd(&["run", "--bundle", b.path(), &id])
+        .fails_with(&["create cgroup", "Read-only file system"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+
+    let id = rt.new_id();
+    let out = rt.cmd_raw(&[
+        "--root",
+        rt.root_str(),
+        "--rootless",
+        "true",
+        "run",
+        "--bundle",
+        b.path(),
+        &id,
+    ]);
+    assert_eq!(out.ok().stdout, "ran\n");
+    rt.assert_no_leftovers(&id, &b, &[]);
+}

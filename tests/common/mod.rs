@@ -627,13 +627,17 @@ pub struct Rt {
     pub marker: String,
     ids: Mutex<Vec<String>>,
     cgroups: Mutex<Vec<String>>,
-    /// Run every rt in a private mount namespace without the cgroup2 mount: a pure cgroup v1
-    /// host, as seen by rt (the host's own mounts are never touched).
-    pure_v1: bool,
+    /// A shell script every rt runs under, in a new private mount namespace (the host's own
+    /// mounts are never touched), before it execs rt: see `pure_v1` and `ro_cgroups`.
+    wrap: Option<&'static str>,
 }
 
 /// Unmounts every cgroup2 mount (in the caller's new mount namespace), then execs argv.
 const PURE_V1_SH: &str = r#"for m in $(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2") print $5; break } }' /proc/self/mountinfo | sort -r); do umount -l "$m" || exit 125; done; exec "$0" "$@""#;
+
+/// Remounts every cgroup and cgroup2 mount read-only (in the caller's new mount namespace),
+/// then execs argv.
+const RO_CGROUPS_SH: &str = r#"for m in $(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i+1) ~ /^cgroup2?$/) print $5; break } }' /proc/self/mountinfo); do mount -o remount,bind,ro "$m" || exit 125; done; exec "$0" "$@""#;
 
 pub const MARKER_VAR: &str = "RT_TEST_MARKER";
 
@@ -655,8 +659,16 @@ impl Rt {
             marker,
             ids: Mutex::new(Vec::new()),
             cgroups: Mutex::new(Vec::new()),
-            pure_v1: false,
+            wrap: None,
         }
+    }
+
+    /// rt as in a container whose cgroup mounts are read-only (every cgroup mount remounted
+    /// read-only in its own mount namespace).
+    pub fn ro_cgroups() -> Rt {
+        let mut rt = Rt::new();
+        rt.wrap = Some(RO_CGROUPS_SH);
+        rt
     }
 
     /// rt as on a pure cgroup v1 host: each call runs in a new mount namespace (propagation
@@ -669,16 +681,16 @@ impl Rt {
             .any(|l| l.contains(" - cgroup "));
         v1.then(|| {
             let mut rt = Rt::new();
-            rt.pure_v1 = true;
+            rt.wrap = Some(PURE_V1_SH);
             rt
         })
     }
 
     fn base_command(&self) -> Command {
-        if self.pure_v1 {
+        if let Some(script) = self.wrap {
             let mut c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg(PURE_V1_SH)
+                .arg(script)
                 .arg(rt_bin());
             c
         } else {
