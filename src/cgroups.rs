@@ -81,6 +81,9 @@ pub struct Created {
     pub fd: OwnedFd,
     /// Whether rt made the directory (only then does it remove it).
     pub owned: bool,
+    /// Parents rt made for it, deepest last: removed too if the create fails. After a
+    /// successful create they stay, as with runc: other containers may come to share them.
+    parents: Vec<PathBuf>,
     armed: bool,
 }
 
@@ -94,6 +97,9 @@ impl Drop for Created {
     fn drop(&mut self) {
         if self.armed && self.owned {
             let _ = remove(&self.rel);
+            for p in self.parents.iter().rev() {
+                let _ = std::fs::remove_dir(p);
+            }
         }
     }
 }
@@ -108,16 +114,17 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
     let dir = mount.join(rel.trim_start_matches('/'));
     // A cgroup that exists already (a pod's, say) is joined but never removed by rt. mkdir of
     // the leaf decides, so of two concurrent creates only one owns it.
-    let made = dir
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::create_dir(&dir));
+    let mut parents = Vec::new();
+    let made = make_parents(&dir, &mut parents).and_then(|_| std::fs::create_dir(&dir));
     let owned = made.is_ok();
     let made = match made {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other,
     };
     if let Err(e) = made {
+        for p in parents.iter().rev() {
+            let _ = std::fs::remove_dir(p);
+        }
         // Rootless without a delegated cgroup: run without one, as runc does.
         if crate::sys::tolerate_cgroup_errors()
             && matches!(
@@ -142,8 +149,27 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         rel: rel.to_string(),
         fd,
         owned,
+        parents,
         armed: true,
     }))
+}
+
+/// Makes the missing parents of `dir`, outermost first, recording each one made.
+fn make_parents(dir: &Path, made: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir.parent();
+    while let Some(p) = cur.filter(|p| !p.exists()) {
+        missing.push(p.to_path_buf());
+        cur = p.parent();
+    }
+    for p in missing.into_iter().rev() {
+        match std::fs::create_dir(&p) {
+            Ok(()) => made.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub fn dir_of(rel: &str) -> Option<PathBuf> {

@@ -72,6 +72,14 @@ pub fn mounts() -> HashMap<String, PathBuf> {
     m
 }
 
+/// The v1 name of a controller the limits name by their v2 name.
+pub fn v1_name(controller: &str) -> &str {
+    match controller {
+        "io" => "blkio",
+        c => c,
+    }
+}
+
 /// rt's own cgroup in the v1 hierarchy that has `controller`.
 fn own(controller: &str) -> String {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -148,18 +156,15 @@ pub fn join(
     let result = (|| {
         let hier = hierarchies();
         for w in writes {
-            if !hier
-                .iter()
-                .any(|h| h.controllers.iter().any(|c| c == w.controller))
-            {
+            let name = v1_name(w.controller);
+            if !hier.iter().any(|h| h.controllers.iter().any(|c| c == name)) {
                 match w.v2_missing {
                     Some(why) => bail!(
-                        "{}: {why}, and this host has no v1 {} controller",
-                        w.field,
-                        w.controller
+                        "{}: {why}, and this host has no v1 {name} controller",
+                        w.field
                     ),
                     None => bail!(
-                        "{}: the {} controller is not available on this host (neither cgroup v2 nor v1)",
+                        "{}: the {} controller is not available on this host (neither cgroup v2 nor v1 {name})",
                         w.field,
                         w.controller
                     ),
@@ -169,7 +174,7 @@ pub fn join(
         for h in hier {
             let mine: Vec<&&Write> = writes
                 .iter()
-                .filter(|w| h.controllers.iter().any(|c| c == w.controller))
+                .filter(|w| h.controllers.iter().any(|c| c == v1_name(w.controller)))
                 .collect();
             let d = dir(&h.mount, &h.controllers[0], cgroups_path, id)?;
             match make(&d, &mut j.created) {
@@ -228,7 +233,25 @@ fn make(d: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn write(d: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+/// Writes one limit file, failing with the field and the file's path. With BFQ (and no CFQ)
+/// the weights live in blkio.bfq.*, as runc also finds them.
+pub fn write(d: &Path, file: &str, value: &str, field: &str) -> Result<()> {
+    let bfq = match file {
+        "blkio.weight" => Some("blkio.bfq.weight"),
+        "blkio.weight_device" => Some("blkio.bfq.weight_device"),
+        _ => None,
+    };
+    let file = match bfq {
+        Some(b) if !d.join(file).exists() && d.join(b).exists() => b,
+        _ => file,
+    };
+    if !d.join(file).exists() {
+        bail!(
+            "{field}: {} does not exist: this kernel's {} controller lacks it",
+            d.join(file).display(),
+            file.split('.').next().unwrap_or(file)
+        );
+    }
     std::fs::write(d.join(file), value).map_err(|e| {
         anyhow::anyhow!(
             "{field}: write {value:?} to {}: {}",

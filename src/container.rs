@@ -207,7 +207,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
         cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
         cgroup_v1: v1.dirs.clone(),
-        cgroup_v1_created: v1.created.clone(),
+        // Only its own: parents rt made stay after a successful create, as with runc.
+        cgroup_v1_created: v1
+            .created
+            .iter()
+            .filter(|d| v1.dirs.contains(d))
+            .cloned()
+            .collect(),
         has_hooks: bundle.spec.hooks().is_some(),
         own_pidns: bundle
             .spec

@@ -182,7 +182,11 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
         let d = st
             .cgroup_v1
             .iter()
-            .find(|d| mounts.get(w.controller).is_some_and(|m| d.starts_with(m)))
+            .find(|d| {
+                mounts
+                    .get(crate::cgroupv1::v1_name(w.controller))
+                    .is_some_and(|m| d.starts_with(m))
+            })
             .with_context(|| {
                 format!(
                     "{}: the {} controller is only on cgroup v1 here, and the container has no v1 {} cgroup",
@@ -190,13 +194,7 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
                 )
             })?;
         for (file, value) in crate::cgroupv1::translate(w)? {
-            std::fs::write(d.join(&file), &value).with_context(|| {
-                format!(
-                    "{}: write {value:?} to {}",
-                    w.field,
-                    d.join(&file).display()
-                )
-            })?;
+            crate::cgroupv1::write(d, &file, &value, w.field)?;
         }
     }
     drop(dir);

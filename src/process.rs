@@ -690,6 +690,13 @@ pub fn finalize<'a>(
     trampoline: RawFd,
 ) -> Result<Ready<'a>> {
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
+    // close-on-exec; the preserved ones must not be. First of all, before a seccomp filter
+    // that may refuse close_range or fcntl governs us; what is opened later is O_CLOEXEC.
+    for fd in 3..3 + preserve_fds as RawFd {
+        sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
+    }
+    sys::cloexec_from(3 + preserve_fds).context("mark fds close-on-exec")?;
     let mut notify_fd = None;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we have it
     // (the filter then also governs the rest of this setup, as in runc).
@@ -744,12 +751,6 @@ pub fn finalize<'a>(
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
 
-    // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
-    // close-on-exec; the preserved ones must not be.
-    for fd in 3..3 + preserve_fds as RawFd {
-        sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
-    }
-    sys::cloexec_from(3 + preserve_fds).context("close_range")?;
     reset_signals();
 
     let to_c = |v: &[String], what: &str| {

@@ -383,8 +383,28 @@ pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     // SAFETY: plain syscall with integer arguments.
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })
-        .map(drop)
+    match check(unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC)
+    }) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each open fd instead.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd >= first as RawFd)
+                .collect();
+            for fd in fds {
+                // The directory's own fd is gone by now: EBADF is expected for it.
+                match set_cloexec(fd, true) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {

@@ -438,3 +438,77 @@ fn v1_only_limit_without_its_controller_fails_clearly() {
         .fails_with(&["linux.resources.network.classID", "net_cls"]);
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// blockIO goes to the v1 blkio controller: a throttle and the weight (blkio.weight, or
+/// blkio.bfq.weight with BFQ) reach their files.
+#[test]
+fn blkio_through_v1_throttle_and_weight() {
+    let Some(base) = v1_base("blkio") else { return };
+    let disk = with_disk("DISK").replace(' ', ":");
+    let (major, minor) = disk.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let rt = Rt::new();
+    let (mut b, rel) = v1_bundle(&rt, "true");
+    b.process()["args"] = json!(["sleep", "1000"]);
+    b.linux()["resources"] = json!({"blockIO": {"weight": 500, "throttleReadBpsDevice": [
+        {"major": major, "minor": minor, "rate": 1048576}]}});
+    let dirs = V1Dirs::new(&rel);
+    let id = rt.new_id();
+    let o = rt.create(&b, &id, &[]);
+    let d = base.join(&rel);
+    if o.code != 0 {
+        // A kernel with neither CFQ nor BFQ: the error names the file.
+        o.fails_with(&[
+            "linux.resources.blockIO.weight",
+            "blkio.weight",
+            "does not exist",
+        ]);
+        assert!(dirs.none_left());
+        return;
+    }
+    assert_eq!(
+        read(&d.join("blkio.throttle.read_bps_device")),
+        format!("{disk} 1048576")
+    );
+    let weight = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .map(|f| d.join(f))
+        .find(|p| p.exists())
+        .expect("a weight file");
+    assert!(read(&weight).ends_with("500"), "{}", read(&weight));
+    rt.delete_force(&id).ok();
+    assert!(dirs.none_left());
+}
+
+/// A failed create removes the parent cgroups it made, in every hierarchy (the config asks
+/// for kernel memory, which this kernel has no file for).
+#[test]
+fn failed_create_removes_the_parent_cgroups_it_made() {
+    let Some(base) = v1_base("memory") else {
+        return;
+    };
+    if base.join("memory.kmem.limit_in_bytes").exists() {
+        return;
+    }
+    let rt = Rt::new();
+    let parent = unique("rt-test-parent");
+    let mut b = Bundle::sh("true");
+    b.linux()["cgroupsPath"] = json!(format!("{parent}/leaf"));
+    b.linux()["resources"] = json!({"memory": {"kernel": 67108864}});
+    let parents = V1Dirs::new(&parent);
+    let id = rt.new_id();
+    rt.create(&b, &id, &[]).fails_with(&[
+        "linux.resources.memory.kernel",
+        "memory.kmem.limit_in_bytes",
+    ]);
+    assert!(parents.none_left(), "a failed create left parent cgroups");
+    let own = own_cgroup2();
+    let v2_parent = std::path::Path::new(cgroup2_mount())
+        .join(
+            own.rsplit_once('/')
+                .map_or("", |(p, _)| p)
+                .trim_start_matches('/'),
+        )
+        .join(&parent);
+    assert!(!v2_parent.exists(), "{} left", v2_parent.display());
+}

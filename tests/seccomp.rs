@@ -1089,3 +1089,22 @@ fn notify_with_no_agent_listening_fails_create_with_no_leftovers() {
         o.stderr
     );
 }
+
+/// A profile that refuses close_range (runtime-tools' default profile does, and it is loaded
+/// early without no_new_privs): rt marks its fds close-on-exec before the filter governs it,
+/// so the container still starts, and rt's fds still don't reach it.
+#[test]
+fn a_profile_refusing_close_range_still_starts_without_leaking_fds() {
+    for nnp in [false, true] {
+        let rt = Rt::new();
+        let mut b = Bundle::sh("ls /proc/self/fd | tr '\\n' ' '");
+        set_nnp(&mut b, nnp);
+        set_seccomp(
+            &mut b,
+            allow_but(json!([{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}])),
+        );
+        let out = run_ok(&rt, &b);
+        // 0-2, and 3: the directory ls reads.
+        assert_eq!(out.trim(), "0 1 2 3", "nnp={nnp}");
+    }
+}
