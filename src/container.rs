@@ -86,6 +86,17 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
 
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
+    // Without a mount namespace of its own the container mounts in ours: note what is at and
+    // under its rootfs now, so delete (or a failed create) detaches only what it added.
+    let mounts_before: Option<Vec<u64>> =
+        (!crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount))
+            .then(|| {
+                crate::rootfs::mounts_under(&bundle.rootfs)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
+            });
+    let mount_guard = MountGuard(mounts_before.as_ref().map(|b| (bundle.rootfs.as_path(), b)));
     crate::notify::setup_spec(&mut bundle.spec, &dir.path)?;
     let fifo_path = dir.fifo();
     let c = sys::cstring(&fifo_path)?;
@@ -215,6 +226,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .cloned()
             .collect(),
         has_hooks: bundle.spec.hooks().is_some(),
+        host_mounts_before: mounts_before.clone(),
         own_pidns: bundle
             .spec
             .linux()
@@ -240,6 +252,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     }
     kill_init.disarm();
     std::mem::forget(v1_guard);
+    std::mem::forget(mount_guard);
     std::mem::forget(dir_guard);
     drop(console);
     let console_master = console_rx
@@ -365,6 +378,17 @@ fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devi
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
     crate::devices::rules(&config, linux.devices().as_deref().unwrap_or(&[]))
+}
+
+/// Detaches what a failed create of a container without its own mount namespace mounted.
+struct MountGuard<'a>(Option<(&'a Path, &'a Vec<u64>)>);
+
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((rootfs, before)) = self.0 {
+            crate::rootfs::detach_new_mounts(rootfs, before);
+        }
+    }
 }
 
 /// Removes the v1 cgroups a failed create made.
@@ -643,6 +667,9 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
         let _ = crate::cgroupv1::signal_all(&st.cgroup_v1, libc::SIGKILL);
     }
     crate::cgroupv1::remove(&st.cgroup_v1_created);
+    if let Some(before) = &st.host_mounts_before {
+        crate::rootfs::detach_new_mounts(&st.rootfs, before);
+    }
     dir.remove()?;
     if let Some(spec) = spec {
         crate::hooks::run_warn(

@@ -156,6 +156,20 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
 
     let pidfd = crate::container::init_pidfd(&st).context("container not running")?;
     let hostproc = crate::container::open_hostproc()?;
+    // A container without a mount namespace of its own shares ours and is chrooted: the new
+    // process goes to the init's root (taken now, while the init is known to be the one).
+    let chroot = match st.host_mounts_before {
+        Some(_) => Some(
+            sys::openat(
+                hostproc.as_raw_fd(),
+                Path::new(&format!("{}/root", st.pid)),
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+            )
+            .context("open the container's root")?,
+        ),
+        None => None,
+    };
     let trampoline = crate::exeguard::trampoline()?;
     let cgroup_fd = match &st.cgroup {
         Some(cg) => Some(open_cgroup(cg, o.cgroup.as_deref())?),
@@ -231,6 +245,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 seccomp: seccomp.as_ref(),
                 chan: &child_end,
                 trampoline: trampoline.as_raw_fd(),
+                chroot: chroot.as_ref().map(|f| f.as_raw_fd()),
             };
             crate::process::child_main(&child_end, || child(&a))
         }
@@ -330,12 +345,22 @@ struct ChildArgs<'a> {
     trampoline: RawFd,
     /// Whether this child must fork once more to enter the pid namespace it joined.
     staged: bool,
+    /// The container's root to chroot into (a container sharing the runtime's mount
+    /// namespace).
+    chroot: Option<RawFd>,
 }
 
 fn child(a: &ChildArgs) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     if a.ns_flags != 0 {
         sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
+    }
+    if let Some(fd) = a.chroot {
+        // SAFETY: fchdir on an fd we hold.
+        if unsafe { libc::fchdir(fd) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("chdir to the container's root");
+        }
+        crate::rootfs::chroot_into(Path::new("."))?;
     }
     if a.staged {
         match sys::clone_parent_gated().context("clone3")? {

@@ -493,13 +493,15 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     }
 
     let mut pty = None;
-    if crate::spec::has_namespace(spec, LinuxNamespaceType::Mount) {
+    let own_mntns = crate::spec::has_namespace(spec, LinuxNamespaceType::Mount);
+    {
         let setup = crate::rootfs::Setup {
             spec,
             idmaps: a.idmaps,
             rootfs: &a.bundle.rootfs,
             bundle: &a.bundle.dir,
             userns,
+            own_mntns,
         };
         let root = setup.prepare()?;
         let hooks = spec.hooks().as_ref();
@@ -527,16 +529,18 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
             crate::rootfs::readonly_root(&root)?;
         }
         drop(root);
-        crate::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
-        // The requested propagation of "/" itself can only be set once it *is* "/".
-        if let Some(p) = linux
-            .and_then(|l| l.rootfs_propagation().as_deref())
-            .and_then(crate::rootfs::propagation_flag)
-        {
-            sys::mount(None, "/", None, p, None).context("linux.rootfsPropagation")?;
+        if !own_mntns {
+            crate::rootfs::chroot_into(&a.bundle.rootfs)?;
+        } else {
+            crate::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
+            // The requested propagation of "/" itself can only be set once it *is* "/".
+            if let Some(p) = linux
+                .and_then(|l| l.rootfs_propagation().as_deref())
+                .and_then(crate::rootfs::propagation_flag)
+            {
+                sys::mount(None, "/", None, p, None).context("linux.rootfsPropagation")?;
+            }
         }
-    } else {
-        bail!("config.json: linux.namespaces must include a mount namespace");
     }
 
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {

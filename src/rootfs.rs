@@ -311,6 +311,9 @@ pub struct Setup<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub userns: bool,
+    /// Whether the container has a mount namespace of its own. Without one (the config lists
+    /// none) the mounts are made in the runtime's, and "/"'s propagation is left alone.
+    pub own_mntns: bool,
 }
 
 impl Setup<'_> {
@@ -320,20 +323,25 @@ impl Setup<'_> {
         let prop = linux
             .and_then(|l| l.rootfs_propagation().as_deref())
             .and_then(propagation_flag);
-        // Never let our mounts propagate back to the host, unless the config asks for sharing.
-        sys::mount(
-            None,
-            "/",
-            None,
-            prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC),
-            None,
-        )
-        .context("make / a slave mount")?;
-        // With an explicit (possibly non-recursive or shared) mode, other mounts may still be
-        // shared with the host: a private parent keeps the rootfs's mounts from leaking out and
-        // lets pivot_root work.
-        if prop.is_some() {
-            make_parent_private(self.rootfs)?;
+        if self.own_mntns {
+            // Never let our mounts propagate back to the host, unless the config asks for
+            // sharing.
+            sys::mount(
+                None,
+                "/",
+                None,
+                prop.unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+                None,
+            )
+            .context("make / a slave mount")?;
+            // With an explicit (possibly non-recursive or shared) mode, other mounts may still
+            // be shared with the host: a private parent keeps the rootfs's mounts from leaking
+            // out and lets pivot_root work.
+            if prop.is_some() {
+                make_parent_private(self.rootfs)?;
+            }
+        } else if prop.is_some() {
+            bail!("linux.rootfsPropagation: needs a mount namespace of the container's own");
         }
         let rootfs = self.rootfs.to_str().context("rootfs path is not UTF-8")?;
         sys::mount(
@@ -947,6 +955,58 @@ pub fn readonly_paths(root: &Root, paths: &[String]) -> Result<()> {
             .with_context(|| format!("readonlyPaths: {p}"))?;
     }
     Ok(())
+}
+
+/// Without a mount namespace of its own the container shares the runtime's: pivot_root would
+/// move the host's root, so the process is chrooted into the rootfs instead (as runc does).
+pub fn chroot_into(rootfs: &Path) -> Result<()> {
+    std::env::set_current_dir(rootfs).context("chdir rootfs")?;
+    let dot = sys::cstr(".")?;
+    // SAFETY: valid C string.
+    if unsafe { libc::chroot(dot.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("chroot rootfs");
+    }
+    std::env::set_current_dir("/").context("chdir /")
+}
+
+/// The mount ids at or under `rootfs` in this mount namespace, deepest path first.
+pub fn mounts_under(rootfs: &Path) -> Vec<(u64, PathBuf)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<(u64, PathBuf)> = info
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let id = f.next()?.parse().ok()?;
+            let mp = PathBuf::from(unescape_mountinfo(f.nth(3)?));
+            (mp == rootfs || mp.starts_with(rootfs)).then_some((id, mp))
+        })
+        .collect();
+    out.sort_by_key(|(id, mp)| {
+        (
+            std::cmp::Reverse(mp.components().count()),
+            std::cmp::Reverse(*id),
+        )
+    });
+    out
+}
+
+/// Detaches the mounts at or under `rootfs` that are not in `before` (mount ids): what a
+/// container without its own mount namespace mounted in the runtime's.
+pub fn detach_new_mounts(rootfs: &Path, before: &[u64]) {
+    // A mount made over another hides it: repeat until no new one is left.
+    for _ in 0..64 {
+        let new: Vec<PathBuf> = mounts_under(rootfs)
+            .into_iter()
+            .filter(|(id, _)| !before.contains(id))
+            .map(|(_, mp)| mp)
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        for mp in new {
+            let _ = sys::umount2(mp.to_string_lossy().as_ref(), libc::MNT_DETACH);
+        }
+    }
 }
 
 /// Makes the rootfs "/" and detaches the old root, so no host path stays reachable.

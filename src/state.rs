@@ -40,6 +40,11 @@ pub struct State {
     /// Those of them (and parents) rt made, so removes on delete.
     #[serde(default)]
     pub cgroup_v1_created: Vec<std::path::PathBuf>,
+    /// For a container without a mount namespace of its own (its mounts are made in the
+    /// runtime's): the ids of the mounts at and under its rootfs before create. Delete
+    /// detaches the others.
+    #[serde(default)]
+    pub host_mounts_before: Option<Vec<u64>>,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,

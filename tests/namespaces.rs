@@ -311,3 +311,39 @@ fn join_an_existing_user_namespace_by_path() {
     rt.delete_force(&cb.id).ok();
     rt.delete_force(&ca.id).ok();
 }
+
+/// A config listing no namespace at all: the container MUST share each of the runtime's
+/// (runtime-spec). Without a mount namespace of its own it is chrooted into its rootfs, its
+/// mounts are made in ours (visible on the host while it runs), exec lands in the same root,
+/// and delete detaches every mount it added.
+#[test]
+fn no_namespaces_listed_shares_all_and_delete_detaches_its_mounts() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.private_rootfs();
+    b.linux()["namespaces"] = serde_json::json!([]);
+    b.config["hostname"] = serde_json::Value::Null;
+    let c = rt.start_ok(&b);
+    for t in ["mnt", "pid", "net", "ipc", "uts", "cgroup", "user"] {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{}/ns/{t}", c.pid)).unwrap(),
+            std::fs::read_link(format!("/proc/self/ns/{t}")).unwrap(),
+            "{t} namespace"
+        );
+    }
+    let root = std::fs::read_link(format!("/proc/{}/root", c.pid)).unwrap();
+    assert_eq!(root, b.dir.join("rootfs"));
+    let mounted = host_mounts_mentioning(&[b.path()]);
+    assert!(!mounted.is_empty(), "its mounts should be in our namespace");
+    let out = rt.cmd(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "cat /etc/passwd | head -1; ls /proc/1/ns >/dev/null && echo proc-ok",
+    ]);
+    assert_eq!(out.ok().stdout, "root:x:0:0:root:/root:/bin/sh\nproc-ok\n");
+    rt.delete_force(&c.id).ok();
+    rt.assert_no_leftovers(&c.id, &b, &[]);
+    assert!(host_mounts_mentioning(&[b.path()]).is_empty());
+}
