@@ -17,16 +17,7 @@ CONF
 on_exit "buildah rm -a; buildah rmi -a -f"
 
 CTX="$WORK/ctx"
-mkdir -p "$CTX"
-cp "$E2E_TOP/bundles/hello-web/rootfs/home/tiny" "$E2E_TOP/bundles/hello-web/rootfs/home/index.html" "$CTX/"
-cat > "$CTX/Containerfile" <<'CF'
-FROM localhost/rt-e2e-busybox:latest
-COPY tiny index.html /home/
-RUN echo "written by RUN" > /home/run.txt
-RUN test "$(cat /proc/1/comm)" = sh && echo "uid $(id -u) in $(hostname)" > /home/who.txt
-WORKDIR /home
-CMD ["/home/tiny", "8082"]
-CF
+web_context "$CTX" Containerfile 'test "$(cat /proc/1/comm)" = sh && echo "uid $(id -u) in $(hostname)" > /home/who.txt'
 
 step "tar the sample busybox rootfs" busybox_tar "$WORK/busybox.tar"
 base() {

@@ -28,14 +28,10 @@ start_containerd() {
     retry 100 ctr version >/dev/null
 }
 stop_containerd() {
-    local pid
-    pid=$(cat "$WORK/containerd.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
+    stop_daemon "$WORK/containerd.pid" 5 || return 1
     # Its shims outlive it on purpose; ours must not.
     pkill -f "containerd-shim.*-address $SOCK" 2>/dev/null
-    ! kill -0 "$pid" 2>/dev/null
+    return 0
 }
 on_exit stop_containerd
 on_exit "for t in \$(ctr task ls -q); do ctr task kill -s KILL \$t; ctr task delete -f \$t; done; for c in \$(ctr container ls -q); do ctr container delete \$c; done"

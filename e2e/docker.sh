@@ -31,29 +31,17 @@ start_dockerd() {
     retry 150 docker version >/dev/null 2>&1 || { tail -n 20 "$WORK/dockerd.log"; return 1; }
 }
 stop_dockerd() {
-    local pid
-    pid=$(cat "$WORK/dockerd.pid" 2>/dev/null) || return 0
-    kill "$pid" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
+    stop_daemon "$WORK/dockerd.pid" 10 || return 1
+    # The containerd it started, and its shims.
     pkill -f "containerd.*$WORK/exec" 2>/dev/null
-    ! kill -0 "$pid" 2>/dev/null
+    return 0
 }
 in_netns() { nsenter --net="/proc/$(cat "$WORK/dockerd.pid")/ns/net" "$@"; }
 on_exit stop_dockerd
 on_exit 'docker rm -f $(docker ps -a -q)'
 
 CTX="$WORK/ctx"
-mkdir -p "$CTX"
-cp "$E2E_TOP/bundles/hello-web/rootfs/home/tiny" "$E2E_TOP/bundles/hello-web/rootfs/home/index.html" "$CTX/"
-cat > "$CTX/Dockerfile" <<'DF'
-FROM localhost/rt-e2e-busybox:latest
-COPY tiny index.html /home/
-RUN echo "written by RUN" > /home/run.txt
-WORKDIR /home
-EXPOSE 8082
-CMD ["/home/tiny", "8082"]
-DF
+web_context "$CTX" Dockerfile
 IMG=localhost/rt-e2e-busybox:latest
 WEB=localhost/rt-e2e-web:latest
 

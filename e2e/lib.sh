@@ -94,6 +94,35 @@ busybox_tar() {
     tar -C "$E2E_TOP/bundles/busybox/rootfs" --numeric-owner -cf "$1" .
 }
 
+# web_context DIR FILE [EXTRA_RUN]: the seed article's build context in DIR: the tiny web
+# server, its index.html, and FILE (Containerfile or Dockerfile) built on the busybox base
+# image. Its RUN step runs in a container, so the file it writes proves the runtime ran.
+web_context() {
+    local dir=$1 file=$2 extra=${3:-}
+    mkdir -p "$dir"
+    cp "$E2E_TOP/bundles/hello-web/rootfs/home/tiny" "$E2E_TOP/bundles/hello-web/rootfs/home/index.html" "$dir/"
+    {
+        echo 'FROM localhost/rt-e2e-busybox:latest'
+        echo 'COPY tiny index.html /home/'
+        echo 'RUN echo "written by RUN" > /home/run.txt'
+        [ -z "$extra" ] || echo "RUN $extra"
+        echo 'WORKDIR /home'
+        echo 'EXPOSE 8082'
+        echo 'CMD ["/home/tiny", "8082"]'
+    } > "$dir/$file"
+}
+
+# stop_daemon PIDFILE [SECONDS]: SIGTERM, then SIGKILL after SECONDS (5); true once it is gone.
+stop_daemon() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null
+    for _ in $(seq $((${2:-5} * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    sleep 0.1
+    ! kill -0 "$pid" 2>/dev/null
+}
+
 # no_leftovers: no process of ours still runs from the work dir, no mount under it.
 no_leftovers() {
     local bad=0

@@ -33,17 +33,7 @@ on_exit "podman rm -a -f -t 0; podman system reset -f"
 IMG=localhost/rt-e2e-busybox
 WEB=localhost/rt-e2e-web
 CTX="$WORK/ctx"
-mkdir -p "$CTX"
-cp "$E2E_TOP/bundles/hello-web/rootfs/home/tiny" "$E2E_TOP/bundles/hello-web/rootfs/home/index.html" "$CTX/"
-# The RUN step runs in a container, so its file proves the runtime did it.
-cat > "$CTX/Containerfile" <<'CF'
-FROM localhost/rt-e2e-busybox:latest
-COPY tiny index.html /home/
-RUN echo "written by RUN" > /home/run.txt
-WORKDIR /home
-EXPOSE 8082
-CMD ["/home/tiny", "8082"]
-CF
+web_context "$CTX" Containerfile
 
 calls() { wc -l < "$RT_LOG"; }
 # since N PATTERN: some call of rt after the first N had PATTERN.

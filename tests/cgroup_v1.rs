@@ -36,6 +36,18 @@ fn v1_base(controller: &str) -> Option<PathBuf> {
     Some(mount.join(own.trim_start_matches('/')))
 }
 
+/// Where rt puts a relative cgroupsPath in cgroup v2: beside our own cgroup (runc's rule).
+fn v2_relative_dir(rel: &str) -> PathBuf {
+    let own = own_cgroup2();
+    PathBuf::from(cgroup2_mount())
+        .join(
+            own.rsplit_once('/')
+                .map_or("", |(p, _)| p)
+                .trim_start_matches('/'),
+        )
+        .join(rel)
+}
+
 /// A bundle whose cgroupsPath is relative (under our own cgroup in every hierarchy).
 fn v1_bundle(rt: &Rt, script: &str) -> (Bundle, String) {
     let mut b = Bundle::sh(script);
@@ -502,13 +514,6 @@ fn failed_create_removes_the_parent_cgroups_it_made() {
         "memory.kmem.limit_in_bytes",
     ]);
     assert!(parents.none_left(), "a failed create left parent cgroups");
-    let own = own_cgroup2();
-    let v2_parent = std::path::Path::new(cgroup2_mount())
-        .join(
-            own.rsplit_once('/')
-                .map_or("", |(p, _)| p)
-                .trim_start_matches('/'),
-        )
-        .join(&parent);
+    let v2_parent = v2_relative_dir(&parent);
     assert!(!v2_parent.exists(), "{} left", v2_parent.display());
 }
