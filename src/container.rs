@@ -156,8 +156,10 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
     let v2_dir = cgroup.as_ref().and_then(|c| crate::cgroups::dir_of(&c.rel));
-    // With no cgroup v2 the device rules go to the v1 devices controller instead.
-    let v1_devices = device_rules.as_deref().filter(|_| v2_dir.is_none());
+    // Where the devices controller is a v1 one (v1 and hybrid hosts) the rules are written to
+    // it too, as runc does: tools that read devices.list see them, and v1 enforces them even
+    // where no eBPF filter can be attached.
+    let v1_devices = device_rules.as_deref().filter(|_| !crate::sys::rootless());
     let v1 = if crate::cgroupv1::hierarchies().is_empty() {
         if !on_v1.is_empty() {
             crate::cgroupv1::join(&on_v1, None, cgroups_path.as_deref(), id)?;

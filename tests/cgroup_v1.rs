@@ -288,6 +288,10 @@ fn container_joins_every_v1_hierarchy_and_update_reaches_them() {
             "not in its {ctrls} cgroup: {cg}"
         );
     }
+    // The devices controller is a v1 one here: the rules are there too, not allow-all.
+    let list = read(&dirs.of("devices").join("devices.list"));
+    assert!(!list.contains("a *:* rwm"), "{list}");
+    assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
     rt.cmd(&["update", "--memory", "67108864", &c.id]).ok();
     assert_eq!(
         read(&dirs.of("memory").join("memory.limit_in_bytes")),
