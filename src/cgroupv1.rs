@@ -144,11 +144,11 @@ pub struct Joined {
 }
 
 /// Makes the container's cgroup in every v1 hierarchy and writes the limits v2 can't take
-/// (`writes`) and, where there is no cgroup v2 to hold a device filter, the device rules.
+/// (`writes`) and the device rules (with whether v1 alone enforces them).
 /// On error, what was made is removed again.
 pub fn join(
     writes: &[&Write],
-    devices: Option<&[crate::devices::Rule]>,
+    devices: Option<(&[crate::devices::Rule], bool)>,
     cgroups_path: Option<&Path>,
     id: &str,
 ) -> Result<Joined> {
@@ -194,10 +194,10 @@ pub fn join(
                     write(&d, &file, &value, w.field)?;
                 }
             }
-            if let Some(rules) = devices
+            if let Some((rules, exact_required)) = devices
                 && h.controllers.iter().any(|c| c == "devices")
             {
-                write_device_rules(&d, rules)?;
+                write_device_rules(&d, rules, exact_required)?;
             }
             j.dirs.push(d);
         }
@@ -261,49 +261,95 @@ pub fn write(d: &Path, file: &str, value: &str, field: &str) -> Result<()> {
     })
 }
 
-/// The device rules as v1 allow/deny lines: deny everything, then each rule in order.
-pub fn device_lines(rules: &[crate::devices::Rule]) -> Vec<(&'static str, String)> {
-    let mut out = vec![("devices.deny", "a".to_string())];
+/// One allowed device range in the v1 devices controller's list.
+#[derive(Debug, Clone, PartialEq)]
+struct Exception {
+    typ: char,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: u32,
+}
+
+/// The device rules as the v1 controller's lines: `deny a`, then the exceptions left after
+/// applying the rules in order (the controller keeps an allow list, and a deny only removes
+/// the exceptions it covers). Also says whether that list is exact: a deny narrower than an
+/// earlier, wider allow (deny c 10:200 after allow c 10:*) can't be expressed in v1.
+pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, String)>, bool) {
+    let mut list: Vec<Exception> = Vec::new();
+    let mut exact = true;
+    let covers = |outer: Option<i64>, inner: Option<i64>| outer.is_none() || outer == inner;
     for r in rules {
-        let typ = match r.typ {
-            None => 'a',
-            Some(crate::devices::DEV_BLOCK) => 'b',
-            Some(_) => 'c',
+        // "a" in a v1 line means every device with every access, whatever follows: a rule
+        // for all types is written as its char and block halves.
+        let types: &[char] = match r.typ {
+            None => &['c', 'b'],
+            Some(crate::devices::DEV_BLOCK) => &['b'],
+            Some(_) => &['c'],
         };
-        let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+        for &typ in types {
+            if r.allow {
+                match list
+                    .iter_mut()
+                    .find(|e| e.typ == typ && e.major == r.major && e.minor == r.minor)
+                {
+                    Some(e) => e.access |= r.access,
+                    None => list.push(Exception {
+                        typ,
+                        major: r.major,
+                        minor: r.minor,
+                        access: r.access,
+                    }),
+                }
+                continue;
+            }
+            for e in list.iter_mut().filter(|e| e.typ == typ) {
+                if covers(r.major, e.major) && covers(r.minor, e.minor) {
+                    e.access &= !r.access;
+                } else if covers(e.major, r.major)
+                    && covers(e.minor, r.minor)
+                    && e.access & r.access != 0
+                {
+                    exact = false;
+                }
+            }
+            list.retain(|e| e.access != 0);
+        }
+    }
+    let num = |n: Option<i64>| n.map_or("*".to_string(), |n| n.to_string());
+    let mut out = vec![("devices.deny", "a".to_string())];
+    for e in &list {
         let mut acc = String::new();
         for (bit, c) in [
             (crate::devices::ACC_READ, 'r'),
             (crate::devices::ACC_WRITE, 'w'),
             (crate::devices::ACC_MKNOD, 'm'),
         ] {
-            if r.access & bit != 0 {
+            if e.access & bit != 0 {
                 acc.push(c);
             }
         }
-        if acc.is_empty() {
-            continue;
-        }
-        let line = if typ == 'a' {
-            // The kernel reads "a" alone as every device; with numbers it wants a type.
-            format!("a {}:{} {acc}", num(r.major), num(r.minor))
-        } else {
-            format!("{typ} {}:{} {acc}", num(r.major), num(r.minor))
-        };
         out.push((
-            if r.allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            },
-            line,
+            "devices.allow",
+            format!("{} {}:{} {acc}", e.typ, num(e.major), num(e.minor)),
         ));
     }
-    out
+    (out, exact)
 }
 
-fn write_device_rules(d: &Path, rules: &[crate::devices::Rule]) -> Result<()> {
-    for (file, line) in device_lines(rules) {
+/// Writes the device rules; where v1 alone enforces them (`exact_required`: no eBPF filter
+/// on a v2 cgroup), rules it can't express are an error rather than a wider list.
+fn write_device_rules(
+    d: &Path,
+    rules: &[crate::devices::Rule],
+    exact_required: bool,
+) -> Result<()> {
+    let (lines, exact) = device_lines(rules);
+    if !exact && exact_required {
+        bail!(
+            "linux.resources.devices: a deny rule narrower than an earlier allow rule can't be expressed in the cgroup v1 devices controller, and this host has no cgroup v2 for a device filter"
+        );
+    }
+    for (file, line) in lines {
         write(d, file, &line, "linux.resources.devices")?;
     }
     Ok(())
@@ -429,4 +475,63 @@ fn has_subdir(d: &Path) -> bool {
         rd.flatten()
             .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
+
+    fn rule(allow: bool, typ: Option<i32>, major: Option<i64>, minor: Option<i64>) -> Rule {
+        Rule {
+            allow,
+            typ,
+            major,
+            minor,
+            access: ACC_READ | ACC_WRITE | ACC_MKNOD,
+        }
+    }
+
+    fn lines(rules: &[Rule]) -> (Vec<String>, bool) {
+        let (l, exact) = device_lines(rules);
+        (
+            l.into_iter().map(|(f, v)| format!("{f} {v}")).collect(),
+            exact,
+        )
+    }
+
+    #[test]
+    fn type_a_with_numbers_is_split_not_written_as_a() {
+        let (l, exact) = lines(&[rule(true, None, Some(1), Some(3))]);
+        assert!(exact);
+        assert_eq!(
+            l,
+            [
+                "devices.deny a",
+                "devices.allow c 1:3 rwm",
+                "devices.allow b 1:3 rwm"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_covering_deny_removes_access_and_a_narrower_one_is_inexact() {
+        let mut r = rule(false, Some(DEV_CHAR), Some(1), Some(3));
+        r.access = ACC_WRITE;
+        let (l, exact) = lines(&[rule(true, Some(DEV_CHAR), Some(1), Some(3)), r]);
+        assert!(exact);
+        assert_eq!(l, ["devices.deny a", "devices.allow c 1:3 rm"]);
+        let (_, exact) = lines(&[
+            rule(true, Some(DEV_CHAR), Some(10), None),
+            rule(false, Some(DEV_CHAR), Some(10), Some(200)),
+        ]);
+        assert!(!exact);
+        // A deny of everything clears the list.
+        let (l, exact) = lines(&[
+            rule(true, Some(DEV_CHAR), Some(10), None),
+            rule(false, None, None, None),
+        ]);
+        assert!(exact);
+        assert_eq!(l, ["devices.deny a"]);
+    }
 }

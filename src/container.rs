@@ -157,9 +157,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
     let v2_dir = cgroup.as_ref().and_then(|c| crate::cgroups::dir_of(&c.rel));
     // Where the devices controller is a v1 one (v1 and hybrid hosts) the rules are written to
-    // it too, as runc does: tools that read devices.list see them, and v1 enforces them even
-    // where no eBPF filter can be attached.
-    let v1_devices = device_rules.as_deref().filter(|_| !crate::sys::rootless());
+    // it too, as runc does: tools that read devices.list see them, and v1 enforces them where
+    // no eBPF filter can be attached. Root of a user namespace may not write them (the kernel
+    // wants CAP_SYS_ADMIN in the initial one).
+    let v1_devices = device_rules
+        .as_deref()
+        .filter(|_| !crate::sys::rootless() && !crate::sys::in_user_namespace())
+        .map(|r| (r, v2_dir.is_none()));
     let v1 = if crate::cgroupv1::hierarchies().is_empty() {
         if !on_v1.is_empty() {
             crate::cgroupv1::join(&on_v1, None, cgroups_path.as_deref(), id)?;

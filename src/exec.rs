@@ -175,6 +175,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         Some(cg) => Some(open_cgroup(cg, o.cgroup.as_deref())?),
         None => None,
     };
+    let v1_cgroups = v1_cgroups(&st.cgroup_v1, o.cgroup.as_deref())?;
     let mut console_rx = None;
     let console = match o.console_socket.as_deref() {
         Some(p) => Some(crate::console::connect(p).context("--console-socket")?),
@@ -246,6 +247,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 chan: &child_end,
                 trampoline: trampoline.as_raw_fd(),
                 chroot: chroot.as_ref().map(|f| f.as_raw_fd()),
+                v1_cgroups: &v1_cgroups,
             };
             crate::process::child_main(&child_end, || child(&a))
         }
@@ -310,6 +312,42 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     crate::container::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
 }
 
+/// The v1 cgroups an exec'd process joins: the container's, or with `--cgroup
+/// [controller[,controller]:]path` a sub-cgroup of them (only in the named controllers'
+/// hierarchies, if any are named).
+fn v1_cgroups(dirs: &[std::path::PathBuf], sub: Option<&str>) -> Result<Vec<std::path::PathBuf>> {
+    let Some(s) = sub else {
+        return Ok(dirs.to_vec());
+    };
+    let (ctrls, path) = match s.rsplit_once(':') {
+        Some((c, p)) => (Some(c), p),
+        None => (None, s),
+    };
+    if Path::new(path)
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("--cgroup {s}: must be a relative path below the container's cgroup");
+    }
+    let named: Vec<&std::path::PathBuf> = ctrls
+        .map(|c| {
+            c.split(',')
+                .filter_map(|c| crate::cgroupv1::dir_for(dirs, c))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(dirs
+        .iter()
+        .map(|d| {
+            if ctrls.is_none() || named.contains(&d) {
+                d.join(path)
+            } else {
+                d.clone()
+            }
+        })
+        .collect())
+}
+
 fn open_cgroup(container: &str, sub: Option<&str>) -> Result<OwnedFd> {
     let rel = match sub {
         None => container.to_string(),
@@ -348,10 +386,18 @@ struct ChildArgs<'a> {
     /// The container's root to chroot into (a container sharing the runtime's mount
     /// namespace).
     chroot: Option<RawFd>,
+    /// The container's v1 cgroups (v1 and hybrid hosts), which the child joins itself.
+    v1_cgroups: &'a [std::path::PathBuf],
 }
 
 fn child(a: &ChildArgs) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
+    // The v1 cgroups first, while their host paths still resolve (before joining the mount
+    // namespace): "0" moves the writer itself. The v2 one came with clone3.
+    for d in a.v1_cgroups {
+        std::fs::write(d.join("cgroup.procs"), "0")
+            .with_context(|| format!("join cgroup {}", d.display()))?;
+    }
     if a.ns_flags != 0 {
         sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
     }

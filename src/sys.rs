@@ -573,7 +573,7 @@ pub fn tolerate_cgroup_errors() -> bool {
 
 /// Whether this process is in a user namespace other than the initial one (whose uid map is
 /// the whole range).
-fn in_user_namespace() -> bool {
+pub fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map")
         .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }

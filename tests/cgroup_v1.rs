@@ -288,6 +288,27 @@ fn container_joins_every_v1_hierarchy_and_update_reaches_them() {
             "not in its {ctrls} cgroup: {cg}"
         );
     }
+    // An exec'd process joins the same cgroups.
+    let pidfile = b.dir.join("exec.pid");
+    rt.cmd(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &c.id,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let epid = read(&pidfile);
+    let ecg = fs::read_to_string(format!("/proc/{epid}/cgroup")).unwrap();
+    for (_, ctrls) in v1_hierarchies() {
+        assert!(
+            ecg.lines()
+                .any(|l| l.split(':').nth(1) == Some(ctrls.as_str()) && l.ends_with(&rel)),
+            "exec'd process not in its {ctrls} cgroup: {ecg}"
+        );
+    }
     // The devices controller is a v1 one here: the rules are there too, not allow-all.
     let list = read(&dirs.of("devices").join("devices.list"));
     assert!(!list.contains("a *:* rwm"), "{list}");
