@@ -186,6 +186,17 @@ pub fn join(
                 }
                 Err(e) => return Err(e),
             }
+            // As on v2: two containers in one cgroup would kill each other's processes on
+            // delete.
+            if !j.created.contains(&d)
+                && std::fs::read_to_string(d.join("cgroup.procs"))
+                    .is_ok_and(|p| !p.trim().is_empty())
+            {
+                bail!(
+                    "cgroup {} already has processes: is another container using it?",
+                    d.display()
+                );
+            }
             if h.controllers.iter().any(|c| c == "cpuset") {
                 inherit_cpuset(&d)?;
             }

@@ -87,16 +87,25 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
     // Without a mount namespace of its own the container mounts in ours: note what is at and
-    // under its rootfs now, so delete (or a failed create) detaches only what it added.
-    let mounts_before: Option<Vec<u64>> =
-        (!crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount))
-            .then(|| {
-                crate::rootfs::mounts_under(&bundle.rootfs)
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect()
-            });
-    let mount_guard = MountGuard(mounts_before.as_ref().map(|b| (bundle.rootfs.as_path(), b)));
+    // under its rootfs (as mountinfo names it: symlinks resolved) now, so delete (or a failed
+    // create) detaches only what it added.
+    let shared_root =
+        if crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount) {
+            None
+        } else {
+            Some(
+                std::fs::canonicalize(&bundle.rootfs).with_context(|| {
+                    format!("config.json: root.path {}", bundle.rootfs.display())
+                })?,
+            )
+        };
+    let mounts_before: Option<Vec<u64>> = shared_root.as_ref().map(|r| {
+        crate::rootfs::mounts_under(r)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    });
+    let mount_guard = MountGuard(shared_root.as_deref().zip(mounts_before.as_ref()));
     crate::notify::setup_spec(&mut bundle.spec, &dir.path)?;
     let fifo_path = dir.fifo();
     let c = sys::cstring(&fifo_path)?;
@@ -232,7 +241,18 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .cloned()
             .collect(),
         has_hooks: bundle.spec.hooks().is_some(),
-        host_mounts_before: mounts_before.clone(),
+        // The mounts this container added (the init has made them all by now).
+        shared_mounts: shared_root
+            .as_ref()
+            .zip(mounts_before.as_ref())
+            .map(|(r, before)| crate::state::SharedMounts {
+                root: r.clone(),
+                ids: crate::rootfs::mounts_under(r)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .filter(|id| !before.contains(id))
+                    .collect(),
+            }),
         own_pidns: bundle
             .spec
             .linux()
@@ -392,7 +412,7 @@ struct MountGuard<'a>(Option<(&'a Path, &'a Vec<u64>)>);
 impl Drop for MountGuard<'_> {
     fn drop(&mut self) {
         if let Some((rootfs, before)) = self.0 {
-            crate::rootfs::detach_new_mounts(rootfs, before);
+            crate::rootfs::detach_mounts(rootfs, |id| !before.contains(&id));
         }
     }
 }
@@ -673,8 +693,8 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
         let _ = crate::cgroupv1::signal_all(&st.cgroup_v1, libc::SIGKILL);
     }
     crate::cgroupv1::remove(&st.cgroup_v1_created);
-    if let Some(before) = &st.host_mounts_before {
-        crate::rootfs::detach_new_mounts(&st.rootfs, before);
+    if let Some(m) = &st.shared_mounts {
+        crate::rootfs::detach_mounts(&m.root, |id| m.ids.contains(&id));
     }
     dir.remove()?;
     if let Some(spec) = spec {

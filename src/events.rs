@@ -176,6 +176,20 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
         let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
         crate::resources::apply(mount, rel, &on_v2)?;
     }
+    let mut on_v1 = on_v1;
+    // v1 wants memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every step: when the
+    // new limit is above the current memsw limit, memsw goes first (it is raised too).
+    let memsw_now = cgs
+        .v1_file("memory", "memory.memsw.limit_in_bytes")
+        .and_then(|p| read_limit(&p));
+    let pos = |f: &str| on_v1.iter().position(|w| w.file == f);
+    if let (Some(l), Some(sw)) = (pos("memory.max"), pos("memory.swap.max"))
+        && l < sw
+        && let Ok(new_limit) = on_v1[l].value.parse::<u64>()
+        && memsw_now.is_some_and(|now| new_limit > now)
+    {
+        on_v1.swap(l, sw);
+    }
     for w in on_v1 {
         // Only the v1 hierarchies the container joined at create can be updated.
         let mounts = crate::cgroupv1::mounts();

@@ -158,7 +158,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     let hostproc = crate::container::open_hostproc()?;
     // A container without a mount namespace of its own shares ours and is chrooted: the new
     // process goes to the init's root (taken now, while the init is known to be the one).
-    let chroot = match st.host_mounts_before {
+    let chroot = match st.shared_mounts {
         Some(_) => Some(
             sys::openat(
                 hostproc.as_raw_fd(),
@@ -313,8 +313,8 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
 }
 
 /// The v1 cgroups an exec'd process joins: the container's, or with `--cgroup
-/// [controller[,controller]:]path` a sub-cgroup of them (only in the named controllers'
-/// hierarchies, if any are named).
+/// [controller[,controller]:]path` a sub-cgroup of them where it exists (only in the named
+/// controllers' hierarchies, if any are named).
 fn v1_cgroups(dirs: &[std::path::PathBuf], sub: Option<&str>) -> Result<Vec<std::path::PathBuf>> {
     let Some(s) = sub else {
         return Ok(dirs.to_vec());
@@ -336,11 +336,14 @@ fn v1_cgroups(dirs: &[std::path::PathBuf], sub: Option<&str>) -> Result<Vec<std:
                 .collect()
         })
         .unwrap_or_default();
+    // A sub-cgroup made in only some hierarchies (typically only the v2 one on a hybrid
+    // host) leaves the process in the container's own cgroup in the others.
     Ok(dirs
         .iter()
         .map(|d| {
-            if ctrls.is_none() || named.contains(&d) {
-                d.join(path)
+            let sub = d.join(path);
+            if (ctrls.is_none() || named.contains(&d)) && sub.is_dir() {
+                sub
             } else {
                 d.clone()
             }

@@ -990,21 +990,39 @@ pub fn mounts_under(rootfs: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-/// Detaches the mounts at or under `rootfs` that are not in `before` (mount ids): what a
-/// container without its own mount namespace mounted in the runtime's.
-pub fn detach_new_mounts(rootfs: &Path, before: &[u64]) {
-    // A mount made over another hides it: repeat until no new one is left.
+/// Detaches the mounts at or under `rootfs` whose mount id `ours` picks: what a container
+/// without its own mount namespace mounted in the runtime's. Each is opened without following
+/// symlinks and checked to still be that mount before it is detached through its fd, so a path
+/// the container swapped for a symlink can't aim this at another mount.
+pub fn detach_mounts(rootfs: &Path, ours: impl Fn(u64) -> bool) {
+    // A mount made over another hides it: repeat until none of ours is left.
     for _ in 0..64 {
-        let new: Vec<PathBuf> = mounts_under(rootfs)
+        let mine: Vec<(u64, PathBuf)> = mounts_under(rootfs)
             .into_iter()
-            .filter(|(id, _)| !before.contains(id))
-            .map(|(_, mp)| mp)
+            .filter(|(id, _)| ours(*id))
             .collect();
-        if new.is_empty() {
+        if mine.is_empty() {
             return;
         }
-        for mp in new {
-            let _ = sys::umount2(mp.to_string_lossy().as_ref(), libc::MNT_DETACH);
+        let mut progress = false;
+        for (id, mp) in mine {
+            let Ok(fd) = sys::openat2(
+                libc::AT_FDCWD,
+                &mp,
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+                sys::RESOLVE_NO_SYMLINKS,
+            ) else {
+                continue;
+            };
+            if sys::mount_id(fd.as_raw_fd()).ok() != Some(id) {
+                continue;
+            }
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            progress |= sys::umount2(&path, libc::MNT_DETACH).is_ok();
+        }
+        if !progress {
+            return;
         }
     }
 }

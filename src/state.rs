@@ -41,16 +41,24 @@ pub struct State {
     #[serde(default)]
     pub cgroup_v1_created: Vec<std::path::PathBuf>,
     /// For a container without a mount namespace of its own (its mounts are made in the
-    /// runtime's): the ids of the mounts at and under its rootfs before create. Delete
-    /// detaches the others.
+    /// runtime's): the mounts it added at and under its rootfs, which delete detaches.
     #[serde(default)]
-    pub host_mounts_before: Option<Vec<u64>>,
+    pub shared_mounts: Option<SharedMounts>,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
     #[serde(default)]
     pub own_pidns: bool,
     /// Whether the config has hooks: start and delete only read the saved config then.
     #[serde(default)]
     pub has_hooks: bool,
+}
+
+/// The mounts a container without its own mount namespace made in the runtime's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SharedMounts {
+    /// Its rootfs, symlinks resolved (as /proc/self/mountinfo names mount points).
+    pub root: std::path::PathBuf,
+    /// Their mount ids.
+    pub ids: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

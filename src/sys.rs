@@ -152,7 +152,23 @@ struct OpenHow {
 }
 
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// The id of the mount `fd` is on (statx STATX_MNT_ID), as /proc/self/mountinfo numbers it.
+pub fn mount_id(fd: RawFd) -> io::Result<u64> {
+    const STATX_MNT_ID: u32 = 0x1000;
+    // SAFETY: statx is plain data; all-zero is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: empty path with AT_EMPTY_PATH on a valid fd; st is a valid out-parameter.
+    check_int(unsafe {
+        libc::statx(fd, c"".as_ptr(), libc::AT_EMPTY_PATH, STATX_MNT_ID, &mut st)
+    })?;
+    if st.stx_mask & STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_mnt_id)
+}
 
 /// openat2(2): the only sound way to resolve a path chosen by an image inside its rootfs, since
 /// RESOLVE_IN_ROOT keeps `..` and absolute symlinks from leaving `dirfd`.

@@ -542,3 +542,35 @@ fn failed_create_removes_the_parent_cgroups_it_made() {
     let v2_parent = v2_relative_dir(&parent);
     assert!(!v2_parent.exists(), "{} left", v2_parent.display());
 }
+
+/// v1 wants the memory limit at or below memory+swap at every step: raising both at once
+/// (docker update --memory 128m --memory-swap 256m on a 32m/48m container) writes memsw first.
+#[test]
+fn v1_update_raises_memory_and_memsw_together() {
+    let Some(base) = v1_base("memory") else {
+        return;
+    };
+    if !base.join("memory.memsw.limit_in_bytes").exists() {
+        return;
+    }
+    let rt = Rt::new();
+    let (mut b, rel) = v1_bundle(&rt, "true");
+    b.process()["args"] = json!(["sleep", "1000"]);
+    b.linux()["resources"] = json!({"memory": {"limit": 33554432, "swap": 50331648}});
+    let dirs = V1Dirs::new(&rel);
+    let c = rt.create_ok(&b);
+    rt.cmd(&[
+        "update",
+        "--memory",
+        "134217728",
+        "--memory-swap",
+        "268435456",
+        &c.id,
+    ])
+    .ok();
+    let mem = dirs.of("memory");
+    assert_eq!(read(&mem.join("memory.limit_in_bytes")), "134217728");
+    assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "268435456");
+    rt.delete_force(&c.id).ok();
+    assert!(dirs.none_left());
+}
