@@ -13,6 +13,9 @@ use crate::resources::Write;
 #[derive(Debug, Clone)]
 pub struct Hierarchy {
     pub mount: PathBuf,
+    /// The cgroup the mount shows (mountinfo's root field): "/" on a host, the container's own
+    /// cgroup when rt runs in a container without a cgroup namespace.
+    pub root: PathBuf,
     pub controllers: Vec<String>,
 }
 
@@ -33,13 +36,9 @@ pub fn hierarchies() -> &'static [Hierarchy] {
             }
             let super_opts = r.nth(1).unwrap_or("");
             let mut l = left.split(' ');
-            // A bind of a sub-cgroup (root field other than /) is not the hierarchy's root.
             let (Some(root), Some(mp)) = (l.nth(3), l.next()) else {
                 continue;
             };
-            if root != "/" {
-                continue;
-            }
             let controllers: Vec<String> = super_opts
                 .split(',')
                 .filter(|o| {
@@ -54,6 +53,7 @@ pub fn hierarchies() -> &'static [Hierarchy] {
             }
             out.push(Hierarchy {
                 mount: PathBuf::from(mp),
+                root: PathBuf::from(root),
                 controllers,
             });
         }
@@ -95,14 +95,10 @@ fn own(controller: &str) -> String {
     "/".into()
 }
 
-/// The container's directory in `controller`'s hierarchy: an absolute cgroupsPath from the
-/// hierarchy's root, a relative one (or `<id>`) under rt's own cgroup there, never above it.
-pub fn dir(
-    mount: &Path,
-    controller: &str,
-    cgroups_path: Option<&Path>,
-    id: &str,
-) -> Result<PathBuf> {
+/// The container's directory in hierarchy `h`: an absolute cgroupsPath from the hierarchy's
+/// root, a relative one (or `<id>`) under rt's own cgroup there, never above it. Where the
+/// mount shows only part of the hierarchy (rt in a container), paths are taken from its root.
+pub fn dir(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> {
     let p = match cgroups_path {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from(id),
@@ -113,14 +109,22 @@ pub fn dir(
             p.display()
         );
     }
-    let rel = p.strip_prefix("/").unwrap_or(&p);
-    Ok(if p.is_absolute() {
-        mount.join(rel)
+    let within = |abs: &Path| -> Result<PathBuf> {
+        let rel = abs.strip_prefix(&h.root).with_context(|| {
+            format!(
+                "config.json: linux.cgroupsPath {}: outside the part of the {} hierarchy mounted here ({})",
+                p.display(),
+                h.controllers.join(","),
+                h.root.display()
+            )
+        })?;
+        Ok(h.mount.join(rel))
+    };
+    if p.is_absolute() {
+        within(&p)
     } else {
-        mount
-            .join(own(controller).trim_start_matches('/'))
-            .join(rel)
-    })
+        within(&Path::new(&own(&h.controllers[0])).join(&p))
+    }
 }
 
 /// The v1 writes for one planned write, or an error naming the field when v1 has none.
@@ -176,7 +180,7 @@ pub fn join(
                 .iter()
                 .filter(|w| h.controllers.iter().any(|c| c == v1_name(w.controller)))
                 .collect();
-            let d = dir(&h.mount, &h.controllers[0], cgroups_path, id)?;
+            let d = dir(h, cgroups_path, id)?;
             match make(&d, &mut j.created) {
                 Ok(()) => {}
                 // Rootless: membership where we may, limits nowhere we may not.
@@ -215,7 +219,7 @@ pub fn join(
         Ok(())
     })();
     if let Err(e) = result {
-        remove(&j.created);
+        remove_made(&j);
         return Err(e);
     }
     Ok(j)
@@ -412,21 +416,56 @@ pub fn procs(dirs: &[PathBuf]) -> Result<Vec<i32>> {
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
-/// Signals every process in the container's v1 cgroup, each through a pidfd taken before
-/// checking it is still a member (a reused pid is never hit).
+/// The cgroup and every cgroup below it, parents first.
+fn tree(d: &Path) -> Vec<PathBuf> {
+    let mut out = vec![d.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn members(d: &Path) -> Vec<i32> {
+    tree(d)
+        .iter()
+        .flat_map(|c| {
+            std::fs::read_to_string(c.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Signals every process in the container's v1 cgroup and the cgroups below it (a systemd or
+/// Docker inside makes some), each through a pidfd taken before checking it is still a member
+/// (a reused pid is never hit). v1 has no cgroup.kill: for SIGKILL the freezer holds the
+/// cgroup still, so a fork loop can't outrun us, and is thawed after.
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
     let d = dirs
         .iter()
         .find(|d| d.join("cgroup.procs").exists())
         .context("container has no cgroup")?;
-    for pid in procs(std::slice::from_ref(d))? {
+    let froze = sig == libc::SIGKILL && !is_frozen(dirs) && freeze(dirs, true).is_ok();
+    for pid in members(d) {
         let Ok(fd) = crate::sys::pidfd_open(pid) else {
             continue;
         };
-        let members = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-        if members.lines().any(|l| l.trim() == pid.to_string()) {
+        if members(d).contains(&pid) {
             let _ = crate::sys::pidfd_send_signal(&fd, sig);
         }
+    }
+    if froze {
+        freeze(dirs, false)?;
     }
     Ok(())
 }
@@ -463,29 +502,32 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
     }
 }
 
-/// Removes the v1 cgroups rt made (deepest first), waiting for exited tasks to leave.
-pub fn remove(dirs: &[PathBuf]) {
-    let mut dirs = dirs.to_vec();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for d in &dirs {
-        for _ in 0..200 {
-            match std::fs::remove_dir(d) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                // A parent rt made that now holds another container's cgroup: not ours to wait
-                // for.
-                Err(_) if has_subdir(d) => break,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+/// Removes the container's own v1 cgroups and any the container made below them (deepest
+/// first), waiting briefly for exited tasks to leave.
+pub fn remove(leaves: &[PathBuf]) {
+    for leaf in leaves {
+        for d in tree(leaf).iter().rev() {
+            for _ in 0..200 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
             }
         }
     }
 }
 
-fn has_subdir(d: &Path) -> bool {
-    std::fs::read_dir(d).is_ok_and(|rd| {
-        rd.flatten()
-            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-    })
+/// Undoes a failed create: the container's cgroups, then the parents made for them (once
+/// each, deepest first: a parent that meanwhile holds another container's cgroup stays).
+pub fn remove_made(j: &Joined) {
+    let (leaves, mut parents): (Vec<PathBuf>, Vec<PathBuf>) =
+        j.created.iter().cloned().partition(|d| j.dirs.contains(d));
+    remove(&leaves);
+    parents.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for p in parents {
+        let _ = std::fs::remove_dir(p);
+    }
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     } else {
         crate::cgroupv1::join(&on_v1, v1_devices, cgroups_path.as_deref(), id)?
     };
-    let v1_guard = V1Guard(Some(&v1.created));
+    let v1_guard = V1Guard(Some(&v1));
     if let Some(rules) = &device_rules {
         let v1_has_devices = crate::cgroupv1::dir_for(&v1.dirs, "devices").is_some();
         match &v2_dir {
@@ -418,12 +418,12 @@ impl Drop for MountGuard<'_> {
 }
 
 /// Removes the v1 cgroups a failed create made.
-struct V1Guard<'a>(Option<&'a Vec<std::path::PathBuf>>);
+struct V1Guard<'a>(Option<&'a crate::cgroupv1::Joined>);
 
 impl Drop for V1Guard<'_> {
     fn drop(&mut self) {
-        if let Some(d) = self.0 {
-            crate::cgroupv1::remove(d);
+        if let Some(j) = self.0 {
+            crate::cgroupv1::remove_made(j);
         }
     }
 }

@@ -149,9 +149,7 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
         set(&["blockIO", "weight"], json!(x))?;
     }
     let (dir, st, cgs) = container_cgroup(root, id)?;
-    // Without cgroup v2 the paths below name nothing, and every read falls back to v1.
-    let cgdir = cgs.v2_dir().unwrap_or_default();
-    fill_from_current(&mut v, &cgdir, &st.cgroup_v1);
+    fill_from_current(&mut v, cgs.v2_dir().as_deref(), &st.cgroup_v1);
     let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
     let writes = crate::resources::plan(&r)?;
     // memory.checkBeforeUpdate: never set a limit below what the container already uses.
@@ -217,7 +215,9 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
 
 /// Fields whose files pair up (quota with period, memory+swap with memory): when an update
 /// gives one, the other keeps its current value, as runc's merge with the saved config does.
-fn fill_from_current(v: &mut Value, cg: &Path, v1: &[PathBuf]) {
+fn fill_from_current(v: &mut Value, cg: Option<&Path>, v1: &[PathBuf]) {
+    // Without a v2 cgroup every read falls back to v1.
+    let v2_file = |name: &str| cg.map(|c| c.join(name)).unwrap_or_default();
     let v1_file = |name: &str| v1.iter().map(|d| d.join(name)).find(|p| p.exists());
     let read_i64 = |p: &Path| -> Option<i64> {
         match std::fs::read_to_string(p).ok()?.trim() {
@@ -226,7 +226,7 @@ fn fill_from_current(v: &mut Value, cg: &Path, v1: &[PathBuf]) {
         }
     };
     if let Some(cpu) = v.get_mut("cpu").and_then(Value::as_object_mut) {
-        let (quota, period) = match std::fs::read_to_string(cg.join("cpu.max")) {
+        let (quota, period) = match std::fs::read_to_string(v2_file("cpu.max")) {
             Ok(s) => {
                 let mut f = s.split_whitespace();
                 let q = f.next().map(|q| {
@@ -260,7 +260,7 @@ fn fill_from_current(v: &mut Value, cg: &Path, v1: &[PathBuf]) {
         && mem.contains_key("swap")
         && !mem.contains_key("limit")
     {
-        let limit = read_i64(&cg.join("memory.max"))
+        let limit = read_i64(&v2_file("memory.max"))
             .or_else(|| v1_file("memory.limit_in_bytes").and_then(|p| read_i64(&p)));
         if let Some(l) = limit.filter(|l| *l > 0) {
             mem.insert("limit".into(), json!(l));

@@ -403,15 +403,17 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
         libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC)
     }) {
         Ok(_) => Ok(()),
-        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each open fd instead.
+        // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each possible fd instead (no
+        // /proc is needed, which a container's config may not mount).
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
-            let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd >= first as RawFd)
-                .collect();
-            for fd in fds {
-                // The directory's own fd is gone by now: EBADF is expected for it.
+            let mut rl = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: rl is a valid out-parameter.
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+            let end = rl.rlim_cur.clamp(1024, 1 << 20) as RawFd;
+            for fd in first as RawFd..end {
                 match set_cloexec(fd, true) {
                     Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
                     other => other?,

@@ -252,8 +252,16 @@ impl V1Dirs {
 
 impl Drop for V1Dirs {
     fn drop(&mut self) {
-        for (_, d) in &self.0 {
+        fn rm_tree(d: &std::path::Path) {
+            for e in fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm_tree(&e.path());
+                }
+            }
             let _ = fs::remove_dir(d);
+        }
+        for (_, d) in &self.0 {
+            rm_tree(d);
         }
     }
 }
@@ -573,4 +581,43 @@ fn v1_update_raises_memory_and_memsw_together() {
     assert_eq!(read(&mem.join("memory.memsw.limit_in_bytes")), "268435456");
     rt.delete_force(&c.id).ok();
     assert!(dirs.none_left());
+}
+
+/// Pure v1: a container that made cgroups of its own below its cgroup (as a systemd or Docker
+/// inside does) is killed and removed whole by delete --force: v1 has no cgroup.kill, so rt
+/// walks the tree (under the freezer) and removes it deepest first.
+#[test]
+fn pure_v1_delete_kills_and_removes_sub_cgroups() {
+    let Some(rt) = Rt::pure_v1() else { return };
+    let (mut b, _rel, dirs) = pure_v1_bundle("sleep 1000 & exec sleep 1000");
+    // No pid namespace: the init's death alone would not take the other process along.
+    b.linux()["namespaces"] = json!([{"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]);
+    let c = rt.create_ok(&b);
+    rt.start(&c.id).ok();
+    let pids_dir = dirs.of("pids").clone();
+    assert!(wait_for(Duration::from_secs(5), || {
+        read(&pids_dir.join("cgroup.procs")).lines().count() == 2
+    }));
+    let other: i32 = read(&pids_dir.join("cgroup.procs"))
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .find(|p| *p != c.pid)
+        .unwrap();
+    for (ctrls, d) in &dirs.0 {
+        let sub = d.join("sub");
+        fs::create_dir(&sub).unwrap();
+        if ctrls.split(',').any(|x| x == "cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                fs::write(sub.join(f), read(&d.join(f))).unwrap();
+            }
+        }
+        fs::write(sub.join("cgroup.procs"), other.to_string()).unwrap();
+    }
+    rt.delete_force(&c.id).ok();
+    assert!(
+        wait_for(Duration::from_secs(5), || !pid_alive(other)),
+        "the process in the sub-cgroup survived delete --force"
+    );
+    assert!(dirs.none_left(), "delete left the cgroup tree");
+    rt.assert_no_leftovers(&c.id, &b, &[]);
 }
