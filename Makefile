@@ -38,11 +38,18 @@ bench-deps: deps
 	@$(call apt_install,$(BENCH_PACKAGES))
 
 # The packages must not start their daemons on the host (dockerd would add iptables rules):
-# a policy-rc.d that refuses every start, for the install only, unless the machine has one.
+# a policy-rc.d that refuses every start, for the install only (removed on any exit), unless
+# the machine has one. Docker CE's packages conflict with Debian's docker.io and containerd:
+# where they are installed, they are used as they are, never replaced.
 e2e-deps: deps
-	@if [ -e /usr/sbin/policy-rc.d ]; then $(call apt_install,$(E2E_PACKAGES)); \
-	else printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
-		( $(call apt_install,$(E2E_PACKAGES)) ); rc=$$?; rm -f /usr/sbin/policy-rc.d; exit $$rc; fi
+	@pkgs="$(E2E_PACKAGES)"; \
+	if dpkg -s docker-ce >/dev/null 2>&1 || dpkg -s containerd.io >/dev/null 2>&1; then \
+		echo "Docker CE is installed: using it instead of Debian's docker.io and containerd"; \
+		pkgs=$$(echo " $$pkgs " | sed 's/ docker.io / /; s/ containerd / /'); fi; \
+	if [ -e /usr/sbin/policy-rc.d ]; then $(call apt_install,$$pkgs); \
+	else trap 'rm -f /usr/sbin/policy-rc.d' EXIT INT TERM; \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+		$(call apt_install,$$pkgs); fi
 
 build:
 	$(CARGO) build --release

@@ -28,7 +28,7 @@ start_containerd() {
     retry 100 ctr version >/dev/null
 }
 stop_containerd() {
-    stop_daemon "$WORK/containerd.pid" 5 || return 1
+    stop_daemon "$WORK/containerd.pid" containerd 5 || return 1
     # Its shims outlive it on purpose; ours must not.
     pkill -f "containerd-shim.*-address $SOCK" 2>/dev/null
     return 0

@@ -31,7 +31,7 @@ start_dockerd() {
     retry 150 docker version >/dev/null 2>&1 || { tail -n 20 "$WORK/dockerd.log"; return 1; }
 }
 stop_dockerd() {
-    stop_daemon "$WORK/dockerd.pid" 10 || return 1
+    stop_daemon "$WORK/dockerd.pid" dockerd 10 || return 1
     # The containerd it started, and its shims.
     pkill -f "containerd.*$WORK/exec" 2>/dev/null
     return 0

@@ -32,8 +32,8 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for c in "${CLEANUPS[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
-    # Nothing may stay mounted under the work dir.
-    grep -F " $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r |
+    # Nothing may stay mounted under the work dir (mount points only: field 5).
+    awk -v w="$WORK" 'index($5, w "/") == 1 || $5 == w {print $5}' /proc/self/mountinfo | sort -r |
         while read -r m; do umount -l "$m" 2>/dev/null; done
     rm -rf "$WORK" 2>/dev/null || true
     exit $rc
@@ -112,12 +112,16 @@ web_context() {
     } > "$dir/$file"
 }
 
-# stop_daemon PIDFILE [SECONDS]: SIGTERM, then SIGKILL after SECONDS (5); true once it is gone.
+# stop_daemon PIDFILE NAME [SECONDS]: SIGTERM, then SIGKILL after SECONDS (5), to the pid in
+# PIDFILE if that process is still NAME (a stale pidfile's number may be reused); true once it
+# is gone.
 stop_daemon() {
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 0
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] || return 0
+    set -- "$1" "$2" "${3:-5}"
     kill "$pid" 2>/dev/null
-    for _ in $(seq $((${2:-5} * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq $(($3 * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null
     sleep 0.1
     ! kill -0 "$pid" 2>/dev/null
@@ -126,8 +130,8 @@ stop_daemon() {
 # no_leftovers: no process of ours still runs from the work dir, no mount under it.
 no_leftovers() {
     local bad=0
-    if grep -qF " $WORK" /proc/self/mountinfo; then
-        echo "mounts left under $WORK:"; grep -F " $WORK" /proc/self/mountinfo; bad=1
+    if awk -v w="$WORK" 'index($5, w "/") == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
+        echo "mounts left under $WORK:"; awk -v w="$WORK" 'index($5, w "/") == 1' /proc/self/mountinfo; bad=1
     fi
     local p
     for p in /proc/[0-9]*; do
@@ -157,8 +161,16 @@ host_memory_limit() {
 
 # The host's cgroup directories (every hierarchy), to tell which ones a tool or rt made.
 cgroup_dirs() {
-    find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d 2>/dev/null | sort
+    find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d 2>/dev/null | sort
 }
+
+# cg_rel DIR: DIR's path inside its hierarchy (/sys/fs/cgroup is the only hierarchy on a pure
+# cgroup v2 host, one of several directories under it otherwise).
+if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then
+    cg_rel() { echo "${1#/sys/fs/cgroup/}"; }
+else
+    cg_rel() { echo "${1#/sys/fs/cgroup/*/}"; }
+fi
 cgroup_dirs > "$WORK/cgroups.before"
 
 # new_cgroups: cgroup dirs made since the script started (deepest first).
@@ -177,7 +189,8 @@ our_new_cgroups() {
     local ids
     ids=$(awk '/ create / {print $NF}' "$RT_LOG" | sort -u)
     new_cgroups | while read -r d; do
-        local rel=${d#/sys/fs/cgroup/*/}
+        local rel
+        rel=$(cg_rel "$d")
         if echo "$rel" | grep -Eq "$CGROUP_PARENTS" ||
             { [ -n "$ids" ] && grep -qF -f <(echo "$ids") <<< "$rel"; }; then
             echo "$d"
@@ -190,7 +203,7 @@ no_new_cgroups() {
     local bad=0 d
     while read -r d; do
         [ -n "$d" ] || continue
-        if echo "${d#/sys/fs/cgroup/*/}" | grep -Eq "$CGROUP_PARENTS" && [ ! -s "$d/cgroup.procs" ]; then
+        if cg_rel "$d" | grep -Eq "$CGROUP_PARENTS" && [ ! -s "$d/cgroup.procs" ]; then
             continue
         fi
         echo "cgroup left: $d ($(wc -l < "$d/cgroup.procs" 2>/dev/null) processes)"

@@ -28,7 +28,9 @@ podman() {
     command podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver overlay "$@"
 }
 export -f podman
-on_exit "podman rm -a -f -t 0; podman system reset -f"
+# Not `podman system reset`: it also deletes the host's Podman networks, which --root does not
+# make private. Storage goes with the work dir (its mounts are detached first).
+on_exit "podman rm -a -f -t 0; podman rmi -a -f"
 
 IMG=localhost/rt-e2e-busybox
 WEB=localhost/rt-e2e-web
