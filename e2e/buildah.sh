@@ -2,6 +2,8 @@
 # buildah bud with rt as the runtime: the Containerfile's RUN steps run in rt containers.
 E2E_NAME=buildah
 source "$(dirname "$0")/lib.sh"
+# containers/image keeps a blob-info cache here whatever the storage root.
+not_left /var/lib/containers
 
 buildah() {
     command buildah --root "$WORK/storage" --runroot "$WORK/run" --storage-driver overlay "$@"

@@ -159,6 +159,12 @@ host_memory_limit() {
     fi
 }
 
+# not_left PATH: PATH, if it does not exist now, is removed at exit (a tool's cache it writes
+# outside the private roots, such as containers/image's blob-info cache).
+not_left() {
+    [ -e "$1" ] || on_exit "rm -rf '$1'"
+}
+
 # The host's cgroup directories (every hierarchy), to tell which ones a tool or rt made.
 cgroup_dirs() {
     find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d 2>/dev/null | sort

@@ -3,6 +3,8 @@
 # container lifecycle commands, all with private storage and state.
 E2E_NAME=podman
 source "$(dirname "$0")/lib.sh"
+# containers/image keeps a blob-info cache here whatever the storage root.
+not_left /var/lib/containers
 CGROUP_PARENTS='^libpod_parent(/conmon)?$'
 
 # Facts of this kind of host (see issue 6): no systemd, so cgroupfs; root lacks
