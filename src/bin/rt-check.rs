@@ -100,6 +100,7 @@ fn main() {
             let sep = f.iter().position(|x| *x == "-").unwrap_or(f.len());
             mounts.push(serde_json::json!({
                 "target": f[4], "options": f[5],
+                "propagation": f.get(6..sep).map(|o| o.join(" ")).unwrap_or_default(),
                 "type": f.get(sep + 1).copied().unwrap_or(""),
                 "super": f.get(sep + 3).copied().unwrap_or(""),
             }));

@@ -444,6 +444,65 @@ fn main() {
         },
     );
     t.case(
+        "config-linux: resources are applied to the container's cgroup",
+        || {
+            let mut b = Bundle::new(&["sleep", "1000"]);
+            b.linux()["resources"] = json!({"pids": {"limit": 77}});
+            let c = rt.start_ok(&b);
+            // pids.max in the container's cgroup, v2 or (hybrid and v1 hosts) v1.
+            let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid)).unwrap_or_default();
+            let file = cg
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                    ctrls
+                        .split(',')
+                        .any(|x| x == "pids")
+                        .then(|| format!("/sys/fs/cgroup/pids{path}/pids.max"))
+                })
+                .unwrap_or_else(|| format!("{}{}/pids.max", cgroup2_mount(), b.cgroup));
+            let got = std::fs::read_to_string(&file).unwrap_or_default();
+            rt.delete_force(&c.id).ok();
+            check(got.trim() == "77", || format!("{file}: {got:?}"))
+        },
+    );
+    t.case(
+        "config-linux: rootfsPropagation applies to the container's root mount",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.linux()["rootfsPropagation"] = json!("shared");
+            let r = report(&rt, &mut b, &[]);
+            let root = r["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["target"] == "/")
+                .last()
+                .cloned()
+                .unwrap_or_default();
+            // mountinfo's optional fields: "shared:N" for a shared mount.
+            check(
+                root["propagation"]
+                    .as_str()
+                    .is_some_and(|p| p.split(' ').any(|t| t.starts_with("shared:"))),
+                || format!("/ is not shared: {root}"),
+            )
+        },
+    );
+    t.case(
+        "runtime: create fails when process.args[0] can't be executed, leaving nothing",
+        || {
+            let b = Bundle::new(&["/no/such/program"]);
+            let id = rt.new_id();
+            let o = rt.create(&b, &id, &[]);
+            check(o.code != 0 && o.stderr.contains("/no/such/program"), || {
+                format!("create: {} {}", o.code, o.stderr)
+            })?;
+            check(!rt.state_dir(&id).exists(), || "state dir left".into())
+        },
+    );
+    t.case(
         "runtime: state reports created, then running, then stopped",
         || {
             let b = Bundle::new(&["sleep", "1000"]);
