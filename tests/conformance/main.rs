@@ -477,8 +477,7 @@ fn main() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|m| m["target"] == "/")
-                .last()
+                .rfind(|m| m["target"] == "/")
                 .cloned()
                 .unwrap_or_default();
             // mountinfo's optional fields: "shared:N" for a shared mount.
