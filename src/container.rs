@@ -213,10 +213,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         seccomp: seccomp.as_ref(),
         trampoline: trampoline.as_raw_fd(),
         idmaps: &idmaps,
+        v2_cgroup: v2_dir.clone(),
+        v1_cgroups: &v1.dirs,
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
-    // The init waits for start, so joining the v1 cgroups now is before the user's program.
+    // Normally joined already (see InitArgs::v1_cgroups); this covers an init that could not
+    // join by itself. The init waits for start, so this is still before the user's program.
     crate::cgroupv1::attach(&v1.dirs, spawned.pid)?;
 
     let (start_time, _) =

@@ -109,6 +109,11 @@ pub struct InitArgs<'a> {
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// fds of the parent the children must close at once (the state lock).
     pub close_in_child: &'a [RawFd],
+    /// The container's cgroup v2 directory, if it has one.
+    pub v2_cgroup: Option<PathBuf>,
+    /// The container's v1 cgroups (v1 and hybrid hosts): joined before the init unshares its
+    /// cgroup namespace, so that namespace is rooted at the container's cgroup in each.
+    pub v1_cgroups: &'a [PathBuf],
 }
 
 pub struct Spawned {
@@ -216,6 +221,9 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
             let st = crate::state::hook_state(a.id, pid, "creating", a.bundle);
             send_to_seccomp_agent(spec, &st, pid, &fd)?;
         } else if msg == "map" {
+            // In a new user namespace the child can't write host cgroup files: we move it (its
+            // init child, if any, is born there).
+            crate::cgroupv1::attach(a.v1_cgroups, first_pid)?;
             write_id_maps(first_pid, spec)?;
             parent_end.send("go")?;
         } else if msg == "hooks" {
@@ -475,6 +483,14 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     // SAFETY: umask cannot fail; 0 so modes in the config are applied exactly.
     unsafe { libc::umask(0) };
+    // Host root: join the v1 cgroups ourselves ("0" is the writer), before the cgroup
+    // namespace is made. Where we may not (a joined user namespace), rt attaches us after
+    // setup instead, and the namespace's v1 roots stay rt's cgroups.
+    if !needs_map {
+        for d in a.v1_cgroups {
+            let _ = std::fs::write(d.join("cgroup.procs"), "0");
+        }
+    }
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
     }
@@ -502,6 +518,9 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
             bundle: &a.bundle.dir,
             userns,
             own_mntns,
+            cgroupns: crate::spec::has_namespace(spec, LinuxNamespaceType::Cgroup),
+            v2_cgroup: a.v2_cgroup.clone(),
+            v1_cgroups: a.v1_cgroups,
         };
         let root = setup.prepare()?;
         let hooks = spec.hooks().as_ref();

@@ -314,6 +314,13 @@ pub struct Setup<'a> {
     /// Whether the container has a mount namespace of its own. Without one (the config lists
     /// none) the mounts are made in the runtime's, and "/"'s propagation is left alone.
     pub own_mntns: bool,
+    /// Whether the container has a cgroup namespace of its own (then cgroup filesystems are
+    /// mounted fresh, rooted at its cgroups; otherwise its cgroup directories are bound).
+    pub cgroupns: bool,
+    /// The container's cgroup v2 directory, if it has one.
+    pub v2_cgroup: Option<PathBuf>,
+    /// The container's v1 cgroup directories (v1 and hybrid hosts).
+    pub v1_cgroups: &'a [PathBuf],
 }
 
 impl Setup<'_> {
@@ -408,6 +415,10 @@ impl Setup<'_> {
                 bail!("destination must be a real directory, not a symlink or file");
             }
         }
+        // v1 and hybrid hosts: what runc shows, a tmpfs with one directory per hierarchy.
+        if typ == "cgroup" && !crate::cgroupv1::hierarchies().is_empty() {
+            return self.cgroup_v1_tree(root, dest, &o);
+        }
         let typ = if typ == "cgroup" { "cgroup2" } else { typ };
         let source = m
             .source()
@@ -442,7 +453,8 @@ impl Setup<'_> {
             // host): bind the host's instead, as runc does, with the entry's flags.
             let denied = e.raw_os_error() == Some(libc::EPERM);
             let host: Option<PathBuf> = match typ {
-                "cgroup2" => crate::cgroups::v2_mount(),
+                // The container's own cgroup, not the host's whole tree.
+                "cgroup2" => self.v2_cgroup_source(),
                 "sysfs" if denied && self.userns => Some("/sys".into()),
                 "mqueue" if denied && self.userns => Some("/dev/mqueue".into()),
                 _ => None,
@@ -471,6 +483,119 @@ impl Setup<'_> {
             ensure_magic(&after, SYSFS_MAGIC, "sysfs")?;
         }
         self.finish(&after, &o)
+    }
+
+    /// The container's v2 cgroup directory, else the host's v2 mount.
+    fn v2_cgroup_source(&self) -> Option<PathBuf> {
+        self.v2_cgroup.clone().or_else(crate::cgroups::v2_mount)
+    }
+
+    /// A `cgroup` mount on a v1 or hybrid host: a tmpfs at `dest` holding each v1 hierarchy
+    /// (mounted fresh in a cgroup namespace, else the container's own directory bound), names
+    /// for co-mounted controllers as symlinks, and cgroup v2 as `unified` on hybrid hosts. The
+    /// entry's flags (ro, nosuid...) apply to all of it.
+    fn cgroup_v1_tree(&self, root: &Root, dest: &Path, o: &Options) -> Result<()> {
+        let flags = o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+        let target = root.mkdir_all(dest, Kind::Dir)?;
+        sys::mount(
+            Some("tmpfs"),
+            &fd_path(target.as_raw_fd()),
+            Some("tmpfs"),
+            (flags & !libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .context("mount tmpfs for the cgroup hierarchies")?;
+        let tmpfs = root.resolve(dest, false)?;
+        // One hierarchy at dest/name: a fresh mount (`fresh`: type and data) where the cgroup
+        // namespace allows it, else `host` bound.
+        let each = |name: &str, fresh: Option<(&str, &str)>, host: Option<PathBuf>| -> Result<()> {
+            let sub = root.mkdir_all(&dest.join(name), Kind::Dir)?;
+            let mounted = match fresh {
+                Some((typ, data)) => sys::mount(
+                    Some("cgroup"),
+                    &fd_path(sub.as_raw_fd()),
+                    Some(typ),
+                    flags,
+                    (!data.is_empty()).then_some(data),
+                ),
+                None => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+            };
+            match (mounted, host) {
+                (Ok(()), _) => Ok(()),
+                (Err(_), Some(host)) => {
+                    let mut bind = parse_options(&[]);
+                    bind.flags = flags | libc::MS_BIND | libc::MS_REC;
+                    let (set, clr) = top_attrs(bind.flags, 0);
+                    bind.rec_set |= set;
+                    bind.rec_clr |= clr & sys::MOUNT_ATTR__ATIME;
+                    self.bind(root, &host, &dest.join(name), &bind)
+                        .with_context(|| format!("bind cgroup {}", host.display()))
+                }
+                (Err(e), None) => Err(e).with_context(|| format!("mount cgroup {name}")),
+            }
+        };
+        for h in crate::cgroupv1::hierarchies() {
+            let name = h
+                .mount
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| h.controllers.join(","));
+            let data = h
+                .controllers
+                .iter()
+                .map(|c| {
+                    if c.starts_with("name=") {
+                        format!("none,{c}")
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let own = self
+                .v1_cgroups
+                .iter()
+                .find(|d| d.starts_with(&h.mount))
+                .cloned();
+            // Without a cgroup namespace a fresh mount would show the host's whole hierarchy:
+            // bind the container's own directory instead.
+            if self.cgroupns {
+                each(&name, Some(("cgroup", &data)), own)?;
+            } else if let Some(src) = own {
+                each(&name, None, Some(src))?;
+            } else {
+                // No cgroup of its own there (rootless): an empty directory, never the host's.
+                root.mkdir_all(&dest.join(&name), Kind::Dir)?;
+            }
+            for c in h
+                .controllers
+                .iter()
+                .filter(|c| !c.starts_with("name=") && **c != name)
+            {
+                let t = sys::cstr(&name)?;
+                let n = sys::cstr(c)?;
+                // SAFETY: valid dirfd and C strings.
+                if unsafe { libc::symlinkat(t.as_ptr(), tmpfs.as_raw_fd(), n.as_ptr()) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() != Some(libc::EEXIST) {
+                        return Err(e).with_context(|| format!("symlink cgroup {c}"));
+                    }
+                }
+            }
+        }
+        if let Some(v2) = crate::cgroups::v2_mount() {
+            let own = self.v2_cgroup_source();
+            if self.cgroupns {
+                each("unified", Some(("cgroup2", "")), own)?;
+            } else {
+                each("unified", None, own.or(Some(v2)))?;
+            }
+        }
+        if flags & libc::MS_RDONLY != 0 {
+            sys::mount_setattr(tmpfs.as_raw_fd(), false, sys::MOUNT_ATTR_RDONLY, 0, 0)
+                .context("make the cgroup tmpfs read-only")?;
+        }
+        Ok(())
     }
 
     fn bind_entry(&self, root: &Root, m: &Mount, o: &Options) -> Result<()> {

@@ -621,3 +621,57 @@ fn pure_v1_delete_kills_and_removes_sub_cgroups() {
     assert!(dirs.none_left(), "delete left the cgroup tree");
     rt.assert_no_leftovers(&c.id, &b, &[]);
 }
+
+/// The config's `cgroup` mount on a v1 or hybrid host shows what runc shows: a read-only
+/// tmpfs with one directory per v1 hierarchy (and `unified` on hybrid hosts), each rooted at
+/// the container's own cgroup, with or without a cgroup namespace. So a program inside reads
+/// its memory limit where cgroup v1 tools look for it.
+#[test]
+fn cgroup_mount_shows_the_v1_hierarchies_at_the_containers_cgroups() {
+    if v1_hierarchies().is_empty() || v1_base("memory").is_none() {
+        return;
+    }
+    let hybrid = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - cgroup2 ");
+    for cgroupns in [true, false] {
+        let rt = Rt::new();
+        let (mut b, _rel) = v1_bundle(
+            &rt,
+            "ls /sys/fs/cgroup | tr '\\n' ' '; echo; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+             cat /sys/fs/cgroup/pids/pids.max; touch /sys/fs/cgroup/x 2>/dev/null || echo ro",
+        );
+        b.add_mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        );
+        let mut ns = vec![
+            json!({"type": "mount"}),
+            json!({"type": "pid"}),
+            json!({"type": "uts"}),
+        ];
+        if cgroupns {
+            ns.push(json!({"type": "cgroup"}));
+        }
+        b.linux()["namespaces"] = json!(ns);
+        b.linux()["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 33}});
+        let out = rt.run_stdout(&b);
+        let lines: Vec<&str> = out.lines().collect();
+        let names: Vec<&str> = lines[0].split_whitespace().collect();
+        for (mount, _) in v1_hierarchies() {
+            let n = mount.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(
+                names.contains(&n.as_str()),
+                "cgroupns={cgroupns}: no {n} in {names:?}"
+            );
+        }
+        assert_eq!(names.contains(&"unified"), hybrid, "{names:?}");
+        assert_eq!(
+            lines[1..],
+            ["67108864", "33", "ro"],
+            "cgroupns={cgroupns}: {out}"
+        );
+    }
+}
