@@ -70,6 +70,7 @@ update_memory() {
 }
 step "docker update --memory 64m reaches the cgroup" update_memory
 step "rt update was called" rt_called " update "
+step "the container reads its new limit in its /sys/fs/cgroup" expect_eq 67108864 docker exec web sh -c "$INSIDE_MEMORY_LIMIT"
 step "docker pause / unpause" bash -c "docker pause web && [ \"\$(docker inspect --format '{{.State.Status}}' web)\" = paused ] && docker unpause web"
 step "docker stop (SIGTERM)" docker stop -t 5 web
 step "exited with code 0" expect_eq "exited 0" docker inspect --format '{{.State.Status}} {{.State.ExitCode}}' web

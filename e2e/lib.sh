@@ -165,6 +165,9 @@ not_left() {
     [ -e "$1" ] || on_exit "rm -rf '$1'"
 }
 
+# What a program in the container runs to read its memory limit (v1 file, else v2's).
+INSIDE_MEMORY_LIMIT='cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max'
+
 # The host's cgroup directories (every hierarchy), to tell which ones a tool or rt made.
 cgroup_dirs() {
     find /sys/fs/cgroup -mindepth 1 -maxdepth 6 -type d 2>/dev/null | sort

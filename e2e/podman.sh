@@ -89,6 +89,7 @@ memory_limit() {
     [ "$got" = 67108864 ]
 }
 step "podman run --memory 64m sets the cgroup's limit" memory_limit
+step "the container reads its limit in its /sys/fs/cgroup" expect_eq 67108864 podman exec mem sh -c "$INSIDE_MEMORY_LIMIT"
 step "podman rm -f" podman rm -f -t 0 mem
 
 step "every container is gone" expect_eq "" podman ps -a -q
