@@ -97,6 +97,33 @@ fn document_shape() {
     );
 }
 
+/// The v1 claim: on a host with v1 hierarchies, a container joins its cgroup in each of them
+/// and a limit lands in the v1 file (tests/cgroup_v1.rs proves each limit by its effect).
+#[test]
+fn cgroup_v1_claim_holds() {
+    let f = features();
+    assert_eq!(f["linux"]["cgroup"]["v1"], json!(true));
+    let v1_pids = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(" - cgroup ") && l.ends_with(",pids"))
+        .and_then(|l| l.split(' ').nth(4).map(str::to_string));
+    let Some(mount) = v1_pids else { return };
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux()["resources"] = json!({"pids": {"limit": 42}});
+    let c = rt.start_ok(&b);
+    let line = fs::read_to_string(format!("/proc/{}/cgroup", c.pid))
+        .unwrap()
+        .lines()
+        .find(|l| l.split(':').nth(1) == Some("pids"))
+        .map(|l| l.splitn(3, ':').nth(2).unwrap().to_string())
+        .unwrap();
+    let max = fs::read_to_string(format!("{mount}{line}/pids.max")).unwrap();
+    assert_eq!(max.trim(), "42");
+    rt.delete_force(&c.id).ok();
+}
+
 #[test]
 fn min_and_max_oci_versions_are_accepted() {
     let f = features();
