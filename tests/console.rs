@@ -319,3 +319,44 @@ fn foreground_terminal_gets_the_callers_window_size_and_restores_the_terminal() 
     let after = std::fs::read_to_string(b.dir.join("after")).unwrap();
     assert_eq!(before, after, "rt left the terminal in another mode");
 }
+
+/// SIGWINCH while `rt run` relays the pty: the caller's new window size reaches the
+/// container's terminal, whose foreground process gets its own SIGWINCH from the kernel.
+#[test]
+fn window_size_changes_reach_the_container_while_it_runs() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "trap 'stty size; exit 0' WINCH; stty size; i=0; \
+         while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo NO-WINCH",
+    );
+    b.process()["terminal"] = serde_json::json!(true);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    let line = format!(
+        "stty rows 27 cols 93; {rt} --root {root} run --bundle {b} {id} </dev/tty & pid=$!; \
+         sleep 1; stty rows 40 cols 100; kill -WINCH $pid; wait $pid",
+        rt = rt_bin().display(),
+        root = rt.root_str(),
+        b = b.path(),
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(std::process::Stdio::null());
+    let o = run_cmd(&mut c);
+    let sizes: Vec<&str> = o
+        .stdout
+        .lines()
+        // A NUL byte sometimes reaches the container's terminal from the outer one under
+        // `script` (echoed as ^@); it is not what this test is about.
+        .map(|l| l.trim_end_matches('\r').trim_start_matches("^@"))
+        .filter(|l| *l == "27 93" || *l == "40 100" || *l == "NO-WINCH")
+        .collect();
+    assert_eq!(
+        sizes,
+        ["27 93", "40 100"],
+        "container output: {:?}",
+        o.stdout
+    );
+}
