@@ -305,11 +305,7 @@ fn foreground_terminal_gets_the_callers_window_size_and_restores_the_terminal() 
         root = rt.root_str(),
         b = b.path(),
     );
-    let mut c = std::process::Command::new("script");
-    c.args(["-qec", &line, "/dev/null"])
-        .env("SHELL", "/bin/sh")
-        .stdin(std::process::Stdio::null());
-    let o = run_cmd(&mut c);
+    let o = rt.shell_on_pty(&line);
     assert!(
         o.stdout.contains("27 93"),
         "stty size in the container: {:?}",
@@ -340,11 +336,7 @@ fn window_size_changes_reach_the_container_while_it_runs() {
         root = rt.root_str(),
         b = b.path(),
     );
-    let mut c = std::process::Command::new("script");
-    c.args(["-qec", &line, "/dev/null"])
-        .env("SHELL", "/bin/sh")
-        .stdin(std::process::Stdio::null());
-    let o = run_cmd(&mut c);
+    let o = rt.shell_on_pty(&line);
     let sizes: Vec<&str> = o
         .stdout
         .lines()

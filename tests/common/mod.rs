@@ -1447,8 +1447,14 @@ impl Rt {
             line.push(' ');
             line.push_str(&shell_quote(a));
         }
+        self.shell_on_pty(&line)
+    }
+
+    /// Run a shell command line on a real pty, through `script -qec` (see `cmd_on_pty`).
+    #[track_caller]
+    pub fn shell_on_pty(&self, line: &str) -> Output {
         let mut c = Command::new("script");
-        c.args(["-qec", &line, "/dev/null"])
+        c.args(["-qec", line, "/dev/null"])
             .env(MARKER_VAR, &self.marker)
             .env("SHELL", "/bin/sh")
             .stdin(Stdio::null());
