@@ -62,14 +62,17 @@ pub fn hierarchies() -> &'static [Hierarchy] {
 }
 
 /// controller name → mount point of its v1 hierarchy.
-pub fn mounts() -> HashMap<String, PathBuf> {
-    let mut m = HashMap::new();
-    for h in hierarchies() {
-        for c in &h.controllers {
-            m.insert(c.clone(), h.mount.clone());
+pub fn mounts() -> &'static HashMap<String, PathBuf> {
+    static M: std::sync::OnceLock<HashMap<String, PathBuf>> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        let mut m = HashMap::new();
+        for h in hierarchies() {
+            for c in &h.controllers {
+                m.insert(c.clone(), h.mount.clone());
+            }
         }
-    }
-    m
+        m
+    })
 }
 
 /// The v1 name of a controller the limits name by their v2 name.
@@ -82,7 +85,10 @@ pub fn v1_name(controller: &str) -> &str {
 
 /// rt's own cgroup in the v1 hierarchy that has `controller`.
 fn own(controller: &str) -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    // Asked once per hierarchy on the create path; it can't change within one call of rt.
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text =
+        TEXT.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for l in text.lines() {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
@@ -401,8 +407,8 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
 
 /// The container's directory in the hierarchy of `controller`, if it joined one.
 pub fn dir_for<'a>(dirs: &'a [PathBuf], controller: &str) -> Option<&'a PathBuf> {
-    let mount = mounts().remove(controller)?;
-    dirs.iter().find(|d| d.starts_with(&mount))
+    let mount = mounts().get(controller)?;
+    dirs.iter().find(|d| d.starts_with(mount))
 }
 
 /// The processes of the container's v1 cgroup (any hierarchy holds them all).
