@@ -401,9 +401,61 @@ fn stats(cg: &Cgroups) -> Value {
             "current": u(cg.file("pids.current", "pids", "pids.current")),
             "limit": if pids_limit == u64::MAX { 0 } else { pids_limit },
         },
-        "blkio": {},
+        "blkio": blkio(cg, v2.as_deref()),
         "hugetlb": Value::Object(hugetlb),
     })
+}
+
+/// Block I/O per device, shaped like runc's: from io.stat on v2, else from v1 blkio's
+/// throttle counters (which count every bio the cgroup issued).
+fn blkio(cg: &Cgroups, v2: Option<&Path>) -> Value {
+    let entry = |dev: &str, op: &str, value: u64| -> Option<Value> {
+        let (major, minor) = dev.split_once(':')?;
+        Some(
+            json!({"major": major.parse::<u64>().ok()?, "minor": minor.parse::<u64>().ok()?,
+                    "op": op, "value": value}),
+        )
+    };
+    let (mut bytes, mut ios) = (Vec::new(), Vec::new());
+    if let Some(text) = v2.and_then(|d| std::fs::read_to_string(d.join("io.stat")).ok()) {
+        for l in text.lines() {
+            let mut f = l.split_whitespace();
+            let Some(dev) = f.next() else { continue };
+            for kv in f {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let Ok(v) = v.parse::<u64>() else { continue };
+                let (list, op) = match k {
+                    "rbytes" => (&mut bytes, "Read"),
+                    "wbytes" => (&mut bytes, "Write"),
+                    "rios" => (&mut ios, "Read"),
+                    "wios" => (&mut ios, "Write"),
+                    _ => continue,
+                };
+                list.extend(entry(dev, op, v));
+            }
+        }
+    } else {
+        for (file, list) in [
+            ("blkio.throttle.io_service_bytes_recursive", &mut bytes),
+            ("blkio.throttle.io_serviced_recursive", &mut ios),
+        ] {
+            let text = cg
+                .v1_file("blkio", file)
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            for l in text.lines() {
+                // "8:0 Read 4096"; the last line is an unattributed "Total N".
+                if let [dev, op, v] = l.split_whitespace().collect::<Vec<_>>()[..]
+                    && let Ok(v) = v.parse()
+                {
+                    list.extend(entry(dev, op, v));
+                }
+            }
+        }
+    }
+    json!({"ioServiceBytesRecursive": bytes, "ioServicedRecursive": ios})
 }
 
 /// OOMs so far: memory.events' oom count on v2, memory.oom_control's oom_kill on v1.
