@@ -115,15 +115,12 @@ pub fn dir(h: &Hierarchy, cgroups_path: Option<&Path>, id: &str) -> Result<PathB
             p.display()
         );
     }
+    // A path outside the part of the hierarchy mounted here is taken from the mount, as runc
+    // does (Docker in Docker passes /docker/<id> without a cgroup namespace).
     let within = |abs: &Path| -> Result<PathBuf> {
-        let rel = abs.strip_prefix(&h.root).with_context(|| {
-            format!(
-                "config.json: linux.cgroupsPath {}: outside the part of the {} hierarchy mounted here ({})",
-                p.display(),
-                h.controllers.join(","),
-                h.root.display()
-            )
-        })?;
+        let rel = abs
+            .strip_prefix(&h.root)
+            .unwrap_or_else(|_| abs.strip_prefix("/").unwrap_or(abs));
         Ok(h.mount.join(rel))
     };
     if p.is_absolute() {
@@ -323,13 +320,16 @@ pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, Strin
                 }
                 continue;
             }
+            // Two ranges meet when each number is equal or a wildcard on either side.
+            let meet = |a: Option<i64>, b: Option<i64>| a.is_none() || b.is_none() || a == b;
             for e in list.iter_mut().filter(|e| e.typ == typ) {
                 if covers(r.major, e.major) && covers(r.minor, e.minor) {
                     e.access &= !r.access;
-                } else if covers(e.major, r.major)
-                    && covers(e.minor, r.minor)
+                } else if meet(e.major, r.major)
+                    && meet(e.minor, r.minor)
                     && e.access & r.access != 0
                 {
+                    // Part of this allow is denied, and v1 can only drop whole entries.
                     exact = false;
                 }
             }
@@ -583,6 +583,12 @@ mod tests {
         let (_, exact) = lines(&[
             rule(true, Some(DEV_CHAR), Some(10), None),
             rule(false, Some(DEV_CHAR), Some(10), Some(200)),
+        ]);
+        assert!(!exact);
+        // Overlapping without either covering the other: allow c *:5, deny c 10:*.
+        let (_, exact) = lines(&[
+            rule(true, Some(DEV_CHAR), None, Some(5)),
+            rule(false, Some(DEV_CHAR), Some(10), None),
         ]);
         assert!(!exact);
         // A deny of everything clears the list.

@@ -173,6 +173,10 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .as_deref()
         .filter(|_| !crate::sys::rootless() && !crate::sys::in_user_namespace())
         .map(|r| (r, v2_dir.is_none()));
+    if device_rules.is_some() && v1_devices.is_none() && !crate::cgroupv1::hierarchies().is_empty()
+    {
+        crate::logging::debug("in a user namespace: the v1 devices controller is left as it is");
+    }
     let v1 = if crate::cgroupv1::hierarchies().is_empty() {
         if !on_v1.is_empty() {
             crate::cgroupv1::join(&on_v1, None, cgroups_path.as_deref(), id)?;
@@ -244,17 +248,14 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .cloned()
             .collect(),
         has_hooks: bundle.spec.hooks().is_some(),
-        // The mounts this container added (the init has made them all by now).
+        // What was mounted under the rootfs before: everything else there is the container's,
+        // including what its program mounts later.
         shared_mounts: shared_root
             .as_ref()
             .zip(mounts_before.as_ref())
             .map(|(r, before)| crate::state::SharedMounts {
                 root: r.clone(),
-                ids: crate::rootfs::mounts_under(r)
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .filter(|id| !before.contains(id))
-                    .collect(),
+                before: before.clone(),
             }),
         own_pidns: bundle
             .spec
@@ -697,7 +698,7 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     }
     crate::cgroupv1::remove(&st.cgroup_v1_created);
     if let Some(m) = &st.shared_mounts {
-        crate::rootfs::detach_mounts(&m.root, |id| m.ids.contains(&id));
+        crate::rootfs::detach_mounts(&m.root, |id| !m.before.contains(&id));
     }
     dir.remove()?;
     if let Some(spec) = spec {

@@ -183,7 +183,10 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     let pos = |f: &str| on_v1.iter().position(|w| w.file == f);
     if let (Some(l), Some(sw)) = (pos("memory.max"), pos("memory.swap.max"))
         && l < sw
-        && let Ok(new_limit) = on_v1[l].value.parse::<u64>()
+        && let Some(new_limit) = match on_v1[l].value.as_str() {
+            "max" => Some(u64::MAX),
+            v => v.parse::<u64>().ok(),
+        }
         && memsw_now.is_some_and(|now| new_limit > now)
     {
         on_v1.swap(l, sw);

@@ -198,7 +198,7 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
                 if staged {
                     stage1(a, &plan, &child_end)
                 } else {
-                    init(a, &plan, &child_end, new_userns)
+                    init(a, &plan, &child_end, new_userns, false)
                 }
             })
         }
@@ -402,6 +402,10 @@ fn open_ns_files(
 }
 
 fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
+    // Join the v1 cgroups while still in the runtime's namespaces, as its root: after joining
+    // a user or mount namespace the host's cgroup files may be out of reach. The init, forked
+    // from here, is born in them.
+    join_v1_self(a.v1_cgroups)?;
     let fds = open_ns_files(&plan.joins)?;
     for (t, fd) in &fds {
         sys::setns(fd.as_raw_fd(), namespace_flag(*t)).with_context(|| {
@@ -449,13 +453,22 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
     // namespace at once.
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     match sys::clone_parent_gated().context("clone3 init")? {
-        Forked::Child => child_main(chan, || init(a, plan, chan, false)),
+        Forked::Child => child_main(chan, || init(a, plan, chan, false, true)),
         Forked::Parent { pid, .. } => {
             chan.send(&format!("pid {pid}"))?;
             // SAFETY: leaving the intermediate process without running destructors.
             unsafe { libc::_exit(0) }
         }
     }
+}
+
+/// Moves the calling process into each of the container's v1 cgroups ("0" is the writer).
+fn join_v1_self(dirs: &[PathBuf]) -> Result<()> {
+    for d in dirs {
+        std::fs::write(d.join("cgroup.procs"), "0")
+            .with_context(|| format!("join cgroup {}", d.display()))?;
+    }
+    Ok(())
 }
 
 /// In a new user namespace the init starts as the overflow uid until the maps exist; become
@@ -472,7 +485,13 @@ fn become_root() {
 /// The container's init, from fresh namespaces to the blocking open of the exec fifo. The order
 /// here is the security argument: filesystem and devices while privileged, then limits, then
 /// the identity and capabilities the process will run with, then nothing but the wait and exec.
-fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<Infallible> {
+fn init(
+    a: &InitArgs,
+    plan: &NsPlan,
+    chan: &Channel,
+    needs_map: bool,
+    staged: bool,
+) -> Result<Infallible> {
     if needs_map {
         chan.send("map")?;
         chan.expect("go")?;
@@ -483,13 +502,11 @@ fn init(a: &InitArgs, plan: &NsPlan, chan: &Channel, needs_map: bool) -> Result<
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     // SAFETY: umask cannot fail; 0 so modes in the config are applied exactly.
     unsafe { libc::umask(0) };
-    // Host root: join the v1 cgroups ourselves ("0" is the writer), before the cgroup
-    // namespace is made. Where we may not (a joined user namespace), rt attaches us after
-    // setup instead, and the namespace's v1 roots stay rt's cgroups.
-    if !needs_map {
-        for d in a.v1_cgroups {
-            let _ = std::fs::write(d.join("cgroup.procs"), "0");
-        }
+    // Join the v1 cgroups before the cgroup namespace is made, so its v1 roots are the
+    // container's cgroups. Staged, stage1 did it already; in a new user namespace rt moved
+    // us while we waited for the maps.
+    if !needs_map && !staged {
+        join_v1_self(a.v1_cgroups)?;
     }
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;

@@ -416,7 +416,12 @@ impl Setup<'_> {
             }
         }
         // v1 and hybrid hosts: what runc shows, a tmpfs with one directory per hierarchy.
-        if typ == "cgroup" && !crate::cgroupv1::hierarchies().is_empty() {
+        // (A pure v2 host with only a named v1 hierarchy, such as name=systemd for old
+        // images, keeps cgroup2: runc decides by what /sys/fs/cgroup is.)
+        if typ == "cgroup"
+            && !crate::cgroupv1::hierarchies().is_empty()
+            && crate::cgroups::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup"))
+        {
             return self.cgroup_v1_tree(root, dest, &o);
         }
         let typ = if typ == "cgroup" { "cgroup2" } else { typ };
@@ -540,18 +545,13 @@ impl Setup<'_> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| h.controllers.join(","));
-            let data = h
-                .controllers
-                .iter()
-                .map(|c| {
-                    if c.starts_with("name=") {
-                        format!("none,{c}")
-                    } else {
-                        c.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+            // A hierarchy with only a name is mounted with "none" (no controller).
+            let named_only = h.controllers.iter().all(|c| c.starts_with("name="));
+            let data = if named_only {
+                format!("none,{}", h.controllers.join(","))
+            } else {
+                h.controllers.join(",")
+            };
             let own = self
                 .v1_cgroups
                 .iter()
@@ -583,19 +583,23 @@ impl Setup<'_> {
                 }
             }
         }
-        if let Some(v2) = crate::cgroups::v2_mount() {
-            let own = self.v2_cgroup_source();
+        if crate::cgroups::v2_mount().is_some() {
+            // The container's own v2 cgroup, never the host's whole tree.
+            let own = self.v2_cgroup.clone();
             if self.cgroupns {
                 each("unified", Some(("cgroup2", "")), own)?;
+            } else if own.is_some() {
+                each("unified", None, own)?;
             } else {
-                each("unified", None, own.or(Some(v2)))?;
+                root.mkdir_all(&dest.join("unified"), Kind::Dir)?;
             }
         }
         if flags & libc::MS_RDONLY != 0 {
             sys::mount_setattr(tmpfs.as_raw_fd(), false, sys::MOUNT_ATTR_RDONLY, 0, 0)
                 .context("make the cgroup tmpfs read-only")?;
         }
-        Ok(())
+        // The entry's propagation and recursive attributes, as for any mount.
+        self.finish(&tmpfs, o)
     }
 
     fn bind_entry(&self, root: &Root, m: &Mount, o: &Options) -> Result<()> {

@@ -41,7 +41,7 @@ pub struct State {
     #[serde(default)]
     pub cgroup_v1_created: Vec<std::path::PathBuf>,
     /// For a container without a mount namespace of its own (its mounts are made in the
-    /// runtime's): the mounts it added at and under its rootfs, which delete detaches.
+    /// runtime's): what delete needs to detach the mounts it added under its rootfs.
     #[serde(default)]
     pub shared_mounts: Option<SharedMounts>,
     /// Whether the init got its own pid namespace (then killing it kills the rest).
@@ -57,8 +57,8 @@ pub struct State {
 pub struct SharedMounts {
     /// Its rootfs, symlinks resolved (as /proc/self/mountinfo names mount points).
     pub root: std::path::PathBuf,
-    /// Their mount ids.
-    pub ids: Vec<u64>,
+    /// The ids of the mounts at and under it before create: the others are the container's.
+    pub before: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

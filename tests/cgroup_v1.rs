@@ -761,3 +761,57 @@ fn events_report_block_io_through_v1() {
     );
     rt.delete_force(&c.id).ok();
 }
+
+/// The container's cgroup namespace is rooted at its own v1 cgroups, also when the init is
+/// set up in stages (a namespace joined by path, a user namespace among them): inside, every
+/// v1 line of /proc/self/cgroup says "/".
+#[test]
+fn cgroup_namespace_is_rooted_at_the_containers_v1_cgroups() {
+    if v1_hierarchies().is_empty() {
+        return;
+    }
+    let mut holder = spawn_cmd(
+        std::process::Command::new("unshare")
+            .args(["--net", "sleep", "1000"])
+            .stdin(std::process::Stdio::null()),
+    );
+    let holder_pid = holder.pid();
+    assert!(wait_for(Duration::from_secs(5), || {
+        fs::read_link(format!("/proc/{holder_pid}/ns/net")).ok()
+            != fs::read_link("/proc/self/ns/net").ok()
+    }));
+    // A user namespace to join: another container's (0 → 100000).
+    let rt0 = Rt::new();
+    let mut ub = Bundle::new(&["sleep", "1000"]);
+    ub.add_namespace("user", None);
+    ub.linux()["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    ub.linux()["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let owner = rt0.start_ok(&ub);
+    for joined in ["none", "network", "user"] {
+        let rt = Rt::new();
+        let (mut b, _rel) = v1_bundle(&rt, "cat /proc/self/cgroup");
+        let mut ns = vec![
+            json!({"type": "mount"}),
+            json!({"type": "pid"}),
+            json!({"type": "uts"}),
+            json!({"type": "ipc"}),
+            json!({"type": "cgroup"}),
+        ];
+        match joined {
+            "network" => {
+                ns.push(json!({"type": "network", "path": format!("/proc/{holder_pid}/ns/net")}))
+            }
+            // Joining a user namespace: the init can't write the host's cgroup files itself.
+            "user" => {
+                ns.push(json!({"type": "user", "path": format!("/proc/{}/ns/user", owner.pid)}))
+            }
+            _ => {}
+        }
+        b.linux()["namespaces"] = json!(ns);
+        let out = rt.run_stdout(&b);
+        for l in out.lines().filter(|l| !l.starts_with("0::")) {
+            assert!(l.ends_with(":/"), "joined={joined}: {l} in {out}");
+        }
+    }
+    let _ = holder.finished();
+}

@@ -343,6 +343,25 @@ fn no_namespaces_listed_shares_all_and_delete_detaches_its_mounts() {
         "cat /etc/passwd | head -1; ls /proc/1/ns >/dev/null && echo proc-ok",
     ]);
     assert_eq!(out.ok().stdout, "root:x:0:0:root:/root:/bin/sh\nproc-ok\n");
+    // What its program mounts later (here, through exec) is the container's too.
+    rt.cmd(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &c.id,
+        "mount",
+        "-t",
+        "tmpfs",
+        "later",
+        "/root",
+    ])
+    .ok();
+    assert!(
+        host_mounts_mentioning(&[b.path()])
+            .iter()
+            .any(|m| m.contains("/rootfs/root ")),
+        "the later mount should show in our namespace"
+    );
     rt.delete_force(&c.id).ok();
     rt.assert_no_leftovers(&c.id, &b, &[]);
     assert!(host_mounts_mentioning(&[b.path()]).is_empty());
