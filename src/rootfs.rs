@@ -468,15 +468,10 @@ impl Setup<'_> {
                 return Err(e).with_context(|| format!("mount {typ}"));
             };
             let mut bind = parse_options(m.options().as_deref().unwrap_or(&[]));
-            bind.flags |= libc::MS_BIND | libc::MS_REC;
             if typ == "cgroup2" {
                 bind.flags |= libc::MS_RDONLY;
             }
-            // The host's tree has submounts (/sys/fs/cgroup, debugfs...): ro and the other
-            // restrictions must reach them too, not just the top.
-            let (set, clr) = top_attrs(bind.flags, 0);
-            bind.rec_set |= set;
-            bind.rec_clr |= clr & sys::MOUNT_ATTR__ATIME;
+            let bind = recursive_bind(bind);
             return self
                 .bind(root, &host, dest, &bind)
                 .with_context(|| format!("bind the host's {typ} ({})", host.display()));
@@ -529,11 +524,8 @@ impl Setup<'_> {
                 (Ok(()), _) => Ok(()),
                 (Err(_), Some(host)) => {
                     let mut bind = parse_options(&[]);
-                    bind.flags = flags | libc::MS_BIND | libc::MS_REC;
-                    let (set, clr) = top_attrs(bind.flags, 0);
-                    bind.rec_set |= set;
-                    bind.rec_clr |= clr & sys::MOUNT_ATTR__ATIME;
-                    self.bind(root, &host, &dest.join(name), &bind)
+                    bind.flags = flags;
+                    self.bind(root, &host, &dest.join(name), &recursive_bind(bind))
                         .with_context(|| format!("bind cgroup {}", host.display()))
                 }
                 (Err(e), None) => Err(e).with_context(|| format!("mount cgroup {name}")),
@@ -893,6 +885,17 @@ pub fn idmap_userns(
             result
         }
     }
+}
+
+/// A host tree bound in place of a filesystem the container may not mount fresh: recursive,
+/// since it has submounts (/sys/fs/cgroup, debugfs...), and ro and the other restrictions of
+/// `o` must reach them too, not just the top.
+fn recursive_bind(mut o: Options) -> Options {
+    o.flags |= libc::MS_BIND | libc::MS_REC;
+    let (set, clr) = top_attrs(o.flags, 0);
+    o.rec_set |= set;
+    o.rec_clr |= clr & sys::MOUNT_ATTR__ATIME;
+    o
 }
 
 /// The per-mount flags of mount(2) options as mount_setattr attributes (set, clear).
