@@ -28,7 +28,8 @@ pub struct Cli {
     /// Also log debug messages
     #[arg(long)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported yet: a clear error when a container needs it)
+    /// Use systemd to manage cgroups: the container's cgroup is a transient unit (a scope),
+    /// and linux.cgroupsPath is slice:prefix:name
     #[arg(long)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto
@@ -321,9 +322,6 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     });
     let root = &cli.root.clone().unwrap_or_else(default_root);
     let needs_features = |name: &str| -> Result<()> {
-        if cli.systemd_cgroup {
-            bail!("{name}: --systemd-cgroup is not supported yet");
-        }
         match cli.rootless.as_deref() {
             None | Some("auto") | Some("true") | Some("false") => Ok(()),
             Some(other) => bail!("{name}: --rootless {other:?}: use true, false or auto"),
@@ -335,7 +333,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Create(a) => {
             needs_features("create")?;
-            container::create(root, &a.id, &create_opts(&a)?, true)?;
+            container::create(root, &a.id, &create_opts(&a, cli.systemd_cgroup)?, true)?;
         }
         Cmd::Start { id } => container::start(root, &id)?,
         Cmd::State { id } => {
@@ -353,7 +351,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             no_subreaper: _,
         } => {
             needs_features("run")?;
-            return container::run(root, &create.id, &create_opts(&create)?, detach, keep);
+            let o = create_opts(&create, cli.systemd_cgroup)?;
+            return container::run(root, &create.id, &o, detach, keep);
         }
         Cmd::Update(a) => {
             let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();
@@ -432,7 +431,7 @@ fn default_root() -> PathBuf {
     }
 }
 
-fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
+fn create_opts(a: &CreateArgs, systemd_cgroup: bool) -> Result<CreateOpts> {
     Ok(CreateOpts {
         pidfd_socket: a.pidfd_socket.clone(),
         bundle: a.bundle.clone(),
@@ -441,6 +440,7 @@ fn create_opts(a: &CreateArgs) -> Result<CreateOpts> {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        systemd_cgroup,
     })
 }
 

@@ -19,6 +19,41 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub pidfd_socket: Option<PathBuf>,
+    /// `--systemd-cgroup`: the cgroup is a transient systemd unit (see `systemd`).
+    pub systemd_cgroup: bool,
+}
+
+/// What the systemd driver needs to make a container's unit, all checked before create
+/// touches anything.
+struct SystemdPlan {
+    path: crate::systemd::CgroupsPath,
+    user: bool,
+    /// The unit's properties but its PIDs (the init does not exist yet).
+    props: Vec<crate::systemd::Property>,
+}
+
+fn systemd_plan(spec: &oci_spec::runtime::Spec, id: &str) -> Result<SystemdPlan> {
+    let linux = spec.linux().as_ref();
+    let user = crate::systemd::user_manager();
+    let path = crate::systemd::CgroupsPath::parse(
+        linux
+            .and_then(|l| l.cgroups_path().as_deref())
+            .and_then(|p| p.to_str()),
+        id,
+        user,
+    )?;
+    if crate::cgroups::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup")) {
+        bail!(
+            "--systemd-cgroup: rt's systemd driver needs a host with cgroup v2 alone mounted at /sys/fs/cgroup (as systemd sets up with its unified hierarchy); use the cgroupfs driver here"
+        );
+    }
+    let props = crate::systemd::unit_properties(
+        &path,
+        id,
+        linux.and_then(|l| l.resources().as_ref()),
+        spec.annotations().as_ref().unwrap_or(&Default::default()),
+    )?;
+    Ok(SystemdPlan { path, user, props })
 }
 
 /// A freshly created container, still locked by this rt process.
@@ -63,14 +98,24 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     crate::console::check_usage(terminal, o.console_socket.as_ref(), detached)?;
-    let cgroup_rel = crate::cgroups::resolve(
-        bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().as_deref()),
-        id,
-    )?;
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    let systemd = if o.systemd_cgroup {
+        Some(systemd_plan(&bundle.spec, id)?)
+    } else {
+        if let Some(p) = cgroups_path.as_deref().and_then(|p| p.to_str())
+            && crate::systemd::looks_like_systemd_path(p)
+        {
+            bail!(
+                "config.json: linux.cgroupsPath {p:?} is systemd's slice:prefix:name form: run rt with --systemd-cgroup"
+            );
+        }
+        None
+    };
+    let cgroup_rel = crate::cgroups::resolve(cgroups_path.as_deref(), id)?;
     // A foreground terminal without --console-socket: rt itself receives the master and
     // relays it (see console::relay).
     let mut console_rx = None;
@@ -143,10 +188,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         Some(r) => crate::resources::plan(r)?,
         None => Vec::new(),
     };
-    let mut cgroup = crate::cgroups::create(&cgroup_rel)?;
+    let mut cgroup = match systemd {
+        Some(_) => None,
+        None => crate::cgroups::create(&cgroup_rel)?,
+    };
     let v2_mount = crate::cgroups::v2_mount();
     let (on_v2, on_v1) = crate::resources::split(v2_mount.as_deref(), &limits);
-    if !on_v2.is_empty() {
+    if !on_v2.is_empty() && systemd.is_none() {
         let (Some(c), Some(mount)) = (&cgroup, &v2_mount) else {
             bail!(
                 "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
@@ -156,11 +204,6 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     }
     // v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
     // so `update` finds them later); what v2 can't take is written there.
-    let cgroups_path = bundle
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone());
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
@@ -186,7 +229,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         crate::cgroupv1::join(&on_v1, v1_devices, cgroups_path.as_deref(), id)?
     };
     let v1_guard = V1Guard(Some(&v1));
-    if let Some(rules) = &device_rules {
+    if let Some(rules) = device_rules.as_ref().filter(|_| systemd.is_none()) {
         let v1_has_devices = crate::cgroupv1::dir_for(&v1.dirs, "devices").is_some();
         match &v2_dir {
             Some(dir) => crate::devices::attach(rules, dir)?,
@@ -203,6 +246,29 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         }
     }
 
+    // The systemd driver: once the init (or the first stage it comes from) exists, systemd
+    // moves it into a new unit; its limits and device filter follow before the init goes on.
+    let unit: std::cell::RefCell<Option<crate::systemd::Unit>> = Default::default();
+    let enter_unit;
+    let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = match &systemd {
+        None => None,
+        Some(sd) => {
+            enter_unit = |pid: i32| -> Result<()> {
+                let manager = crate::systemd::Manager::connect(sd.user)?;
+                let u = crate::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
+                let rel = u.rel.clone();
+                // Ours from here: stopped again if anything below fails.
+                *unit.borrow_mut() = Some(u);
+                let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
+                crate::resources::write_files(mount, &rel, &on_v2)?;
+                if let Some(rules) = &device_rules {
+                    crate::devices::attach(rules, &mount.join(rel.trim_start_matches('/')))?;
+                }
+                Ok(())
+            };
+            Some(&enter_unit)
+        }
+    };
     let args = crate::process::InitArgs {
         id,
         bundle: &bundle,
@@ -219,6 +285,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         idmaps: &idmaps,
         v2_cgroup: v2_dir.clone(),
         v1_cgroups: &v1.dirs,
+        cgroup_by_parent,
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
@@ -237,8 +304,13 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         created: crate::logging::rfc3339_now(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         owner: String::new(),
-        cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
-        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
+        cgroup: match unit.borrow().as_ref() {
+            Some(u) => Some(u.rel.clone()),
+            None => cgroup.as_ref().map(|c| c.rel.clone()),
+        },
+        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned) || unit.borrow().is_some(),
+        systemd_unit: unit.borrow().as_ref().map(|u| u.name.clone()),
+        systemd_user: unit.borrow().as_ref().is_some_and(|u| u.user),
         cgroup_v1: v1.dirs.clone(),
         // Only its own: parents rt made stay after a successful create, as with runc.
         cgroup_v1_created: v1
@@ -279,6 +351,9 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     }
     if let Some(c) = cgroup.as_mut() {
         c.disarm();
+    }
+    if let Some(u) = unit.borrow_mut().as_mut() {
+        u.disarm();
     }
     kill_init.disarm();
     std::mem::forget(v1_guard);
@@ -688,7 +763,13 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     };
     // A cgroup rt made is the container's alone: empty it and remove it. One it joined may
     // hold others' processes: leave it be.
-    if let Some(cg) = st.cgroup.as_ref().filter(|_| st.cgroup_owned) {
+    if let (Some(unit), Some(cg)) = (&st.systemd_unit, &st.cgroup) {
+        // Killed first: stopping the unit would send SIGTERM and wait up to its stop timeout.
+        let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
+        crate::systemd::stop(unit, st.systemd_user)?;
+        // systemd removes the cgroup with the unit; this only catches what it left.
+        crate::cgroups::remove(cg)?;
+    } else if let Some(cg) = st.cgroup.as_ref().filter(|_| st.cgroup_owned) {
         if !st.own_pidns {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
         }

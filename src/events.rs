@@ -170,7 +170,14 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     }
     let (on_v2, on_v1) =
         crate::resources::split(cgs.v2.as_ref().map(|(m, _)| m.as_path()), &writes);
-    if !on_v2.is_empty() {
+    if let Some(unit) = &st.systemd_unit {
+        // systemd owns the ancestors (their controllers are its business) and re-applies a
+        // unit's properties on reload: the new limits go to both.
+        crate::systemd::set_resources(unit, st.systemd_user, &r)?;
+        if let Some((mount, rel)) = cgs.v2.as_ref() {
+            crate::resources::write_files(mount, rel, &on_v2)?;
+        }
+    } else if !on_v2.is_empty() {
         let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
         crate::resources::apply(mount, rel, &on_v2)?;
     }
@@ -490,7 +497,22 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<(
             json!({"type": "stats", "id": id, "data": stats(&cg)}),
         );
     }
-    let oom_count = || oom_kills(&cg);
+    // memory.events, held open: the kernel wakes a poll on it when a counter changes, and it
+    // is read through this fd at once. A container that an OOM kill ended may lose its cgroup
+    // within milliseconds (systemd removes an empty unit's), so a sleep-and-reread could miss it.
+    let watch = cg
+        .v2_dir()
+        .and_then(|d| crate::sys::open(&d.join("memory.events"), libc::O_RDONLY, 0).ok());
+    let mut last_seen = 0;
+    let mut oom_count = || match &watch {
+        Some(fd) => {
+            if let Some(n) = read_oom(fd) {
+                last_seen = n;
+            }
+            last_seen
+        }
+        None => oom_kills(&cg),
+    };
     let mut ooms = oom_count();
     let mut next = std::time::Instant::now();
     loop {
@@ -514,6 +536,44 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<(
             )?;
             next += interval;
         }
-        std::thread::sleep(Duration::from_millis(100).min(interval));
+        let wait = Duration::from_millis(100).min(interval);
+        match &watch {
+            Some(fd) => {
+                let mut p = libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(fd),
+                    events: libc::POLLPRI,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd. A wake-up is re-armed by the read in read_oom.
+                unsafe { libc::poll(&mut p, 1, wait.as_millis() as i32) };
+                if p.revents & libc::POLLPRI != 0 {
+                    let n = oom_count();
+                    if n > ooms {
+                        ooms = n;
+                        emit(&mut out, json!({"type": "oom", "id": id}))?;
+                    }
+                }
+            }
+            None => std::thread::sleep(wait),
+        }
     }
+}
+
+/// The `oom` count of memory.events, read through an fd held open on it (None once the cgroup
+/// is gone).
+fn read_oom(fd: &std::os::fd::OwnedFd) -> Option<u64> {
+    let mut buf = [0u8; 512];
+    // SAFETY: pread into a buffer we own, of its length.
+    let n = unsafe {
+        libc::pread(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+        )
+    };
+    let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom "))
+        .and_then(|v| v.trim().parse().ok())
 }

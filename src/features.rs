@@ -35,8 +35,9 @@ pub fn document() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            // v2 membership, kill and cleanup; resource limits are refused until implemented.
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            // systemd: the --systemd-cgroup driver (src/systemd.rs), on the system manager for
+            // root and on the caller's user manager otherwise.
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": false},
             "seccomp": crate::seccomp::features(),
             "apparmor": {"enabled": crate::lsm::apparmor_enabled()},
             "selinux": {"enabled": crate::lsm::selinux_enabled()},

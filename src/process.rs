@@ -114,6 +114,10 @@ pub struct InitArgs<'a> {
     /// The container's v1 cgroups (v1 and hybrid hosts): joined before the init unshares its
     /// cgroup namespace, so that namespace is rooted at the container's cgroup in each.
     pub v1_cgroups: &'a [PathBuf],
+    /// Set when rt's parent side puts the init in its cgroup (the systemd driver: systemd
+    /// moves it into a new unit): called with the pid of the first child, which waits for it
+    /// before anything else, so the init's cgroup namespace is rooted in its cgroup.
+    pub cgroup_by_parent: Option<&'a dyn Fn(i32) -> Result<()>>,
 }
 
 pub struct Spawned {
@@ -215,7 +219,13 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
             Some(m) => m,
             None => bail!("container init exited during setup{}", exit_note(first_pid)),
         };
-        if msg == "seccomp" {
+        if msg == "cgroup" {
+            let enter = a
+                .cgroup_by_parent
+                .context("sync: cgroup request without a cgroup driver")?;
+            enter(first_pid)?;
+            parent_end.send("go")?;
+        } else if msg == "seccomp" {
             let fd = fd.context("sync: seccomp message without an fd")?;
             let pid = init_pid.context("sync: seccomp before the init's pid was known")?;
             let st = crate::state::hook_state(a.id, pid, "creating", a.bundle);
@@ -402,6 +412,8 @@ fn open_ns_files(
 }
 
 fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
+    // The init, forked from here, is born in the cgroup rt's parent side puts us in.
+    wait_for_cgroup(a, chan)?;
     // Join the v1 cgroups while still in the runtime's namespaces, as its root: after joining
     // a user or mount namespace the host's cgroup files may be out of reach. The init, forked
     // from here, is born in them.
@@ -462,6 +474,22 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
     }
 }
 
+/// With a cgroup driver on rt's side (systemd), asks rt to place us and waits until it has.
+fn wait_for_cgroup(a: &InitArgs, chan: &Channel) -> Result<()> {
+    if a.cgroup_by_parent.is_some() {
+        chan.send("cgroup")?;
+        chan.expect("go")?;
+    }
+    Ok(())
+}
+
+/// The cgroup v2 directory the calling process is in (before it unshares its cgroup namespace).
+fn own_v2_cgroup() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    crate::cgroups::v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
+}
+
 /// Moves the calling process into each of the container's v1 cgroups ("0" is the writer).
 fn join_v1_self(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
@@ -492,6 +520,9 @@ fn init(
     needs_map: bool,
     staged: bool,
 ) -> Result<Infallible> {
+    if !staged {
+        wait_for_cgroup(a, chan)?;
+    }
     if needs_map {
         chan.send("map")?;
         chan.expect("go")?;
@@ -536,7 +567,11 @@ fn init(
             userns,
             own_mntns,
             cgroupns: crate::spec::has_namespace(spec, LinuxNamespaceType::Cgroup),
-            v2_cgroup: a.v2_cgroup.clone(),
+            v2_cgroup: if a.cgroup_by_parent.is_some() {
+                own_v2_cgroup()
+            } else {
+                a.v2_cgroup.clone()
+            },
             v1_cgroups: a.v1_cgroups,
         };
         let root = setup.prepare()?;

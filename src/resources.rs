@@ -469,6 +469,12 @@ pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, 
 /// Enables the controllers `writes` need in every ancestor's cgroup.subtree_control (from
 /// the mount down to the container's parent), then writes the files.
 pub fn apply(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
+    enable_controllers(mount, rel, writes)?;
+    write_files(mount, rel, writes)
+}
+
+/// Makes the controllers `writes` need available to the container's cgroup.
+fn enable_controllers(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
     let mut needed: Vec<&str> = writes
         .iter()
         .map(|w| w.controller)
@@ -514,6 +520,12 @@ pub fn apply(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
             dir = dir.join(part);
         }
     }
+    Ok(())
+}
+
+/// Writes the files into the container's cgroup, whose controllers are there already (its
+/// ancestors enabled them: rt, or systemd for its units).
+pub fn write_files(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
     let dir = mount.join(rel.trim_start_matches('/'));
     for w in writes {
         let mut file = w.file.clone();

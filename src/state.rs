@@ -34,6 +34,12 @@ pub struct State {
     /// Whether rt created that cgroup (and so removes it on delete).
     #[serde(default)]
     pub cgroup_owned: bool,
+    /// Under the systemd driver: the container's unit, stopped on delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_unit: Option<String>,
+    /// Whether that unit is the user manager's (rootless) rather than the system's.
+    #[serde(default)]
+    pub systemd_user: bool,
     /// The container's cgroups in the v1 hierarchies (v1 and hybrid hosts).
     #[serde(default)]
     pub cgroup_v1: Vec<std::path::PathBuf>,

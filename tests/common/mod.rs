@@ -35,6 +35,26 @@ pub fn cgroup2_mount() -> &'static str {
         }
     })
 }
+/// Whether the tests drive rt's systemd cgroup driver (`RT_TEST_CGROUP_DRIVER=systemd`, set by
+/// `make test-vm` in the VM that boots systemd): every rt call gets `--systemd-cgroup`, and
+/// bundles get a `slice:prefix:name` cgroupsPath whose scope the tests find as usual.
+pub fn systemd_driver() -> bool {
+    std::env::var("RT_TEST_CGROUP_DRIVER").is_ok_and(|v| v == "systemd")
+}
+
+/// A fresh cgroupsPath for a bundle, and its cgroup relative to the cgroup2 mount.
+pub fn new_cgroups_path() -> (String, String) {
+    let name = unique("rt-test-cg");
+    if systemd_driver() {
+        (
+            format!("system.slice:rt-test:{name}"),
+            format!("/system.slice/rt-test-{name}.scope"),
+        )
+    } else {
+        (format!("/{name}"), format!("/{name}"))
+    }
+}
+
 /// Default timeout for a single rt invocation.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default timeout for waiting on a state change.
@@ -409,8 +429,8 @@ impl Bundle {
         let dir = std::env::temp_dir().join(unique("rt-test-bundle"));
         fs::create_dir_all(&dir).expect("create bundle dir");
         let dir = dir.canonicalize().unwrap();
-        let cgroup = format!("/{}", unique("rt-test-cg"));
-        let config = config_template(args, &rootfs, &cgroup);
+        let (cgroups_path, cgroup) = new_cgroups_path();
+        let config = config_template(args, &rootfs, &cgroups_path);
         Bundle {
             dir,
             config,
@@ -549,8 +569,9 @@ impl Bundle {
 
     /// Use a fresh unique absolute cgroupsPath (e.g. to reuse the bundle).
     pub fn new_cgroup(&mut self) -> String {
-        self.cgroup = format!("/{}", unique("rt-test-cg"));
-        self.config["linux"]["cgroupsPath"] = json!(self.cgroup);
+        let (cgroups_path, cgroup) = new_cgroups_path();
+        self.cgroup = cgroup;
+        self.config["linux"]["cgroupsPath"] = json!(cgroups_path);
         self.cgroup.clone()
     }
 
@@ -687,7 +708,7 @@ impl Rt {
     }
 
     fn base_command(&self) -> Command {
-        if let Some(script) = self.wrap {
+        let mut c = if let Some(script) = self.wrap {
             let mut c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "sh", "-c"])
                 .arg(script)
@@ -695,7 +716,11 @@ impl Rt {
             c
         } else {
             Command::new(rt_bin())
+        };
+        if systemd_driver() {
+            c.arg("--systemd-cgroup");
         }
+        c
     }
 
     pub fn root_str(&self) -> &str {
@@ -965,6 +990,15 @@ impl Drop for Rt {
         }
         let cgs = std::mem::take(&mut *self.cgroups.lock().unwrap_or_else(|e| e.into_inner()));
         for cg in &cgs {
+            // A unit a failed test left: stopped, so systemd removes its cgroup.
+            if let Some(unit) = cg.rsplit('/').next().filter(|u| u.ends_with(".scope")) {
+                let _ = Command::new("systemctl")
+                    .args(["stop", unit])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             cleanup_cgroup(cg);
         }
         detach_mounts_under(&self.root);

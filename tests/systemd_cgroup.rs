@@ -1,0 +1,357 @@
+//! The systemd cgroup driver (`rt --systemd-cgroup`). Its bad-input checks run anywhere; the
+//! rest needs systemd as PID 1 on a pure cgroup v2 host, so those tests are ignored by a plain
+//! `cargo test` and `make test-vm` runs them in a VM that boots systemd (vm/run.sh with
+//! VM_INIT=systemd). Every rt call here passes the driver flag itself.
+//! (tests/cgroup_v2.rs runs there too, under both drivers.)
+
+mod common;
+use common::*;
+
+use serde_json::json;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SD: &str = "--systemd-cgroup";
+
+/// `rt --root R --systemd-cgroup ARGS...`
+fn sd(rt: &Rt, args: &[&str]) -> Output {
+    let mut a = vec!["--root", rt.root_str(), SD];
+    a.extend_from_slice(args);
+    rt.cmd_raw(&a)
+}
+
+fn systemd_is_pid1() -> bool {
+    fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+}
+
+/// `systemctl show -P PROP UNIT`, trimmed.
+fn show(unit: &str, prop: &str) -> String {
+    let o = Command::new("systemctl")
+        .args(["show", "-P", prop, unit])
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A bundle with a unique `slice:prefix:name` path; returns its unit and cgroup.
+fn sd_bundle(args: &[&str], slice: &str) -> (Bundle, String) {
+    let mut b = Bundle::new(args);
+    let name = unique("sdtest");
+    let unit = format!("rt-test-{name}.scope");
+    b.linux()["cgroupsPath"] = json!(format!("{slice}:rt-test:{name}"));
+    let mut parent = String::new();
+    let stem = slice.trim_end_matches(".slice");
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        parent.push_str(&format!("/{prefix}{part}.slice"));
+        prefix.push_str(&format!("{part}-"));
+    }
+    b.cgroup = format!("{parent}/{unit}");
+    (b, unit)
+}
+
+/// The unit is gone from systemd (not merely stopped) and so is its cgroup.
+fn assert_unit_gone(unit: &str, b: &Bundle) {
+    assert!(
+        wait_for(Duration::from_secs(10), || show(unit, "LoadState")
+            == "not-found"
+            && !b.cgroup_dir().exists()),
+        "unit {unit} left behind: LoadState={} ActiveState={}, cgroup exists: {}",
+        show(unit, "LoadState"),
+        show(unit, "ActiveState"),
+        b.cgroup_dir().exists()
+    );
+}
+
+#[test]
+fn cgroupfs_driver_refuses_a_systemd_cgroups_path() {
+    if systemd_driver() {
+        return;
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.linux()["cgroupsPath"] = json!("system.slice:rt-test:x1");
+    let id = rt.new_id();
+    rt.create(&b, &id, &[])
+        .fails_with(&["linux.cgroupsPath", "--systemd-cgroup"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+fn systemd_driver_refuses_paths_that_are_not_slice_prefix_name() {
+    let rt = Rt::new();
+    for bad in [
+        "/rt-test/x",
+        "a:b",
+        "notaslice:x:y",
+        "system.slice:x:",
+        "a--b.slice:x:y",
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.linux()["cgroupsPath"] = json!(bad);
+        b.save();
+        let id = rt.new_id();
+        let o = sd(&rt, &["create", "-b", b.path(), &id]);
+        o.fails_with(&["linux.cgroupsPath"]);
+        assert_eq!(o.stderr.trim().lines().count(), 1, "{bad}: {}", o.stderr);
+        rt.assert_no_leftovers(&id, &b, &[]);
+    }
+}
+
+/// On a host without systemd's unified cgroup tree (this build machine is hybrid) the driver
+/// says so before doing anything.
+#[test]
+fn systemd_driver_on_a_host_without_pure_cgroup_v2_is_a_clear_error() {
+    if cgroup2_mount() == "/sys/fs/cgroup" {
+        return;
+    }
+    let rt = Rt::new();
+    let (b, _) = sd_bundle(&["true"], "system.slice");
+    b.save();
+    let id = rt.new_id();
+    sd(&rt, &["create", "-b", b.path(), &id]).fails_with(&["--systemd-cgroup", "cgroup v2"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn a_container_gets_a_delegated_scope_with_its_limits_as_unit_properties() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let (mut b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
+    b.linux()["resources"] = json!({
+        "memory": {"limit": 67108864},
+        "pids": {"limit": 20},
+        "cpu": {"quota": 50000, "period": 100000, "shares": 1024}
+    });
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["create", "-b", b.path(), &id]).ok();
+    let pid = rt.pid(&id);
+    assert_eq!(proc_cgroup2(pid).as_deref(), Some(b.cgroup.as_str()));
+    assert_eq!(show(&unit, "ActiveState"), "active");
+    assert_eq!(show(&unit, "Delegate"), "yes");
+    assert_eq!(show(&unit, "Slice"), "system.slice");
+    assert_eq!(show(&unit, "MemoryMax"), "67108864");
+    assert_eq!(show(&unit, "TasksMax"), "20");
+    assert_eq!(show(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(show(&unit, "CPUWeight"), "39");
+    let read = |f: &str| {
+        fs::read_to_string(b.cgroup_dir().join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.max"), "67108864");
+    assert_eq!(read("pids.max"), "20");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("cpu.weight"), "39");
+    // Every controller, whatever the limits (update and events need them).
+    let controllers = read("cgroup.controllers");
+    for c in ["cpu", "io", "memory", "pids"] {
+        assert!(
+            controllers.split_whitespace().any(|x| x == c),
+            "{controllers}"
+        );
+    }
+
+    sd(&rt, &["start", &id]).ok();
+    // The container's cgroup namespace is rooted at the scope.
+    let o = sd(&rt, &["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(o.ok().stdout.trim(), "0::/");
+    let log = rt.cmd(&["ps", &id]);
+    log.ok();
+    assert!(log.stdout.lines().count() >= 2, "{}", log.stdout);
+    sd(&rt, &["pause", &id]).ok();
+    assert_eq!(read("cgroup.freeze"), "1");
+    assert!(rt.wait_status(&id, "paused", WAIT));
+    sd(&rt, &["resume", &id]).ok();
+    assert!(rt.wait_status(&id, "running", WAIT));
+    let ev = sd(&rt, &["events", "--stats", &id]);
+    let ev: serde_json::Value = serde_json::from_str(ev.ok().stdout.trim()).unwrap();
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 67108864, "{ev}");
+    assert_eq!(ev["data"]["pids"]["limit"], 20, "{ev}");
+
+    // update reaches the files and the unit (which systemd re-applies on reload).
+    sd(
+        &rt,
+        &["update", "--memory", "128m", "--pids-limit", "30", &id],
+    )
+    .ok();
+    assert_eq!(show(&unit, "MemoryMax"), "134217728");
+    assert_eq!(show(&unit, "TasksMax"), "30");
+    assert_eq!(read("memory.max"), "134217728");
+    let reload = Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+        .unwrap();
+    assert!(reload.success());
+    assert_eq!(
+        read("memory.max"),
+        "134217728",
+        "systemd reset the limit on reload"
+    );
+    assert_eq!(read("pids.max"), "30");
+
+    // exec lands in the scope.
+    let pidfile = b.dir.join("exec.pid");
+    sd(
+        &rt,
+        &[
+            "exec",
+            "-d",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+            "sleep",
+            "1000",
+        ],
+    )
+    .ok();
+    let epid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(proc_cgroup2(epid).as_deref(), Some(b.cgroup.as_str()));
+    sd(&rt, &["kill", "--all", &id, "KILL"]).ok();
+    assert!(rt.wait_status(&id, "stopped", Duration::from_secs(10)));
+    sd(&rt, &["delete", &id]).ok();
+    assert_unit_gone(&unit, &b);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn default_and_nested_slices() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    // No cgroupsPath: system.slice, prefix rt.
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux().as_object_mut().unwrap().remove("cgroupsPath");
+    b.save();
+    let id = rt.new_id();
+    b.cgroup = format!("/system.slice/rt-{id}.scope");
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["create", "-b", b.path(), &id]).ok();
+    assert_eq!(
+        proc_cgroup2(rt.pid(&id)).as_deref(),
+        Some(b.cgroup.as_str())
+    );
+    sd(&rt, &["delete", "-f", &id]).ok();
+    assert_unit_gone(&format!("rt-{id}.scope"), &b);
+
+    // A nested slice: rttest-a.slice lives in rttest.slice.
+    let (b, unit) = sd_bundle(&["sleep", "1000"], "rttest-a.slice");
+    assert!(
+        b.cgroup.starts_with("/rttest.slice/rttest-a.slice/"),
+        "{}",
+        b.cgroup
+    );
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["run", "-d", "-b", b.path(), &id]).ok();
+    assert_eq!(
+        proc_cgroup2(rt.pid(&id)).as_deref(),
+        Some(b.cgroup.as_str())
+    );
+    assert_eq!(show(&unit, "Slice"), "rttest-a.slice");
+    sd(&rt, &["delete", "-f", &id]).ok();
+    assert_unit_gone(&unit, &b);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn run_passes_the_exit_status_and_leaves_no_unit() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let (b, unit) = sd_bundle(&["sh", "-c", "exit 3"], "system.slice");
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["run", "-b", b.path(), &id]).code_is(3);
+    assert_unit_gone(&unit, &b);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn annotations_set_extra_unit_properties() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let (mut b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
+    b.config["annotations"] = json!({
+        "org.systemd.property.TimeoutStopSec": "uint64 123",
+        "org.systemd.property.CollectMode": "'inactive-or-failed'"
+    });
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["create", "-b", b.path(), &id]).ok();
+    assert_eq!(show(&unit, "TimeoutStopUSec"), "2min 3s");
+    assert_eq!(show(&unit, "CollectMode"), "inactive-or-failed");
+    sd(&rt, &["delete", "-f", &id]).ok();
+    assert_unit_gone(&unit, &b);
+
+    // A value systemd can't take is an error naming it, and nothing is left.
+    let (mut b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
+    b.config["annotations"] = json!({"org.systemd.property.CPUWeight": "'lots'"});
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["create", "-b", b.path(), &id]).fails_with(&[&unit]);
+    assert_unit_gone(&unit, &b);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn an_existing_unit_is_refused_and_left_untouched() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let (b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
+    b.save();
+    let first = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["run", "-d", "-b", b.path(), &first]).ok();
+    let pid = rt.pid(&first);
+    let second = rt.new_id();
+    let o = sd(&rt, &["create", "-b", b.path(), &second]);
+    o.fails_with(&["already exists", &unit]);
+    assert!(!rt.state_dir(&second).exists());
+    assert_eq!(show(&unit, "ActiveState"), "active");
+    assert!(pid_alive(pid), "the first container's init was hurt");
+    assert_eq!(proc_cgroup2(pid).as_deref(), Some(b.cgroup.as_str()));
+    sd(&rt, &["delete", "-f", &first]).ok();
+    assert_unit_gone(&unit, &b);
+}
+
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn an_unreachable_bus_or_a_failed_create_leaves_nothing() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let (b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    let mut c = rt.command(&[SD, "create", "-b", b.path(), &id]);
+    c.env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let o = run_cmd(&mut c);
+    o.fails_with(&["cannot reach systemd"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+    assert_unit_gone(&unit, &b);
+
+    // The unit exists by the time the program turns out not to run: it goes too.
+    let (b, unit) = sd_bundle(&["/no/such/program"], "system.slice");
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    sd(&rt, &["create", "-b", b.path(), &id]).fails_with(&["/no/such/program"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+    assert_unit_gone(&unit, &b);
+}
