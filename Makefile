@@ -10,8 +10,8 @@ BENCH_ARGS ?=
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
 DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl uidmap
 BENCH_PACKAGES := runc crun
-# Only the cgroup v2 VM tests need these.
-VM_PACKAGES := qemu-system-x86 cpio
+# Only the VM tests need these (one VM boots the host's systemd and D-Bus as PID 1 and bus).
+VM_PACKAGES := qemu-system-x86 cpio systemd dbus dbus-user-session
 # The tools that drive rt in make e2e.
 E2E_PACKAGES := podman buildah containerd docker.io skopeo umoci slirp4netns conmon uidmap iptables iproute2 procps util-linux
 E2E_TOOLS ?= umoci podman buildah containerd docker
@@ -99,14 +99,20 @@ test: deps rootfs
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory fuzz
 
-# tests/cgroup_v2.rs's ignored tests need a pure cgroup v2 kernel: boot one (vm/run.sh) and run
-# them there.
-test-vm: deps rootfs
+# The tests that need a pure cgroup v2 kernel run in VMs (vm/run.sh): tests/cgroup_v2.rs's
+# ignored ones on a plain init (a v2 host without systemd), then, in a VM that boots systemd as
+# PID 1 like users' hosts: tests/cgroup_v2.rs under both cgroup drivers (cgroupfs, then every
+# rt call with --systemd-cgroup) and tests/systemd_cgroup.rs.
+test-vm: deps rootfs build
 	@$(call apt_install,$(VM_PACKAGES))
-	@bin=$$($(CARGO) test --test cgroup_v2 --no-run 2>&1 | sed -n 's/.*Executable tests\/cgroup_v2.rs (\(.*\))/\1/p'); \
-	[ -n "$$bin" ] || { echo "test-vm: could not build tests/cgroup_v2.rs" >&2; exit 1; }; \
-	echo "+ vm/run.sh $$bin --ignored --test-threads=1"; \
-	vm/run.sh $$bin --ignored --test-threads=1
+	@bins=$$($(CARGO) test --test cgroup_v2 --test systemd_cgroup --no-run 2>&1 | \
+		sed -n 's/.*Executable tests\/\(cgroup_v2\|systemd_cgroup\).rs (\(.*\))/\1=\2/p'); \
+	v2=$$(echo "$$bins" | sed -n 's/^cgroup_v2=//p'); sd=$$(echo "$$bins" | sed -n 's/^systemd_cgroup=//p'); \
+	[ -n "$$v2" ] && [ -n "$$sd" ] || { echo "test-vm: could not build the VM tests" >&2; exit 1; }; \
+	echo "+ vm/run.sh $$v2 --ignored --test-threads=1"; \
+	vm/run.sh $$v2 --ignored --test-threads=1 || exit 1; \
+	echo "+ VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd"; \
+	VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd
 
 # umoci, Podman, buildah, containerd and Docker drive rt end to end (e2e/*.sh), each with
 # private roots and daemons; one PASS/FAIL line per step. E2E_TOOLS picks some of them.

@@ -7,6 +7,12 @@
 #
 #   vm/run.sh CMD [ARGS...]      exit status = the command's; its output on stdout
 #
+# VM_INIT picks the VM's PID 1: sh (default) mounts cgroup2 by hand and runs the command;
+# systemd boots Debian's systemd as a distribution would (pure cgroup v2, D-Bus system bus,
+# rt-vm.target from vm/systemd instead of multi-user.target) and runs the command as a
+# service once the boot is over. VM_APPEND adds to the kernel command line (for instance
+# systemd.log_level=debug to see the boot on the console, which vm/run.sh shows on failure).
+#
 # Needs: qemu-system-x86, busybox-static, and the kernel package (fetched with apt-get
 # download into $VM_CACHE, default target/vm).
 set -euo pipefail
@@ -15,10 +21,18 @@ repo=$(cd "$here/.." && pwd)
 cache=${VM_CACHE:-$repo/target/vm}
 mem=${VM_MEM:-2048}
 timeout_s=${VM_TIMEOUT:-1200}
+append="console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all rdinit=/init"
+case ${VM_INIT:-sh} in
+    sh) ;;
+    systemd) append="$append systemd.unified_cgroup_hierarchy=1 systemd.unit=rt-vm.target rtvm.init=systemd" ;;
+    *) echo "vm: VM_INIT must be sh or systemd, not '$VM_INIT'" >&2; exit 2 ;;
+esac
+append="$append ${VM_APPEND:-}"
 mkdir -p "$cache"
 
 # The kernel Debian's linux-image-amd64 currently points to, unpacked once.
-if [ ! -f "$cache/vmlinuz" ]; then
+# (virtio_blk came later: a cache without it is refreshed.)
+if [ ! -f "$cache/vmlinuz" ] || [ ! -f "$cache/modules/virtio_blk.ko" ]; then
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
     [ -n "$pkg" ] || { echo "vm: no linux-image package found (apt-get update?)" >&2; exit 2; }
     rm -rf "$cache/deb" && mkdir -p "$cache/deb"
@@ -28,20 +42,24 @@ if [ ! -f "$cache/vmlinuz" ]; then
     mods=$(ls -d "$cache"/deb/x/lib/modules/*)
     mkdir -p "$cache/modules"
     for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-             netfs fscache 9pnet 9pnet_virtio 9p overlay; do
+             netfs fscache 9pnet 9pnet_virtio 9p overlay virtio_blk; do
         f=$(find "$mods" -name "$m.ko" | head -n 1)
         [ -n "$f" ] && cp "$f" "$cache/modules/"
     done
     rm -rf "$cache/deb"
 fi
 
-# The initramfs: busybox, the modules, and an init that assembles the root and switches to it.
-if [ ! -f "$cache/initrd.gz" ] || [ "$here/init" -nt "$cache/initrd.gz" ]; then
+# The initramfs: busybox, the modules, an init that assembles the root and switches to it,
+# and the files it adds to the root for systemd. Rebuilt when any of those changes.
+if [ ! -f "$cache/initrd.gz" ] || [ -n "$(find "$here/init" "$here/systemd" -newer "$cache/initrd.gz")" ]; then
     work=$(mktemp -d)
     mkdir -p "$work"/{bin,proc,sys,dev,mnt/host,mnt/rw,mnt/res,newroot,lib/modules}
     cp /bin/busybox "$work/bin/busybox"
-    for a in sh mount mkdir insmod switch_root cat echo poweroff sleep; do ln -s busybox "$work/bin/$a"; done
+    for a in sh mount mkdir insmod switch_root cat echo poweroff sleep cp rm ln; do
+        ln -s busybox "$work/bin/$a"
+    done
     cp "$cache"/modules/*.ko "$work/lib/modules/" 2>/dev/null || true
+    cp -R "$here/systemd" "$work/systemd"
     cp "$here/init" "$work/init"
     chmod 755 "$work/init"
     (cd "$work" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initrd.gz"
@@ -50,6 +68,8 @@ fi
 
 results=$(mktemp -d /tmp/rt-vm.XXXXXX)
 trap 'rm -rf "$results"' EXIT
+# A small empty disk: tests of the device filter need a real block device to be refused.
+truncate -s 4M "$results/disk.img"
 # The command, run from the current directory inside the VM.
 {
     echo "cd $(printf %q "$PWD")"
@@ -59,9 +79,10 @@ trap 'rm -rf "$results"' EXIT
 
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m "$mem" -smp 2 -no-reboot \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all rdinit=/init" \
+    -append "$append" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$results",mount_tag=results,security_model=none \
+    -drive file="$results/disk.img",format=raw,if=virtio \
     -serial file:"$results/console" -monitor none -display none \
     </dev/null >/dev/null 2>&1 || true
 
