@@ -14,7 +14,7 @@ cat > "$CONTAINERS_CONF" <<CONF
 [containers]
 default_ulimits = ["nofile=1024:1024"]
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "$E2E_CGROUP_MANAGER"
 CONF
 on_exit "buildah rm -a; buildah rmi -a -f"
 

@@ -21,6 +21,14 @@ ctr() { command ctr --address "$SOCK" --namespace "$NS" "$@"; }
 export -f ctr
 export SOCK NS
 RUNC_ARGS=(--runc-binary "$RT" --runc-root "$WORK/rt-root")
+# run_args NAME: ctr run's flags for rt, and for the systemd cgroup driver when that is the one
+# (the runc shim's SystemdCgroup option, what Kubernetes sets; the cgroup is then a unit).
+run_args() {
+    RUN_ARGS=("${RUNC_ARGS[@]}")
+    if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+        RUN_ARGS+=(--runc-systemd-cgroup --cgroup "system.slice:rt-e2e:$1")
+    fi
+}
 
 start_containerd() {
     containerd --config "$WORK/config.toml" > "$WORK/containerd.log" 2>&1 &
@@ -55,7 +63,8 @@ step "ctr image import" bash -c "ctr image import '$WORK/busybox.tar' && ctr ima
 BB=localhost/rt-e2e-busybox:latest
 WEB=localhost/rt-e2e-web:latest
 
-step "ctr run -d --runc-binary rt (host network)" ctr run -d "${RUNC_ARGS[@]}" --net-host "$WEB" web
+run_args web
+step "ctr run -d --runc-binary rt (host network)" ctr run -d "${RUN_ARGS[@]}" --net-host "$WEB" web
 step "curl 127.0.0.1:8082/index.html says Hello World" expect_eq "Hello World" retry 50 curl -fsS http://127.0.0.1:8082/index.html
 step "the shim ran rt create and start" bash -c "grep -q ' create ' '$RT_LOG' && grep -q ' start ' '$RT_LOG'"
 step "ctr task exec" expect_eq "Hello World" ctr task exec --exec-id e1 web cat /home/index.html
@@ -73,11 +82,14 @@ step "ctr task delete" ctr task delete web
 step "ctr container delete" ctr container delete web
 step "rt delete was called" rt_called " delete "
 
-step "ctr run --rm exit code" expect_rc 5 ctr run --rm "${RUNC_ARGS[@]}" "$BB" rm1 sh -c 'exit 5'
-step "ctr run --rm output" expect_eq "hello from rt" ctr run --rm "${RUNC_ARGS[@]}" "$BB" rm2 echo hello from rt
+run_args rm1
+step "ctr run --rm exit code" expect_rc 5 ctr run --rm "${RUN_ARGS[@]}" "$BB" rm1 sh -c 'exit 5'
+run_args rm2
+step "ctr run --rm output" expect_eq "hello from rt" ctr run --rm "${RUN_ARGS[@]}" "$BB" rm2 echo hello from rt
 
 memory_limit() {
-    ctr run -d "${RUNC_ARGS[@]}" --memory-limit 67108864 "$BB" mem sleep 1000 || return 1
+    run_args mem
+    ctr run -d "${RUN_ARGS[@]}" --memory-limit 67108864 "$BB" mem sleep 1000 || return 1
     local pid got
     pid=$(ctr task ls | awk '$1=="mem"{print $2}')
     got=$(host_memory_limit "$pid") || return 1
@@ -85,10 +97,18 @@ memory_limit() {
     [ "$got" = 67108864 ]
 }
 step "ctr run --memory-limit sets the cgroup's limit" memory_limit
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    step "rt was called with --systemd-cgroup" rt_called "--systemd-cgroup .*create"
+    step "the container is the unit rt-e2e-mem.scope" expect_eq rt-e2e-mem.scope unit_of "$(ctr task ls | awk '$1=="mem"{print $2}')"
+    step "its unit has MemoryMax=64M" expect_eq 67108864 unit_prop rt-e2e-mem.scope MemoryMax
+fi
 step "ctr task kill -s KILL, delete" bash -c "ctr task kill -s KILL mem && sleep 0.3 && ctr task delete mem && ctr container delete mem"
 
 step "no task left" expect_eq "" ctr task ls -q
 step "no container cgroup left" no_new_cgroups
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    step "no rt-e2e unit left" no_units 'rt-e2e-*'
+fi
 step "stop containerd" stop_containerd
 step "nothing left behind" no_leftovers
 finish

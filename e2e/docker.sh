@@ -26,7 +26,7 @@ start_dockerd() {
         --config-file "$WORK/daemon.json" \
         --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/dockerd.pid" \
         -H "unix://$SOCK" --iptables=false --ip-forward=false --ip-masq=false \
-        --exec-opt native.cgroupdriver=cgroupfs \
+        --exec-opt "native.cgroupdriver=$E2E_CGROUP_MANAGER" \
         --add-runtime "rt=$RT" --default-runtime rt > "$WORK/dockerd.log" 2>&1 &
     retry 150 docker version >/dev/null 2>&1 || { tail -n 20 "$WORK/dockerd.log"; return 1; }
 }
@@ -69,6 +69,13 @@ update_memory() {
     [ "$got" = 67108864 ]
 }
 step "docker update --memory 64m reaches the cgroup" update_memory
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    web_unit() { unit_of "$(docker inspect --format '{{.State.Pid}}' web)"; }
+    is_docker_scope() { web_unit | grep -Eq '^docker-[0-9a-f]+\.scope$' || { web_unit; return 1; }; }
+    step "rt was called with --systemd-cgroup" rt_called "--systemd-cgroup .*create"
+    step "the container is a docker scope" is_docker_scope
+    step "the update reached its unit (MemoryMax=64M)" expect_eq 67108864 unit_prop "$(web_unit)" MemoryMax
+fi
 step "rt update was called" rt_called " update "
 step "the container reads its new limit in its /sys/fs/cgroup" expect_eq 67108864 docker exec web sh -c "$INSIDE_MEMORY_LIMIT"
 step "docker pause / unpause" bash -c "docker pause web && [ \"\$(docker inspect --format '{{.State.Status}}' web)\" = paused ] && docker unpause web"
@@ -82,6 +89,9 @@ step "docker run --memory 32m" bash -c "docker run -d --name mem --memory 32m '$
 step "docker rm -f" docker rm -f mem
 step "every container is gone" expect_eq "" docker ps -a -q
 step "no container cgroup left" no_new_cgroups
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    step "no docker unit left" no_units 'docker-*.scope'
+fi
 step "stop dockerd" stop_dockerd
 step "nothing left behind" no_leftovers
 finish

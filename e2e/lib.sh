@@ -8,6 +8,14 @@ RT_REAL=${RT_REAL:-$E2E_TOP/target/x86_64-unknown-linux-gnu/release/rt}
 WORK=$(mktemp -d "/tmp/rt-e2e-$E2E_NAME.XXXXXX")
 chmod 755 "$WORK"
 export WORK
+# In the VM the root is an overlayfs, which can't hold the tools' overlay storage: the work dir
+# gets a tmpfs of its own there (cleanup detaches it with everything else under it).
+if [ "$(stat -f -c %T "$WORK")" = overlayfs ]; then
+    mount -t tmpfs -o size=1536m,mode=755 tmpfs "$WORK"
+fi
+# cgroupfs (the default) or systemd: the cgroup driver each tool is told to use. With systemd
+# the tools call rt with --systemd-cgroup, which needs systemd as PID 1 (make test-vm).
+E2E_CGROUP_MANAGER=${E2E_CGROUP_MANAGER:-cgroupfs}
 FAILED=0
 PASSED=0
 CLEANUPS=()
@@ -219,6 +227,23 @@ no_new_cgroups() {
         bad=1
     done < <(our_new_cgroups)
     return $bad
+}
+
+# unit_of PID: the systemd unit whose cgroup holds PID (its cgroup's last component).
+unit_of() {
+    basename "$(sed -n 's/^0:://p' "/proc/$1/cgroup")"
+}
+
+# unit_prop UNIT PROP: a property of a unit, as systemd reports it.
+unit_prop() {
+    systemctl show -P "$2" "$1"
+}
+
+# no_units GLOB: no unit matching GLOB is loaded (active, failed or otherwise).
+no_units() {
+    local left
+    left=$(systemctl list-units --all --plain --no-legend "$1")
+    [ -z "$left" ] || { echo "units left: $left"; return 1; }
 }
 
 # The tools' parent cgroups are theirs to keep, but not on this machine after the run.

@@ -5,9 +5,10 @@ E2E_NAME=podman
 source "$(dirname "$0")/lib.sh"
 # containers/image keeps a blob-info cache here whatever the storage root.
 not_left /var/lib/containers
-CGROUP_PARENTS='^libpod_parent(/conmon)?$'
+CGROUP_PARENTS='^(libpod_parent(/conmon)?|machine\.slice)$'
 
-# Facts of this kind of host (see issue 6): no systemd, so cgroupfs; root lacks
+# Facts of the build host (see issue 6): no systemd, so cgroupfs (systemd, Podman's default,
+# where systemd is PID 1: E2E_CGROUP_MANAGER=systemd in the VM); root lacks
 # CAP_SYS_RESOURCE, so Podman's default rlimits (nofile 1048576) would fail for any runtime;
 # JSON runtime logs only for runtimes Podman knows to support them; slirp4netns, so no bridge
 # or iptables rule is added to the host.
@@ -17,7 +18,7 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 netns = "slirp4netns"
 log_driver = "k8s-file"
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "$E2E_CGROUP_MANAGER"
 events_logger = "file"
 runtime = "rt"
 runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "rt"]
@@ -90,9 +91,19 @@ memory_limit() {
 }
 step "podman run --memory 64m sets the cgroup's limit" memory_limit
 step "the container reads its limit in its /sys/fs/cgroup" expect_eq 67108864 podman exec mem sh -c "$INSIDE_MEMORY_LIMIT"
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    mem_unit() { unit_of "$(podman inspect --format '{{.State.Pid}}' mem)"; }
+    is_libpod_scope() { mem_unit | grep -Eq '^libpod-[0-9a-f]+\.scope$' || { mem_unit; return 1; }; }
+    step "rt was called with --systemd-cgroup" rt_called "--systemd-cgroup .*create"
+    step "the container is a libpod scope" is_libpod_scope
+    step "its unit has MemoryMax=64M" expect_eq 67108864 unit_prop "$(mem_unit)" MemoryMax
+fi
 step "podman rm -f" podman rm -f -t 0 mem
 
 step "every container is gone" expect_eq "" podman ps -a -q
 step "no container cgroup left" no_new_cgroups
+if [ "$E2E_CGROUP_MANAGER" = systemd ]; then
+    step "no libpod unit left" no_units 'libpod-*'
+fi
 step "nothing left behind" no_leftovers
 finish

@@ -30,23 +30,30 @@ esac
 append="$append ${VM_APPEND:-}"
 mkdir -p "$cache"
 
-# The kernel Debian's linux-image-amd64 currently points to, unpacked once.
-# (virtio_blk came later: a cache without it is refreshed.)
-if [ ! -f "$cache/vmlinuz" ] || [ ! -f "$cache/modules/virtio_blk.ko" ]; then
+# The kernel modules the VMs load, in dependency order: 9p and overlay for the root, a disk
+# for the device-filter tests, tun (slirp4netns), bridge and veth (dockerd's network).
+modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache
+9pnet 9pnet_virtio 9p overlay virtio_blk tun llc stp bridge veth"
+modules=$(echo $modules)
+
+# The kernel Debian's linux-image-amd64 currently points to, unpacked once (again when the
+# module list changes).
+if [ ! -f "$cache/vmlinuz" ] || [ "$(cat "$cache/modules/list" 2>/dev/null)" != "$modules" ]; then
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
     [ -n "$pkg" ] || { echo "vm: no linux-image package found (apt-get update?)" >&2; exit 2; }
-    rm -rf "$cache/deb" && mkdir -p "$cache/deb"
+    rm -rf "$cache/deb" "$cache/modules" && mkdir -p "$cache/deb" "$cache/modules"
     (cd "$cache/deb" && apt-get download "$pkg" >/dev/null 2>&1)
     dpkg -x "$cache"/deb/*.deb "$cache/deb/x"
     cp "$cache"/deb/x/boot/vmlinuz-* "$cache/vmlinuz"
     mods=$(ls -d "$cache"/deb/x/lib/modules/*)
-    mkdir -p "$cache/modules"
-    for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-             netfs fscache 9pnet 9pnet_virtio 9p overlay virtio_blk; do
+    for m in $modules; do
+        # Built into the kernel when there is no file.
         f=$(find "$mods" -name "$m.ko" | head -n 1)
         [ -n "$f" ] && cp "$f" "$cache/modules/"
     done
+    echo "$modules" > "$cache/modules/list"
     rm -rf "$cache/deb"
+    rm -f "$cache/initrd.gz"
 fi
 
 # The initramfs: busybox, the modules, an init that assembles the root and switches to it,
@@ -58,7 +65,7 @@ if [ ! -f "$cache/initrd.gz" ] || [ -n "$(find "$here/init" "$here/systemd" -new
     for a in sh mount mkdir insmod switch_root cat echo poweroff sleep cp rm ln; do
         ln -s busybox "$work/bin/$a"
     done
-    cp "$cache"/modules/*.ko "$work/lib/modules/" 2>/dev/null || true
+    cp "$cache"/modules/*.ko "$cache/modules/list" "$work/lib/modules/" 2>/dev/null || true
     cp -R "$here/systemd" "$work/systemd"
     cp "$here/init" "$work/init"
     chmod 755 "$work/init"
