@@ -206,6 +206,28 @@ pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
     Ok(())
 }
 
+/// Kills everything in the cgroup and waits until it is empty (or gone), leaving the cgroup
+/// itself to its owner (systemd, for its units).
+pub fn empty(rel: &str) -> Result<()> {
+    let Some(dir) = dir_of(rel) else {
+        return Ok(());
+    };
+    let populated = || {
+        std::fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
+    };
+    for i in 0..2000 {
+        if !populated() {
+            return Ok(());
+        }
+        if i % 20 == 0 {
+            let _ = signal_all(rel, libc::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    bail!("cgroup {rel} still has processes 10 s after SIGKILL")
+}
+
 /// Whether the cgroup is frozen (cgroup.events says so once every task has stopped).
 pub fn is_frozen(rel: &str) -> bool {
     dir_of(rel)

@@ -763,12 +763,12 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     };
     // A cgroup rt made is the container's alone: empty it and remove it. One it joined may
     // hold others' processes: leave it be.
-    if let (Some(unit), Some(cg)) = (&st.systemd_unit, &st.cgroup) {
-        // Killed first: stopping the unit would send SIGTERM and wait up to its stop timeout.
-        let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);
-        crate::systemd::stop(unit, st.systemd_user)?;
-        // systemd removes the cgroup with the unit; this only catches what it left.
-        crate::cgroups::remove(cg)?;
+    if let (Some(_), Some(cg)) = (&st.systemd_unit, &st.cgroup) {
+        // A scope whose processes are all gone is stopped, its cgroup removed and the unit
+        // unloaded by systemd itself (CollectMode=inactive-or-failed): rt only empties it.
+        // StopUnit would make every delete wait for systemd's whole bookkeeping of the dying
+        // unit; a create of the same unit meanwhile waits for it instead (systemd::Unit::start).
+        crate::cgroups::empty(cg)?;
     } else if let Some(cg) = st.cgroup.as_ref().filter(|_| st.cgroup_owned) {
         if !st.own_pidns {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);

@@ -388,6 +388,18 @@ fn unquote(s: &str) -> Option<String> {
     (!inner.contains(q)).then(|| inner.to_string())
 }
 
+/// StartTransientUnit's answer when the name is taken.
+#[derive(Debug)]
+struct UnitExists;
+
+impl std::fmt::Display for UnitExists {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unit exists")
+    }
+}
+
+impl std::error::Error for UnitExists {}
+
 /// A connection to the systemd manager: the system one, or the caller's own user manager
 /// (rootless), each over its bus.
 pub struct Manager {
@@ -431,6 +443,7 @@ fn host_uid() -> u32 {
 
 impl Manager {
     pub fn connect(user: bool) -> Result<Manager> {
+        crate::logging::debug("systemd: connecting");
         let built = zbus::block_on(async {
             let b = if user {
                 zbus::connection::Builder::session()?
@@ -448,6 +461,7 @@ impl Manager {
                 if user { "user's session" } else { "system" }
             )
         })?;
+        crate::logging::debug("systemd: connected to the manager's bus");
         Ok(Manager { conn, user })
     }
 
@@ -472,8 +486,9 @@ impl Manager {
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
         zbus::block_on(async {
-            // Listen before asking, so a fast job's JobRemoved can't be missed; systemd only
-            // emits job signals while some client is subscribed.
+            // Listen before asking, so a fast job's JobRemoved can't be missed. No Subscribe:
+            // systemd sends a job's signals to the client that made the job anyway, and a
+            // call to systemd costs a wait behind whatever it is doing (a dying scope, say).
             let rule = zbus::MatchRule::builder()
                 .msg_type(zbus::message::Type::Signal)
                 .sender(DEST)?
@@ -483,7 +498,6 @@ impl Manager {
                 .build();
             let mut stream =
                 zbus::MessageStream::for_match_rule(rule, &self.conn, Some(256)).await?;
-            self.call("Subscribe", &()).await?;
             let reply = match self.call(method, body).await {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
@@ -518,19 +532,73 @@ impl Manager {
         .with_context(|| format!("systemd: {method} {unit}"))
     }
 
-    /// Creates the transient unit and waits until systemd has started it.
+    /// Creates the transient unit and waits until systemd has started it. A unit of that name
+    /// that is only on its way out (a deleted container's scope systemd has not collected yet)
+    /// is waited for; a live one is an error, and left alone.
     pub fn start_unit(&self, unit: &str, props: Vec<Property>) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.try_start_unit(unit, props.clone()) {
+                Err(e) if e.downcast_ref::<UnitExists>().is_some() => {
+                    let state = self.active_state(unit);
+                    let dying = matches!(
+                        state.as_deref(),
+                        None | Some("inactive" | "failed" | "deactivating")
+                    );
+                    if !dying || std::time::Instant::now() > deadline {
+                        bail!(
+                            "systemd unit {unit} already exists ({}): another container (or a leftover) has this linux.cgroupsPath",
+                            state.as_deref().unwrap_or("gone since")
+                        );
+                    }
+                    crate::logging::debug(&format!(
+                        "systemd: unit {unit} is still going away ({}); waiting",
+                        state.as_deref().unwrap_or("gone")
+                    ));
+                    if state.as_deref() == Some("failed") {
+                        self.reset_failed(unit);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The unit's ActiveState, None if systemd has no such unit (any more).
+    fn active_state(&self, unit: &str) -> Option<String> {
+        zbus::block_on(async {
+            let reply = self.call("GetUnit", &(unit,)).await.ok()?;
+            let path: OwnedObjectPath = reply.body().deserialize().ok()?;
+            let v = self
+                .conn
+                .call_method(
+                    Some(DEST),
+                    &path,
+                    Some("org.freedesktop.DBus.Properties"),
+                    "Get",
+                    &("org.freedesktop.systemd1.Unit", "ActiveState"),
+                )
+                .await
+                .ok()?;
+            let v: zbus::zvariant::OwnedValue = v.body().deserialize().ok()?;
+            String::try_from(v).ok()
+        })
+    }
+
+    fn try_start_unit(&self, unit: &str, props: Vec<Property>) -> Result<()> {
         let aux: Vec<(String, Vec<Property>)> = Vec::new();
         match self.run_job(unit, "StartTransientUnit", &(unit, "replace", props, aux))? {
-            Ok(r) if r == "done" => Ok(()),
+            Ok(r) if r == "done" => {
+                crate::logging::debug(&format!("systemd: unit {unit} started"));
+                Ok(())
+            }
             Ok(r) => {
                 self.reset_failed(unit);
                 bail!("systemd could not start unit {unit}: job result {r:?}")
             }
             Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.UnitExists") => {
-                bail!(
-                    "systemd unit {unit} already exists: another container (or a leftover) has this linux.cgroupsPath"
-                )
+                Err(UnitExists.into())
             }
             Err(e) => Err(e).with_context(|| format!("systemd: start unit {unit}")),
         }
@@ -540,13 +608,20 @@ impl Manager {
     /// collected (its processes all exited) is fine.
     pub fn stop_unit(&self, unit: &str) -> Result<()> {
         let r = match self.run_job(unit, "StopUnit", &(unit, "replace"))? {
-            Ok(r) if r == "done" => Ok(()),
+            Ok(r) if r == "done" => {
+                crate::logging::debug(&format!("systemd: unit {unit} stopped"));
+                Ok(())
+            }
             Ok(r) => Err(anyhow::anyhow!(
                 "systemd could not stop unit {unit}: job result {r:?}"
             )),
-            Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.NoSuchUnit") => Ok(()),
+            Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.NoSuchUnit") => {
+                crate::logging::debug(&format!("systemd: unit {unit} was gone already"));
+                Ok(())
+            }
             Err(e) => Err(e).with_context(|| format!("systemd: stop unit {unit}")),
         };
+        crate::logging::debug("systemd: stop done");
         // A unit that ended failed would stay loaded (and its name taken) until reset.
         self.reset_failed(unit);
         r
@@ -593,6 +668,9 @@ pub fn unit_properties(
     }
     // Like runc: no implicit ordering against shutdown.target and friends.
     p.push(prop("DefaultDependencies", false));
+    // Gone from systemd once its processes are, even if it ended failed (an OOM kill under
+    // OOMPolicy=stop, say): delete leaves the unit to systemd.
+    p.push(prop("CollectMode", "inactive-or-failed"));
     if let Some(r) = resources {
         p.extend(resource_properties(r)?);
     }
@@ -694,11 +772,6 @@ fn user_manager_base(path: &str) -> String {
         Some(i) if path[..i].contains("/user@") => path[..i + ".service".len()].to_string(),
         _ => String::new(),
     }
-}
-
-/// Stops a container's unit (delete), on the bus it was made on.
-pub fn stop(unit: &str, user: bool) -> Result<()> {
-    Manager::connect(user)?.stop_unit(unit)
 }
 
 /// Sets new limits on a running container's unit (update).

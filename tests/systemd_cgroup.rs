@@ -315,7 +315,7 @@ fn an_existing_unit_is_refused_and_left_untouched() {
     let rt = Rt::new();
     let (b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
     b.save();
-    let first = rt.new_id();
+    let mut first = rt.new_id();
     rt.track_cgroup(&b.cgroup);
     sd(&rt, &["run", "-d", "-b", b.path(), &first]).ok();
     let pid = rt.pid(&first);
@@ -326,6 +326,18 @@ fn an_existing_unit_is_refused_and_left_untouched() {
     assert_eq!(show(&unit, "ActiveState"), "active");
     assert!(pid_alive(pid), "the first container's init was hurt");
     assert_eq!(proc_cgroup2(pid).as_deref(), Some(b.cgroup.as_str()));
+    // delete leaves the dead unit to systemd: a create of the same unit right after it waits
+    // for systemd to let go of the old one instead of failing.
+    for _ in 0..5 {
+        let id = rt.new_id();
+        sd(&rt, &["delete", "-f", &first]).ok();
+        sd(&rt, &["run", "-d", "-b", b.path(), &id]).ok();
+        assert_eq!(
+            proc_cgroup2(rt.pid(&id)).as_deref(),
+            Some(b.cgroup.as_str())
+        );
+        first = id;
+    }
     sd(&rt, &["delete", "-f", &first]).ok();
     assert_unit_gone(&unit, &b);
 }
