@@ -155,3 +155,15 @@ lint: deps
 
 bench: bench-deps build rootfs
 	python3 bench/bench.py $(BENCH_ARGS)
+
+# The same on a host like users' (the VM that boots systemd, pure cgroup v2), each runtime with
+# either cgroup driver; TCG inflates absolute times, so read the ratios. The table is
+# bench-results/vm-systemd.md.
+BENCH_VM_ARGS ?= --runtimes rt,rt+systemd,runc,runc+systemd,crun,crun+systemd --iterations 20 --rss-iterations 5
+bench-vm: bench-deps build rootfs
+	@$(call apt_install,$(VM_PACKAGES))
+	@mkdir -p bench-results
+	set -o pipefail; VM_INIT=systemd vm/run.sh sh -c 'python3 bench/bench.py $(BENCH_VM_ARGS) --out /tmp/bench-vm.md && echo "--- table" && cat /tmp/bench-vm.md' \
+		| tee /tmp/rt-bench-vm.log
+	@sed -n '/^--- table$$/,$$p' /tmp/rt-bench-vm.log | tail -n +2 > bench-results/vm-systemd.md
+	@echo "wrote bench-results/vm-systemd.md"

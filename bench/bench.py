@@ -5,6 +5,9 @@ Python 3 standard library only (works with Debian 12's python3.11). Run as root:
 
     python3 bench/bench.py [--runtimes rt,runc,crun] [--iterations 50]
 
+A runtime named NAME+systemd is NAME with --systemd-cgroup (its cgroup a transient systemd
+unit; each runtime's default slice and unit name): only where systemd is PID 1 (make bench-vm).
+
 Each run is one `RUNTIME --root STATE run -b BUNDLE ID` (create, start, wait, delete).
 Iteration i runs every runtime once, in an order rotated by i, after a few warm-up runs.
 
@@ -123,6 +126,7 @@ class MountNs:
 class Runtime:
     def __init__(self, name, binary, workdir, config, ns):
         self.name, self.binary, self.ns = name, binary, ns
+        self.flags = ["--systemd-cgroup"] if name.endswith("+systemd") else []
         self.bundle = os.path.join(workdir, name, "bundle")
         self.state = os.path.join(workdir, name, "state")
         os.makedirs(self.bundle)
@@ -132,7 +136,7 @@ class Runtime:
         self.times_ns, self.rss_kib = [], []
 
     def argv(self, cid, bundle=None):
-        return [self.binary, "--root", self.state, "run", "-b", bundle or self.bundle, cid]
+        return [self.binary, *self.flags, "--root", self.state, "run", "-b", bundle or self.bundle, cid]
 
     def check(self, config, workdir):
         """Run the container once with `echo` to prove the runtime really runs it."""
@@ -186,7 +190,7 @@ class Runner:
 
     def next_id(self, rt):
         self.seq += 1
-        return f"bench-{os.getpid()}-{rt.name}-{self.seq}"
+        return f"bench-{os.getpid()}-{rt.name.replace('+', '-')}-{self.seq}"
 
     def _reset_stderr(self):
         os.ftruncate(self.errfd, 0)
@@ -209,7 +213,7 @@ class Runner:
         with open(self.errpath, errors="replace") as f:
             err = f.read().strip()
         # Best effort: do not leave a half-created container behind.
-        subprocess.run([rt.binary, "--root", rt.state, "delete", "-f", cid],
+        subprocess.run([rt.binary, *rt.flags, "--root", rt.state, "delete", "-f", cid],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         die(f"{rt.name} run failed (exit {code}): {' '.join(argv)}\n--- stderr ---\n{err or '(empty)'}")
 
@@ -333,7 +337,8 @@ def report(runtimes, args, crun_ns):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runtimes", default="rt,runc,crun", help="comma-separated subset of rt,runc,crun")
+    ap.add_argument("--runtimes", default="rt,runc,crun",
+                    help="comma-separated subset of rt,runc,crun, each optionally with +systemd")
     ap.add_argument("--iterations", type=int, default=50, help="timed runs per runtime (default 50)")
     ap.add_argument("--rss-iterations", type=int, default=10, help="RSS runs per runtime (default 10)")
     ap.add_argument("--warmup", type=int, default=3, help="warm-up runs per runtime (default 3)")
@@ -344,8 +349,12 @@ def main():
     args.out = os.path.abspath(args.out)
 
     names = [n.strip() for n in args.runtimes.split(",") if n.strip()]
-    if not names or any(n not in ("rt", "runc", "crun") for n in names) or len(set(names)) != len(names):
-        die(f"--runtimes must be a comma-separated subset of rt,runc,crun, got {args.runtimes!r}")
+    base = lambda n: n.removesuffix("+systemd")
+    if not names or any(base(n) not in ("rt", "runc", "crun") for n in names) or len(set(names)) != len(names):
+        die(f"--runtimes must be a comma-separated subset of rt,runc,crun (each may end in +systemd), "
+            f"got {args.runtimes!r}")
+    if any(n.endswith("+systemd") for n in names) and not os.path.isdir("/run/systemd/system"):
+        die("+systemd runtimes need systemd as PID 1 (make bench-vm)")
     if args.iterations < 1 or args.rss_iterations < 1 or args.warmup < 0:
         die("--iterations and --rss-iterations must be >= 1, --warmup >= 0")
     if os.geteuid() != 0:
@@ -354,22 +363,22 @@ def main():
         die(f"{BUSYBOX} not found (apt-get install busybox-static)")
     binaries = {}
     for n in names:
-        if n == "rt":
+        if base(n) == "rt":
             if not os.access(args.rt, os.X_OK):
                 die(f"{args.rt} not found: build it first (make build)")
             binaries[n] = os.path.abspath(args.rt)
         else:
-            binaries[n] = find_binary(n)
+            binaries[n] = find_binary(base(n))
     config = bench_config(os.path.abspath(args.bundle))
 
     workdir = tempfile.mkdtemp(prefix="rt-bench-")
     crun_ns = runner = None
     try:
-        if "crun" in names and os.path.ismount(UNIFIED):
+        if any(base(n) == "crun" for n in names) and os.path.ismount(UNIFIED):
             crun_ns = MountNs()
             print(f"hybrid cgroups: crun runs in mount namespace of holder pid {crun_ns.holder.pid} "
                   f"(no {UNIFIED})")
-        runtimes = [Runtime(n, binaries[n], workdir, config, crun_ns if n == "crun" else None)
+        runtimes = [Runtime(n, binaries[n], workdir, config, crun_ns if base(n) == "crun" else None)
                     for n in names]
         runner = Runner(workdir)
 
