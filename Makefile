@@ -15,7 +15,7 @@ VM_PACKAGES := qemu-system-x86 cpio systemd dbus dbus-user-session
 # The tools that drive rt in make e2e.
 E2E_PACKAGES := podman buildah containerd docker.io skopeo umoci slirp4netns conmon uidmap iptables iproute2 procps util-linux
 E2E_TOOLS ?= umoci podman buildah containerd docker
-E2E_VM_TOOLS ?= podman buildah containerd docker
+E2E_VM_TOOLS ?= podman podman-rootless buildah containerd docker
 E2E_CGROUP_MANAGER ?= cgroupfs
 
 # $(call apt_install,PACKAGES): install those not installed yet; apt-get update only if any is missing.

@@ -239,11 +239,17 @@ unit_prop() {
     systemctl show -P "$2" "$1"
 }
 
-# no_units GLOB: no unit matching GLOB is loaded (active, failed or otherwise).
+# no_units GLOB: no unit matching GLOB is loaded (active, failed or otherwise), within 5 s:
+# systemd unloads a container's dead scope by itself, a moment after rt's delete.
 no_units() {
     local left
-    left=$(systemctl list-units --all --plain --no-legend "$1")
-    [ -z "$left" ] || { echo "units left: $left"; return 1; }
+    for _ in $(seq 50); do
+        left=$(systemctl list-units --all --plain --no-legend "$1")
+        [ -z "$left" ] && return 0
+        sleep 0.1
+    done
+    echo "units left: $left"
+    return 1
 }
 
 # The tools' parent cgroups are theirs to keep, but not on this machine after the run.

@@ -419,12 +419,17 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 /// runc's defaults: /run/<name> for root; for anyone else their runtime dir, which only they
-/// can write.
+/// can write. Root of a user namespace made by a user (rootless Podman runs its runtime so)
+/// is that user, unless it says it is root (USER): runc's rule.
 fn default_root() -> PathBuf {
-    if !crate::sys::rootless() {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+    let userns_user = crate::sys::in_user_namespace()
+        && xdg.is_some()
+        && std::env::var("USER").map_or(true, |u| u != "root");
+    if !crate::sys::rootless() && !userns_user {
         return PathBuf::from("/run/rt");
     }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+    match xdg {
         Some(d) => PathBuf::from(d).join("rt"),
         // SAFETY: geteuid cannot fail.
         None => PathBuf::from(format!("/tmp/rt-{}", unsafe { libc::geteuid() })),

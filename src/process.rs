@@ -550,7 +550,10 @@ fn init(
         .as_ref()
         .context("config.json: process is required")?;
     let linux = spec.linux().as_ref();
-    let userns = crate::spec::has_namespace(spec, LinuxNamespaceType::User);
+    // A user namespace of the container's own, or rt's (rootless Podman runs its runtime in
+    // one): either way mknod of devices and some mounts are refused.
+    let userns =
+        crate::spec::has_namespace(spec, LinuxNamespaceType::User) || sys::in_user_namespace();
 
     if !a.no_new_keyring {
         join_session_keyring(a.id);

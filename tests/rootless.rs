@@ -273,3 +273,53 @@ fn rootless_true_as_root_runs_without_an_unwritable_cgroup() {
     assert_eq!(out.ok().stdout, "ran\n");
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// Rootless Podman runs its runtime as root of a user namespace the user made: rt is uid 0
+/// there, yet it must act as the user (runc's rule): state under $XDG_RUNTIME_DIR/rt unless
+/// USER says root, and /dev nodes bound from the host, since mknod is refused.
+#[test]
+fn root_of_a_users_namespace_acts_as_that_user() {
+    let xdg = UserDir::new();
+    let b = rootless_bundle(&xdg.0, "echo in-userns; ls -l /dev/null");
+    // The config Podman writes there: no user namespace of the container's own.
+    let path = b.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "user");
+    let linux = c["linux"].as_object_mut().unwrap();
+    linux.remove("uidMappings");
+    linux.remove("gidMappings");
+    fs::write(&path, c.to_string()).unwrap();
+    let id = unique("rl-ns");
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", USER, "--", "env"])
+        .arg(format!("XDG_RUNTIME_DIR={}", xdg.0.display()))
+        .arg(format!("USER={USER}"))
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+        ])
+        .arg(r#"id -u; exec "$@""#)
+        .arg("sh")
+        .arg(rt_bin())
+        .args(["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null());
+    let o = run_cmd(&mut cmd);
+    o.ok();
+    assert!(o.stdout.starts_with("0\nin-userns\n"), "{:?}", o.stdout);
+    assert!(o.stdout.contains("/dev/null"), "{:?}", o.stdout);
+    // The state went to the user's runtime dir (and is gone again), not to /run/rt.
+    assert!(
+        xdg.0.join("rt").is_dir(),
+        "no state root under XDG_RUNTIME_DIR"
+    );
+    assert!(!xdg.0.join("rt").join(&id).exists());
+    assert!(!Path::new("/run/rt").join(&id).exists());
+}
