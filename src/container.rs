@@ -103,7 +103,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    let systemd = if o.systemd_cgroup {
+    let mut systemd = if o.systemd_cgroup {
         Some(systemd_plan(&bundle.spec, id)?)
     } else {
         if let Some(p) = cgroups_path.as_deref().and_then(|p| p.to_str())
@@ -179,6 +179,14 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .map(crate::seccomp::build)
         .transpose()?;
     let device_rules = device_rules(&bundle.spec)?;
+    // In a user namespace (a user's own rt, or Podman's rootless one) no device filter can be
+    // loaded for a systemd unit, and none is needed: such a container can't make device nodes.
+    let unit_device_rules = device_rules
+        .clone()
+        .filter(|_| systemd.is_some() && !sys::rootless() && !sys::in_user_namespace());
+    if let (Some(sd), Some(rules)) = (systemd.as_mut(), &unit_device_rules) {
+        sd.props.extend(crate::systemd::device_properties(rules));
+    }
     let limits = match bundle
         .spec
         .linux()
@@ -249,11 +257,6 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     // The systemd driver: once the init (or the first stage it comes from) exists, systemd
     // moves it into a new unit; its limits and device filter follow before the init goes on.
     let unit: std::cell::RefCell<Option<crate::systemd::Unit>> = Default::default();
-    // In a user namespace (a user's own rt, or Podman's rootless one) no device filter can be
-    // loaded, and none is needed: such a container can't make device nodes.
-    let unit_device_rules = device_rules
-        .as_deref()
-        .filter(|_| !sys::rootless() && !sys::in_user_namespace());
     let enter_unit;
     let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = match &systemd {
         None => None,
@@ -266,7 +269,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
                 *unit.borrow_mut() = Some(u);
                 let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
                 crate::resources::write_files(mount, &rel, &on_v2)?;
-                if let Some(rules) = unit_device_rules {
+                if let Some(rules) = &unit_device_rules {
                     crate::devices::attach(rules, &mount.join(rel.trim_start_matches('/')))?;
                 }
                 Ok(())

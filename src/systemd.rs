@@ -234,6 +234,60 @@ pub fn resource_properties(r: &LinuxResources) -> Result<Vec<Property>> {
     Ok(p)
 }
 
+/// The device rules as systemd's DevicePolicy=strict and DeviceAllow, so systemd's own view of
+/// the unit matches rt's eBPF filter (attached to the scope as well). The allow list is the one
+/// the rules leave in order (as for the v1 controller); a list systemd can't write (`c *:5`, a
+/// major /proc/devices has no name for) gives no device properties at all: rt's filter then
+/// rules alone, never a systemd policy that would deny what the config allows.
+pub fn device_properties(rules: &[crate::devices::Rule]) -> Vec<Property> {
+    let (lines, _) = crate::cgroupv1::device_lines(rules);
+    let groups = std::fs::read_to_string("/proc/devices").unwrap_or_default();
+    let mut allow: Vec<(String, String)> = Vec::new();
+    for (file, line) in &lines {
+        if *file != "devices.allow" {
+            continue;
+        }
+        // "c 1:3 rwm", "c 136:* rwm", "b *:* m"
+        let mut f = line.split_whitespace();
+        let (Some(typ), Some(nums), Some(access)) = (f.next(), f.next(), f.next()) else {
+            return Vec::new();
+        };
+        let kind = if typ == "b" { "block" } else { "char" };
+        let path = match nums.split_once(':') {
+            Some(("*", "*")) => format!("{kind}-*"),
+            Some(("*", _)) | None => return Vec::new(),
+            Some((major, "*")) => match device_group(&groups, kind, major) {
+                Some(g) => format!("{kind}-{g}"),
+                None => return Vec::new(),
+            },
+            Some((major, minor)) => format!("/dev/{kind}/{major}:{minor}"),
+        };
+        allow.push((path, access.to_string()));
+    }
+    vec![
+        prop("DevicePolicy", "strict"),
+        ("DeviceAllow".to_string(), Value::from(allow)),
+    ]
+}
+
+/// The name /proc/devices gives a major number of a kind ("136" → "pts" for char).
+fn device_group<'a>(proc_devices: &'a str, kind: &str, major: &str) -> Option<&'a str> {
+    let header = if kind == "block" {
+        "Block devices:"
+    } else {
+        "Character devices:"
+    };
+    proc_devices
+        .split("\n\n")
+        .find(|section| section.trim_start().starts_with(header))?
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let (n, name) = l.trim().split_once(' ')?;
+            (n == major).then_some(name.trim())
+        })
+}
+
 /// "0-2,7" → systemd's CPU/NUMA mask: byte i, bit j is number 8i+j.
 fn list_to_mask(list: &str) -> Result<Vec<u8>> {
     let mut mask = Vec::new();
@@ -870,6 +924,42 @@ mod tests {
         assert_eq!(get("TasksMax"), Some(Value::U64(u64::MAX)));
         assert_eq!(get("IOWeight"), Some(Value::U64(4950)));
         assert_eq!(get("MemoryHigh"), Some(Value::U64(u64::MAX)));
+    }
+
+    #[test]
+    fn device_rules_become_strict_allow_lists() {
+        use crate::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
+        let rule = |allow, major, minor| Rule {
+            allow,
+            typ: Some(DEV_CHAR),
+            major,
+            minor,
+            access: ACC_READ | ACC_WRITE | ACC_MKNOD,
+        };
+        let deny_all = Rule {
+            allow: false,
+            typ: None,
+            major: None,
+            minor: None,
+            access: ACC_READ | ACC_WRITE | ACC_MKNOD,
+        };
+        let p = device_properties(&[
+            deny_all,
+            rule(true, Some(1), Some(3)),
+            rule(true, Some(136), None),
+        ]);
+        assert_eq!(p[0], prop("DevicePolicy", "strict"));
+        let allow = Value::from(vec![
+            ("/dev/char/1:3".to_string(), "rwm".to_string()),
+            ("char-pts".to_string(), "rwm".to_string()),
+        ]);
+        assert_eq!(p[1], ("DeviceAllow".to_string(), allow));
+        // "c *:3" has no systemd spelling: no device properties at all.
+        assert!(device_properties(&[deny_all, rule(true, None, Some(3))]).is_empty());
+        let groups = "Character devices:\n  1 mem\n136 pts\n\nBlock devices:\n  8 sd\n";
+        assert_eq!(device_group(groups, "char", "136"), Some("pts"));
+        assert_eq!(device_group(groups, "block", "8"), Some("sd"));
+        assert_eq!(device_group(groups, "block", "1"), None);
     }
 
     #[test]

@@ -139,6 +139,12 @@ fn a_container_gets_a_delegated_scope_with_its_limits_as_unit_properties() {
     assert_eq!(show(&unit, "TasksMax"), "20");
     assert_eq!(show(&unit, "CPUQuotaPerSecUSec"), "500ms");
     assert_eq!(show(&unit, "CPUWeight"), "39");
+    // systemd's view of the device rules matches rt's filter: the defaults (/dev/null, pts...).
+    assert_eq!(show(&unit, "DevicePolicy"), "strict");
+    let allow = show(&unit, "DeviceAllow");
+    for entry in ["/dev/char/1:3 rwm", "char-pts rwm"] {
+        assert!(allow.contains(entry), "{allow}");
+    }
     let read = |f: &str| {
         fs::read_to_string(b.cgroup_dir().join(f))
             .unwrap()
