@@ -120,6 +120,10 @@ fn systemd_driver_on_a_host_without_pure_cgroup_v2_is_a_clear_error() {
 fn a_container_gets_a_delegated_scope_with_its_limits_as_unit_properties() {
     assert!(systemd_is_pid1());
     let rt = Rt::new();
+    // The claim this test (with e2e/podman-rootless.sh for the user manager) backs.
+    let f: serde_json::Value = serde_json::from_str(&rt.cmd(&["features"]).ok().stdout).unwrap();
+    assert_eq!(f["linux"]["cgroup"]["systemd"], true);
+    assert_eq!(f["linux"]["cgroup"]["systemdUser"], true);
     let (mut b, unit) = sd_bundle(&["sleep", "1000"], "system.slice");
     b.linux()["resources"] = json!({
         "memory": {"limit": 67108864},
