@@ -11,10 +11,10 @@ fi
 
 # A user of its own, made here and removed at exit (with its manager and everything it ran).
 USERNAME=rt-e2e-user
-if ! id -u "$USERNAME" >/dev/null 2>&1; then
+# (A test-only name: one an interrupted run left is this script's to remove too.)
+on_exit "userdel '$USERNAME'; sed -i '/^$USERNAME:/d' /etc/subuid /etc/subgid"
+id -u "$USERNAME" >/dev/null 2>&1 ||
     useradd --no-create-home --home-dir "$WORK/home" --shell /bin/sh "$USERNAME" || exit 1
-    on_exit "userdel '$USERNAME'; sed -i '/^$USERNAME:/d' /etc/subuid /etc/subgid"
-fi
 U=$(id -u "$USERNAME")
 # Subordinate ids for the user namespace Podman makes (newuidmap reads them).
 grep -q "^$USERNAME:" /etc/subuid || echo "$USERNAME:300000:65536" >> /etc/subuid

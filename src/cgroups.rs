@@ -190,6 +190,14 @@ pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
     if sig == libc::SIGKILL && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return Ok(());
     }
+    // Without cgroup.kill (kernels before 5.14), sub-cgroups the container made are walked.
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = signal_all(&format!("{rel}/{}", e.file_name().to_string_lossy()), sig);
+            }
+        }
+    }
     let member = format!("0::{rel}\n");
     for pid in procs(rel)? {
         // pidfd first, then check the process is (still) in this cgroup: a pid that exited and

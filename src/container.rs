@@ -268,6 +268,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
                 // Ours from here: stopped again if anything below fails.
                 *unit.borrow_mut() = Some(u);
                 let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
+                crate::resources::enable_non_systemd_controllers(mount, &rel, &on_v2)?;
                 crate::resources::write_files(mount, &rel, &on_v2)?;
                 if let Some(rules) = &unit_device_rules {
                     crate::devices::attach(rules, &mount.join(rel.trim_start_matches('/')))?;
@@ -771,12 +772,16 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     };
     // A cgroup rt made is the container's alone: empty it and remove it. One it joined may
     // hold others' processes: leave it be.
-    if let (Some(_), Some(cg)) = (&st.systemd_unit, &st.cgroup) {
+    if let (Some(unit), Some(cg)) = (&st.systemd_unit, &st.cgroup) {
         // A scope whose processes are all gone is stopped, its cgroup removed and the unit
         // unloaded by systemd itself (CollectMode=inactive-or-failed): rt only empties it.
         // StopUnit would make every delete wait for systemd's whole bookkeeping of the dying
         // unit; a create of the same unit meanwhile waits for it instead (systemd::Unit::start).
+        // A slice is never stopped by systemd when it empties: that one rt stops.
         crate::cgroups::empty(cg)?;
+        if unit.ends_with(".slice") {
+            crate::systemd::Manager::connect(st.systemd_user)?.stop_unit(unit)?;
+        }
     } else if let Some(cg) = st.cgroup.as_ref().filter(|_| st.cgroup_owned) {
         if !st.own_pidns {
             let _ = crate::cgroups::signal_all(cg, libc::SIGKILL);

@@ -6,6 +6,7 @@ pub mod cgroupv1;
 pub mod cli;
 pub mod console;
 pub mod container;
+pub mod dbus;
 pub mod devices;
 pub mod events;
 pub mod exec;

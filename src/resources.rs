@@ -473,6 +473,20 @@ pub fn apply(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
     write_files(mount, rel, writes)
 }
 
+/// The controllers systemd enables for its units by itself (with accounting on).
+const SYSTEMD_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// Under the systemd driver: the controllers systemd leaves alone (hugetlb, rdma, misc) are
+/// enabled down to the unit as runc does, since systemd never does; its own it manages itself.
+pub fn enable_non_systemd_controllers(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
+    let others: Vec<&Write> = writes
+        .iter()
+        .copied()
+        .filter(|w| !w.controller.is_empty() && !SYSTEMD_CONTROLLERS.contains(&w.controller))
+        .collect();
+    enable_controllers(mount, rel, &others)
+}
+
 /// Makes the controllers `writes` need available to the container's cgroup.
 fn enable_controllers(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
     let mut needed: Vec<&str> = writes

@@ -6,14 +6,14 @@
 //! Everything after create (ps, kill --all, events, pause, exec) works on the scope's cgroup
 //! directory; `update` also sets the unit's properties, and delete stops the unit.
 //!
-//! D-Bus goes through zbus. Its connection runs threads, so rt only connects after the init
-//! has been cloned (rt clones with raw clone3, which must come from a single-threaded process).
+//! D-Bus goes through `dbus`, rt's own small client (why not a library: see there): one
+//! blocking socket, no threads.
 
+use crate::dbus::Value;
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::LinuxResources;
 use std::collections::HashMap;
 use std::time::Duration;
-use zbus::zvariant::{OwnedObjectPath, Value};
 
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
@@ -137,9 +137,9 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 }
 
 /// One unit property, as StartTransientUnit and SetUnitProperties take it.
-pub type Property = (String, Value<'static>);
+pub type Property = (String, Value);
 
-fn prop(name: &str, v: impl Into<Value<'static>>) -> Property {
+fn prop(name: &str, v: impl Into<Value>) -> Property {
     (name.to_string(), v.into())
 }
 
@@ -355,7 +355,7 @@ pub fn annotation_properties(annotations: &HashMap<String, String>) -> Result<Ve
 /// The part of GVariant's text format that unit properties use: booleans, numbers with an
 /// optional type (`uint64 5`, `@t 5`), strings in single or double quotes, and arrays of
 /// strings (`['a', 'b']`).
-fn parse_gvariant(text: &str) -> std::result::Result<Value<'static>, String> {
+fn parse_gvariant(text: &str) -> std::result::Result<Value, String> {
     let t = text.trim();
     let (ty, rest) = match t.split_once(char::is_whitespace) {
         Some((ty, rest))
@@ -397,6 +397,12 @@ fn parse_gvariant(text: &str) -> std::result::Result<Value<'static>, String> {
             .parse::<f64>()
             .map(Value::F64)
             .map_err(|_| format!("{rest:?} is not a number")),
+        Some(_)
+            if rest.starts_with('@')
+                || (rest.split_whitespace().count() > 1 && !rest.starts_with(['\'', '"'])) =>
+        {
+            Err(format!("{t:?}: one type annotation at most"))
+        }
         Some("boolean" | "@b") => parse_gvariant(rest).and_then(|v| match v {
             Value::Bool(b) => Ok(Value::Bool(b)),
             _ => Err(format!("{rest:?} is not true or false")),
@@ -442,37 +448,26 @@ fn unquote(s: &str) -> Option<String> {
     (!inner.contains(q)).then(|| inner.to_string())
 }
 
-/// StartTransientUnit's answer when the name is taken.
-#[derive(Debug)]
-struct UnitExists;
-
-impl std::fmt::Display for UnitExists {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unit exists")
-    }
-}
-
-impl std::error::Error for UnitExists {}
-
 /// A connection to the systemd manager: the system one, or the caller's own user manager
 /// (rootless), each over its bus.
 pub struct Manager {
-    conn: zbus::Connection,
+    bus: crate::dbus::Bus,
     user: bool,
 }
 
-/// A D-Bus error's name, if the failure was one systemd returned.
-fn error_name(e: &zbus::Error) -> Option<&str> {
-    match e {
-        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
-        _ => None,
-    }
-}
-
-/// Whether the container's unit belongs to the caller's user manager: rt runs as a user, or
-/// as root of a user namespace that a user made (Podman's rootless mode runs its runtime so).
+/// Whether the container's unit belongs to the caller's user manager (runc's rule): rt runs as
+/// a user, or as root of a user namespace made by a user whose session it has (rootless Podman
+/// runs its runtime so, with XDG_RUNTIME_DIR and USER set). Root of a system container's user
+/// namespace (LXC, whose root maps to a high host uid) has no session: the system manager.
 pub fn user_manager() -> bool {
-    host_uid() != 0
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return true;
+    }
+    crate::sys::in_user_namespace()
+        && host_uid() != 0
+        && std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| !d.is_empty())
+        && std::env::var("USER").map_or(true, |u| u != "root")
 }
 
 /// rt's effective uid as the host sees it: the bus checks the uid a client claims against its
@@ -495,105 +490,96 @@ fn host_uid() -> u32 {
         .map_or(euid, |(inside, outside, _)| outside + (euid - inside))
 }
 
+/// The D-Bus error name a failed call carried (see `dbus::Bus::call`).
+fn is_error(e: &anyhow::Error, name: &str) -> bool {
+    e.to_string().starts_with(&format!("{name}:"))
+}
+
 impl Manager {
     pub fn connect(user: bool) -> Result<Manager> {
         crate::logging::debug("systemd: connecting");
-        let built = zbus::block_on(async {
-            let b = if user {
-                zbus::connection::Builder::session()?
-            } else {
-                zbus::connection::Builder::system()?
-            };
-            b.user_id(host_uid())
-                .method_timeout(JOB_TIMEOUT)
-                .build()
-                .await
-        });
-        let conn = built.map_err(|e| {
+        // The uid the bus daemon sees: a session bus is the host user's, a system bus the one
+        // of rt's own namespace (a system container's, say).
+        // SAFETY: geteuid cannot fail.
+        let uid = if user {
+            host_uid()
+        } else {
+            unsafe { libc::geteuid() }
+        };
+        let bus = crate::dbus::Bus::connect(user, uid, JOB_TIMEOUT).map_err(|e| {
             anyhow::anyhow!(
-                "--systemd-cgroup: cannot reach systemd over the {} bus (is systemd running?): {e}",
+                "--systemd-cgroup: cannot reach systemd over the {} bus (is systemd running?): {e:#}",
                 if user { "user's session" } else { "system" }
             )
         })?;
         crate::logging::debug("systemd: connected to the manager's bus");
-        Ok(Manager { conn, user })
+        Ok(Manager { bus, user })
     }
 
-    async fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::Message>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.conn
-            .call_method(Some(DEST), PATH, Some(MANAGER), method, body)
-            .await
+    fn call(&mut self, method: &str, body: crate::dbus::Body) -> Result<crate::dbus::Message> {
+        self.bus.call(DEST, PATH, MANAGER, method, body)
     }
 
     /// Runs `method` (a job-returning call on `unit`) and waits for its job to finish,
-    /// returning the job's result ("done" on success).
-    fn run_job<B>(
-        &self,
-        unit: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<std::result::Result<String, zbus::Error>>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        zbus::block_on(async {
-            // Listen before asking, so a fast job's JobRemoved can't be missed. No Subscribe:
-            // systemd sends a job's signals to the client that made the job anyway, and a
-            // call to systemd costs a wait behind whatever it is doing (a dying scope, say).
-            let rule = zbus::MatchRule::builder()
-                .msg_type(zbus::message::Type::Signal)
-                .sender(DEST)?
-                .path(PATH)?
-                .interface(MANAGER)?
-                .member("JobRemoved")?
-                .build();
-            let mut stream =
-                zbus::MessageStream::for_match_rule(rule, &self.conn, Some(256)).await?;
-            let reply = match self.call(method, body).await {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e)),
-            };
-            let job: OwnedObjectPath = reply.body().deserialize()?;
-            let wait = async {
-                use futures_lite::StreamExt;
-                while let Some(msg) = stream.next().await {
-                    let Ok(msg) = msg else { continue };
-                    let Ok((_id, path, name, result)) =
-                        msg.body()
-                            .deserialize::<(u32, OwnedObjectPath, String, String)>()
-                    else {
-                        continue;
-                    };
-                    if path == job && name == unit {
-                        return Some(result);
-                    }
-                }
-                None
-            };
-            let timeout = async {
-                async_io::Timer::after(JOB_TIMEOUT).await;
-                None
-            };
-            match futures_lite::future::or(wait, timeout).await {
-                Some(result) => Ok(Ok(result)),
-                None => anyhow::Ok(Ok("timeout".to_string())),
+    /// returning the job's result ("done" on success); Err for a call systemd refused.
+    fn run_job(&mut self, unit: &str, method: &str, body: crate::dbus::Body) -> Result<String> {
+        // Listen before asking, so a fast job's JobRemoved can't be missed. No Subscribe:
+        // systemd sends a job's signals to the client that made the job anyway, and a call
+        // to systemd costs a wait behind whatever it is doing (a dying scope, say).
+        let rule = format!(
+            "type='signal',sender='{DEST}',path='{PATH}',interface='{MANAGER}',member='JobRemoved'"
+        );
+        self.bus
+            .call(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "AddMatch",
+                crate::dbus::Body::default().str(&rule),
+            )
+            .context("systemd: AddMatch")?;
+        let reply = self.call(method, body)?;
+        let job = crate::dbus::Reader::new(&reply.body).str()?;
+        let deadline = std::time::Instant::now() + JOB_TIMEOUT;
+        while let Some(m) = self.bus.next_signal(deadline)? {
+            if m.member.as_deref() != Some("JobRemoved") {
+                continue;
             }
-        })
-        .map_err(|e: anyhow::Error| e)
-        .with_context(|| format!("systemd: {method} {unit}"))
+            let mut r = crate::dbus::Reader::new(&m.body);
+            let (Ok(_id), Ok(path), Ok(name), Ok(result)) = (r.u32(), r.str(), r.str(), r.str())
+            else {
+                continue;
+            };
+            if path == job && name == unit {
+                return Ok(result);
+            }
+        }
+        Ok("timeout".into())
     }
 
     /// Creates the transient unit and waits until systemd has started it. A unit of that name
     /// that is only on its way out (a deleted container's scope systemd has not collected yet)
     /// is waited for; a live one is an error, and left alone.
-    pub fn start_unit(&self, unit: &str, props: Vec<Property>) -> Result<()> {
+    pub fn start_unit(&mut self, unit: &str, props: &[Property]) -> Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            match self.try_start_unit(unit, props.clone()) {
-                Err(e) if e.downcast_ref::<UnitExists>().is_some() => {
+            let body = crate::dbus::Body::default()
+                .str(unit)
+                .str("replace")
+                .props(props)
+                .no_aux_units();
+            match self.run_job(unit, "StartTransientUnit", body) {
+                Ok(r) if r == "done" => {
+                    crate::logging::debug(&format!("systemd: unit {unit} started"));
+                    return Ok(());
+                }
+                Ok(r) => {
+                    // A job still queued (a timeout) must not run later with a pid that may
+                    // be someone else's by then.
+                    let _ = self.stop_unit(unit);
+                    bail!("systemd could not start unit {unit}: job result {r:?}")
+                }
+                Err(e) if is_error(&e, "org.freedesktop.systemd1.UnitExists") => {
                     let state = self.active_state(unit);
                     let dying = matches!(
                         state.as_deref(),
@@ -614,81 +600,61 @@ impl Manager {
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                other => return other,
+                Err(e) => return Err(e).with_context(|| format!("systemd: start unit {unit}")),
             }
         }
     }
 
     /// The unit's ActiveState, None if systemd has no such unit (any more).
-    fn active_state(&self, unit: &str) -> Option<String> {
-        zbus::block_on(async {
-            let reply = self.call("GetUnit", &(unit,)).await.ok()?;
-            let path: OwnedObjectPath = reply.body().deserialize().ok()?;
-            let v = self
-                .conn
-                .call_method(
-                    Some(DEST),
-                    &path,
-                    Some("org.freedesktop.DBus.Properties"),
-                    "Get",
-                    &("org.freedesktop.systemd1.Unit", "ActiveState"),
-                )
-                .await
-                .ok()?;
-            let v: zbus::zvariant::OwnedValue = v.body().deserialize().ok()?;
-            String::try_from(v).ok()
-        })
-    }
-
-    fn try_start_unit(&self, unit: &str, props: Vec<Property>) -> Result<()> {
-        let aux: Vec<(String, Vec<Property>)> = Vec::new();
-        match self.run_job(unit, "StartTransientUnit", &(unit, "replace", props, aux))? {
-            Ok(r) if r == "done" => {
-                crate::logging::debug(&format!("systemd: unit {unit} started"));
-                Ok(())
-            }
-            Ok(r) => {
-                self.reset_failed(unit);
-                bail!("systemd could not start unit {unit}: job result {r:?}")
-            }
-            Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.UnitExists") => {
-                Err(UnitExists.into())
-            }
-            Err(e) => Err(e).with_context(|| format!("systemd: start unit {unit}")),
-        }
+    fn active_state(&mut self, unit: &str) -> Option<String> {
+        let reply = self
+            .call("GetUnit", crate::dbus::Body::default().str(unit))
+            .ok()?;
+        let path = crate::dbus::Reader::new(&reply.body).str().ok()?;
+        let v = self
+            .bus
+            .call(
+                DEST,
+                &path,
+                "org.freedesktop.DBus.Properties",
+                "Get",
+                crate::dbus::Body::default()
+                    .str("org.freedesktop.systemd1.Unit")
+                    .str("ActiveState"),
+            )
+            .ok()?;
+        crate::dbus::Reader::new(&v.body).variant_str().ok()?
     }
 
     /// Stops the unit (killing what is left in it) and waits; a unit systemd already
     /// collected (its processes all exited) is fine.
-    pub fn stop_unit(&self, unit: &str) -> Result<()> {
-        let r = match self.run_job(unit, "StopUnit", &(unit, "replace"))? {
-            Ok(r) if r == "done" => {
-                crate::logging::debug(&format!("systemd: unit {unit} stopped"));
-                Ok(())
-            }
+    pub fn stop_unit(&mut self, unit: &str) -> Result<()> {
+        let body = crate::dbus::Body::default().str(unit).str("replace");
+        let r = match self.run_job(unit, "StopUnit", body) {
+            Ok(r) if r == "done" => Ok(()),
             Ok(r) => Err(anyhow::anyhow!(
                 "systemd could not stop unit {unit}: job result {r:?}"
             )),
-            Err(e) if error_name(&e) == Some("org.freedesktop.systemd1.NoSuchUnit") => {
-                crate::logging::debug(&format!("systemd: unit {unit} was gone already"));
-                Ok(())
-            }
+            Err(e) if is_error(&e, "org.freedesktop.systemd1.NoSuchUnit") => Ok(()),
             Err(e) => Err(e).with_context(|| format!("systemd: stop unit {unit}")),
         };
-        crate::logging::debug("systemd: stop done");
         // A unit that ended failed would stay loaded (and its name taken) until reset.
         self.reset_failed(unit);
         r
     }
 
-    pub fn set_properties(&self, unit: &str, props: Vec<Property>) -> Result<()> {
-        zbus::block_on(self.call("SetUnitProperties", &(unit, true, props)))
+    pub fn set_properties(&mut self, unit: &str, props: &[Property]) -> Result<()> {
+        let body = crate::dbus::Body::default()
+            .str(unit)
+            .bool(true)
+            .props(props);
+        self.call("SetUnitProperties", body)
             .with_context(|| format!("systemd: set properties of unit {unit}"))?;
         Ok(())
     }
 
-    fn reset_failed(&self, unit: &str) {
-        let _ = zbus::block_on(self.call("ResetFailedUnit", &(unit,)));
+    fn reset_failed(&mut self, unit: &str) {
+        let _ = self.call("ResetFailedUnit", crate::dbus::Body::default().str(unit));
     }
 
     pub fn user(&self) -> bool {
@@ -749,7 +715,7 @@ impl Unit {
     /// Starts the container's unit with `pid` (the init, or the first stage it will be
     /// forked from) in it, and finds its cgroup.
     pub fn start(
-        manager: Manager,
+        mut manager: Manager,
         path: &CgroupsPath,
         mut props: Vec<Property>,
         pid: i32,
@@ -759,7 +725,7 @@ impl Unit {
         if !path.name.ends_with(".slice") {
             props.push(prop("PIDs", vec![pid]));
         }
-        manager.start_unit(&name, props)?;
+        manager.start_unit(&name, &props)?;
         let user = manager.user();
         let mut unit = Unit {
             name,
@@ -834,7 +800,7 @@ pub fn set_resources(unit: &str, user: bool, r: &LinuxResources) -> Result<()> {
     if props.is_empty() {
         return Ok(());
     }
-    Manager::connect(user)?.set_properties(unit, props)
+    Manager::connect(user)?.set_properties(unit, &props)
 }
 
 #[cfg(test)]
@@ -986,6 +952,8 @@ mod tests {
             ("org.systemd.property.X", "uint64 -1"),
             ("org.systemd.property.X", "'unterminated"),
             ("org.systemd.property.TimeoutSec", "'soon'"),
+            ("org.systemd.property.X", "@b @b true"),
+            ("org.systemd.property.X", "boolean boolean true"),
         ] {
             let a = HashMap::from([(k.to_string(), v.to_string())]);
             let e = annotation_properties(&a).unwrap_err();
