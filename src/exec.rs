@@ -38,7 +38,19 @@ pub struct ExecOpts {
 /// A `--process` document (runtime-spec `process`), checked. Must never panic or hang on any
 /// input (fuzzed: fuzz/fuzz_targets/process.rs).
 pub fn parse_process(text: &[u8]) -> Result<Process> {
-    let p: Process = serde_json::from_slice(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Capabilities rt does not know are dropped with a warning, as in config.json.
+    let p: Process = match serde_json::from_slice(text) {
+        Err(e) if e.to_string().starts_with("no variant for ") => {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::spec::drop_unknown_capabilities(
+                &mut v["capabilities"],
+                "--process capabilities",
+            );
+            serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        other => other.map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
     if p.args()
         .as_ref()
         .is_none_or(|a| a.is_empty() || a[0].is_empty())
@@ -122,9 +134,13 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
             let mut set = set.unwrap_or_default();
             for c in &o.caps {
-                let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
-                    .map_err(|_| anyhow::anyhow!("--cap {c}: unknown capability"))?;
-                set.insert(cap);
+                // runc warns and goes on without a capability it does not know.
+                match serde_json::from_value(serde_json::Value::String(c.clone())) {
+                    Ok(cap) => {
+                        set.insert(cap);
+                    }
+                    Err(_) => crate::logging::warn(&format!("--cap {c}: unknown capability: ignored")),
+                }
             }
             Ok(set)
         };

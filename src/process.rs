@@ -783,7 +783,12 @@ pub fn finalize<'a>(
     }
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
-    let env = dedup_env(process.env().as_deref().unwrap_or(&[]));
+    let mut env = dedup_env(process.env().as_deref().unwrap_or(&[]));
+    // As runc: a process without HOME gets its user's home from the container's /etc/passwd
+    // (read here, inside the container's root), or "/".
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
     let args = process.args().as_ref().context("process.args")?;
     if args.is_empty() || args[0].is_empty() {
         bail!("process.args must not be empty");
@@ -867,6 +872,31 @@ fn exec(trampoline: RawFd, exe: &CString, args: &[CString], env: &[CString]) -> 
 
 /// One entry per variable, the last value winning, in first-seen order: what runc's init
 /// gives a process (so `exec -e FOO=x` overrides the config's FOO).
+/// The home directory /etc/passwd gives `uid`, or "/". The file is the image's: a FIFO or
+/// a device there must not block or feed us forever, so only a regular file's first MiB is read.
+fn home_of(uid: u32) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/etc/passwd")
+        .ok()
+        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+        .and_then(|f| {
+            let mut text = String::new();
+            f.take(1 << 20).read_to_string(&mut text).ok().map(|_| text)
+        });
+    text.and_then(|text| {
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+                .then(|| f[5].to_string())
+        })
+    })
+    .unwrap_or_else(|| "/".into())
+}
+
 fn dedup_env(env: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(env.len());
     for e in env {

@@ -25,7 +25,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let cfg = dir.join("config.json");
     let text = std::fs::read(&cfg)
         .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), crate::sys::errno_str(&e)))?;
-    let spec: Spec = serde_json::from_slice(&text)
+    let spec: Spec = spec_from_slice(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), tidy_serde_error(&e)))?;
     let root = spec
         .root()
@@ -61,9 +61,43 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 /// directory. Must never panic or hang on any input (fuzzed: fuzz/fuzz_targets/config.rs).
 pub fn parse(text: &[u8]) -> Result<Spec> {
     let spec: Spec =
-        serde_json::from_slice(text).map_err(|e| anyhow::anyhow!("{}", tidy_serde_error(&e)))?;
+        spec_from_slice(text).map_err(|e| anyhow::anyhow!("{}", tidy_serde_error(&e)))?;
     validate(&spec)?;
     Ok(spec)
+}
+
+/// config.json to a Spec. A capability rt does not know (newer than its table) is dropped
+/// with a warning, as runc does, so configs from newer tools keep working; only a config
+/// that fails on one takes the slower way through a JSON value.
+fn spec_from_slice(text: &[u8]) -> serde_json::Result<Spec> {
+    match serde_json::from_slice(text) {
+        Err(e) if e.to_string().starts_with("no variant for ") => {
+            let mut v: serde_json::Value = serde_json::from_slice(text)?;
+            drop_unknown_capabilities(&mut v["process"]["capabilities"], "process.capabilities");
+            serde_json::from_value(v)
+        }
+        other => other,
+    }
+}
+
+/// Removes (and warns about) the capability names rt does not know from each set of a
+/// capabilities object.
+pub fn drop_unknown_capabilities(caps: &mut serde_json::Value, field: &str) {
+    let Some(sets) = caps.as_object_mut() else {
+        return;
+    };
+    for (set, names) in sets.iter_mut() {
+        let Some(list) = names.as_array_mut() else {
+            continue;
+        };
+        list.retain(|n| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(n.clone()).is_ok();
+            if !known {
+                crate::logging::warn(&format!("{field}.{set}: unknown capability {n}: ignored"));
+            }
+            known || !n.is_string()
+        });
+    }
 }
 
 /// serde's messages list every accepted variant; keep the part that names the offending value.

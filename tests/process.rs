@@ -303,3 +303,28 @@ fn preserve_fds_visible_from_host() {
     let t = fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
     assert_eq!(t, fpath);
 }
+
+/// runc's behaviour (issue 17): a process whose env has no HOME gets its user's home from the
+/// container's /etc/passwd, or "/" for a uid it doesn't list; a HOME given is kept. The same
+/// for exec.
+#[test]
+fn home_comes_from_the_containers_passwd() {
+    let rt = Rt::new();
+    for (uid, want) in [(0, "/root"), (65534, "/nonexistent"), (4321, "/")] {
+        let mut b = Bundle::sh("echo \"HOME=$HOME\"");
+        b.process()["user"] = serde_json::json!({"uid": uid, "gid": uid});
+        let out = rt.run_stdout(&b);
+        assert_eq!(out.trim(), format!("HOME={want}"), "uid {uid}");
+    }
+    let mut b = Bundle::sh("echo \"HOME=$HOME\"");
+    b.add_env("HOME=/custom");
+    assert_eq!(rt.run_stdout(&b).trim(), "HOME=/custom");
+
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let o = rt.cmd(&["exec", "--user", "65534", &c.id, "sh", "-c", "echo $HOME"]);
+    assert_eq!(o.ok().stdout.trim(), "/nonexistent");
+    let o = rt.cmd(&["exec", "--env", "HOME=/x", &c.id, "sh", "-c", "echo $HOME"]);
+    assert_eq!(o.ok().stdout.trim(), "/x");
+    rt.delete_force(&c.id).ok();
+}

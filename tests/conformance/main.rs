@@ -80,20 +80,26 @@ fn main() {
     let mut t = Tap { n: 0, failed: 0 };
 
     t.case(
-        "config: process.env is exactly the configured environment",
+        "config: process.env is the configured environment (HOME added only where absent, as runc)",
         || {
-            let mut b = Bundle::new(&["true"]);
-            b.set_env(&["PATH=/bin:/usr/bin", "A=1", "B=two words"]);
-            let r = report(&rt, &mut b, &[]);
-            let env: Vec<&str> = r["env"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            check(env == ["PATH=/bin:/usr/bin", "A=1", "B=two words"], || {
-                format!("{env:?}")
-            })
+            let env_of = |vars: &[&str]| -> Vec<String> {
+                let mut b = Bundle::new(&["true"]);
+                b.set_env(vars);
+                let r = report(&rt, &mut b, &[]);
+                r["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            };
+            let without = env_of(&["PATH=/bin:/usr/bin", "A=1", "B=two words"]);
+            let with = env_of(&["PATH=/bin:/usr/bin", "HOME=/h", "B=two words"]);
+            check(
+                without == ["PATH=/bin:/usr/bin", "A=1", "B=two words", "HOME=/root"]
+                    && with == ["PATH=/bin:/usr/bin", "HOME=/h", "B=two words"],
+                || format!("{without:?} {with:?}"),
+            )
         },
     );
     t.case("config: process.cwd is the working directory", || {
