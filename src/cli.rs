@@ -306,6 +306,18 @@ pub fn version_text() -> String {
     )
 }
 
+impl Cli {
+    /// How many fds past stdio the command hands to a container (--preserve-fds).
+    pub fn preserve_fds(&self) -> u32 {
+        match &self.cmd {
+            Some(Cmd::Create(a)) => a.preserve_fds,
+            Some(Cmd::Run { create, .. }) => create.preserve_fds,
+            Some(Cmd::Exec(a)) => a.preserve_fds,
+            _ => 0,
+        }
+    }
+}
+
 /// Runs the parsed command; returns the process exit status.
 pub fn dispatch(cli: Cli) -> Result<i32> {
     if cli.version {

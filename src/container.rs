@@ -88,7 +88,7 @@ pub fn open_hostproc() -> Result<OwnedFd> {
 
 pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
     state::validate_id(id)?;
-    check_preserved_fds(o.preserve_fds)?;
+    note_passed_fds(o.preserve_fds);
     let mut bundle = crate::spec::load(&o.bundle)?;
     let preserve_fds = o.preserve_fds + socket_activation(&mut bundle.spec);
     let terminal = bundle
@@ -380,20 +380,24 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     })
 }
 
-/// Every fd a caller asks to pass must really be open *before* rt opens anything: otherwise
-/// rt's own fds (the host /proc handle, the lock) would take those numbers and be handed over.
-pub fn check_preserved_fds(n: u32) -> Result<()> {
-    let listen: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    for fd in 3..3 + n + listen {
-        // SAFETY: F_GETFD on an fd number only reads its flags.
-        if unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } < 0 {
-            bail!("--preserve-fds/LISTEN_FDS: fd {fd} is not open");
-        }
-    }
-    Ok(())
+/// Which of the fds a caller asks to pass (3..3+N for --preserve-fds N, plus LISTEN_FDS) are
+/// open, noted once before rt opens any fd of its own (main does it before the --log file):
+/// only those reach the container. A gap stays a gap, as in runc, and an fd of rt's that lands
+/// in one (the log, the host /proc handle, the lock) is never handed over.
+static PASSED_FDS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+
+pub fn note_passed_fds(preserve_fds: u32) -> &'static [i32] {
+    PASSED_FDS.get_or_init(|| {
+        let listen: u32 = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (3..3i64 + i64::from(preserve_fds) + i64::from(listen))
+            .filter_map(|fd| i32::try_from(fd).ok())
+            // SAFETY: F_GETFD on an fd number only reads its flags.
+            .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
+            .collect()
+    })
 }
 
 /// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go

@@ -18,6 +18,8 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // Before the --log file (or anything else of rt's) can take a number the caller left free.
+    rt::container::note_passed_fds(cli.preserve_fds());
     let format = match cli.log_format {
         cli::LogFormat::Text => logging::Format::Text,
         cli::LogFormat::Json => logging::Format::Json,

@@ -771,7 +771,8 @@ pub fn finalize<'a>(
     // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
     // close-on-exec; the preserved ones must not be. First of all, before a seccomp filter
     // that may refuse close_range or fcntl governs us; what is opened later is O_CLOEXEC.
-    for fd in 3..3 + preserve_fds as RawFd {
+    let passed = crate::container::note_passed_fds(0);
+    for fd in (3..3 + preserve_fds as RawFd).filter(|fd| passed.contains(fd)) {
         sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
     }
     sys::cloexec_from(3 + preserve_fds).context("mark fds close-on-exec")?;

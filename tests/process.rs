@@ -328,3 +328,36 @@ fn home_comes_from_the_containers_passwd() {
     assert_eq!(o.ok().stdout.trim(), "/x");
     rt.delete_force(&c.id).ok();
 }
+
+/// runc's behaviour (issue 17): --preserve-fds N passes the fds of 3..3+N that are open and
+/// skips the gaps; and an fd rt opens itself (here the --log file, opened before anything
+/// else) never stands in for a missing one.
+#[test]
+fn preserve_fds_skips_gaps_and_never_passes_rts_own_fds() {
+    let rt = Rt::new();
+    let b = Bundle::sh(
+        "for f in 3 4; do if [ -e /proc/self/fd/$f ]; then readlink /proc/self/fd/$f; else echo none; fi; done; cat <&5",
+    );
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let token = unique("token5");
+    fs::write(b.dir.join("f5"), format!("{token}\n")).unwrap();
+    let f5 = fs::File::open(b.dir.join("f5")).unwrap();
+    let log = b.dir.join("rt.log");
+    let id = rt.new_id();
+    let mut cmd = rt.command(&["--log", log.to_str().unwrap(), "run", "--preserve-fds", "3"]);
+    cmd.args(["--bundle", b.path(), &id]);
+    pass_fds(&mut cmd, &[(raw(&f5), 5)]);
+    // fds 3 and 4 free (whatever this test inherited there): the log file takes one of them.
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::close(3);
+            libc::close(4);
+            Ok(())
+        });
+    }
+    let o = run_cmd(&mut cmd);
+    o.ok();
+    assert_eq!(o.stdout, format!("none\nnone\n{token}\n"), "{o:?}");
+}
