@@ -301,8 +301,9 @@ fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
-    for (key, _) in linux.sysctl().iter().flatten() {
+    for (key, value) in linux.sysctl().iter().flatten() {
         check_sysctl(spec, key)?;
+        check_uts_sysctl(spec, key, value)?;
     }
     if let Some(p) = linux.rootfs_propagation()
         && crate::rootfs::propagation_flag(p).is_none()
@@ -437,6 +438,23 @@ fn check_sysctl(spec: &Spec, key: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `kernel.hostname` and `kernel.domainname` set the same thing as `hostname` and `domainname`;
+/// which one wins would depend on the order rt applies them, so a config that gives both with
+/// different values is refused (as runc does) rather than silently picking one.
+fn check_uts_sysctl(spec: &Spec, key: &str, value: &str) -> Result<()> {
+    let (field, given) = match key.replace('/', ".").as_str() {
+        "kernel.hostname" => ("hostname", spec.hostname()),
+        "kernel.domainname" => ("domainname", spec.domainname()),
+        _ => return Ok(()),
+    };
+    match given.as_deref() {
+        Some(v) if !v.is_empty() && v != value => bail!(
+            "config.json: linux.sysctl {key:?}={value:?} contradicts {field} {v:?}"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The config.json `rt spec` writes: runc's template, so tools and people get what they expect.

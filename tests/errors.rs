@@ -87,6 +87,19 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
     }
 }
 
+/// As runc: `hostname` and `kernel.hostname` (likewise domainname) must agree, since rt can't
+/// honour both; the error names both fields.
+#[test]
+fn uts_sysctl_contradicting_hostname_or_domainname() {
+    let rt = Rt::new();
+    for (field, key) in [("hostname", "kernel.hostname"), ("domainname", "kernel/domainname")] {
+        let mut b = Bundle::new(&["true"]);
+        b.config[field] = json!("from-field");
+        b.linux()["sysctl"] = json!({ key: "from-sysctl" });
+        create_fails_cleanly(&rt, &b, &[field, key, "from-field", "from-sysctl"]);
+    }
+}
+
 #[test]
 fn bad_container_ids() {
     let rt = Rt::new();

@@ -345,6 +345,18 @@ fn sysctl_in_new_ipc_namespace() {
     );
 }
 
+/// A `kernel.domainname` sysctl that agrees with `domainname` (or stands alone for the hostname)
+/// is applied, not refused.
+#[test]
+fn uts_sysctls_agreeing_with_the_config() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh("hostname; cat /proc/sys/kernel/domainname");
+    b.config["domainname"] = json!("same.example");
+    b.linux()["sysctl"] = json!({ "kernel.domainname": "same.example", "kernel.hostname": "via-sysctl" });
+    b.config.as_object_mut().unwrap().remove("hostname");
+    assert_eq!(rt.run_stdout(&b), "via-sysctl\nsame.example\n");
+}
+
 /// Private rootfs with `evil -> <abs host dir>` and `evil2 -> ../../../..<host dir>`,
 /// tmpfs mounts on /evil/sub and /evil2/sub; the host dirs hold only a "canary" file.
 fn symlink_escape_setup(script: &str) -> (Bundle, TempDir, TempDir) {
