@@ -5,7 +5,7 @@
 //! Two shapes, chosen by the config:
 //! - fast: nothing to join and no time offsets. One clone3 with every CLONE_NEW* flag makes the
 //!   init directly.
-//! - staged: a first child joins the namespaces given by path (user first, mount last), unshares
+//! - staged: a first child joins the namespaces given by path (see join_namespaces), unshares
 //!   the new ones, writes time offsets, then clone3s the init with CLONE_PARENT (so rt can still
 //!   wait for it) and exits. pid and time namespaces only apply to children, hence the second
 //!   clone.
@@ -402,13 +402,40 @@ fn open_ns_files(
         })?;
         fds.push((*t, fd));
     }
-    // user first (it grants the rights to join the rest), mount last (it changes path lookup).
-    fds.sort_by_key(|(t, _)| match t {
-        LinuxNamespaceType::User => 0,
-        LinuxNamespaceType::Mount => 2,
-        _ => 1,
-    });
+    // Mount last: it changes how paths resolve (the user namespace is join_namespaces' care).
+    fds.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
     Ok(fds)
+}
+
+/// Joins the namespaces given by path. Each is tried before the user namespace: rt's host
+/// privileges cover namespaces the joined user namespace doesn't own (the host's network, say),
+/// and once inside it they are gone. What that refuses (a rootless rt, which has privileges
+/// only inside the user namespace) is joined after it. Mount comes last in each round, since
+/// it changes how paths resolve.
+fn join_namespaces(fds: Vec<(LinuxNamespaceType, OwnedFd)>) -> Result<()> {
+    let join = |t: LinuxNamespaceType, fd: &OwnedFd| sys::setns(fd.as_raw_fd(), namespace_flag(t));
+    let context = |t: LinuxNamespaceType| {
+        format!(
+            "linux.namespaces: join {} namespace",
+            crate::spec::namespace_name(t)
+        )
+    };
+    let (user, rest): (Vec<_>, Vec<_>) = fds
+        .into_iter()
+        .partition(|(t, _)| *t == LinuxNamespaceType::User);
+    let mut later = Vec::new();
+    for (t, fd) in rest {
+        match join(t, &fd) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !user.is_empty() => {
+                later.push((t, fd))
+            }
+            r => r.with_context(|| context(t))?,
+        }
+    }
+    for (t, fd) in user.iter().chain(&later) {
+        join(*t, fd).with_context(|| context(*t))?;
+    }
+    Ok(())
 }
 
 fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
@@ -418,16 +445,7 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
     // a user or mount namespace the host's cgroup files may be out of reach. The init, forked
     // from here, is born in them.
     join_v1_self(a.v1_cgroups)?;
-    let fds = open_ns_files(&plan.joins)?;
-    for (t, fd) in &fds {
-        sys::setns(fd.as_raw_fd(), namespace_flag(*t)).with_context(|| {
-            format!(
-                "linux.namespaces: join {} namespace",
-                crate::spec::namespace_name(*t)
-            )
-        })?;
-    }
-    drop(fds);
+    join_namespaces(open_ns_files(&plan.joins)?)?;
     let joined_user = plan
         .joins
         .iter()

@@ -450,9 +450,9 @@ fn check_uts_sysctl(spec: &Spec, key: &str, value: &str) -> Result<()> {
         _ => return Ok(()),
     };
     match given.as_deref() {
-        Some(v) if !v.is_empty() && v != value => bail!(
-            "config.json: linux.sysctl {key:?}={value:?} contradicts {field} {v:?}"
-        ),
+        Some(v) if !v.is_empty() && v != value => {
+            bail!("config.json: linux.sysctl {key:?}={value:?} contradicts {field} {v:?}")
+        }
         _ => Ok(()),
     }
 }

@@ -92,7 +92,10 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
 #[test]
 fn uts_sysctl_contradicting_hostname_or_domainname() {
     let rt = Rt::new();
-    for (field, key) in [("hostname", "kernel.hostname"), ("domainname", "kernel/domainname")] {
+    for (field, key) in [
+        ("hostname", "kernel.hostname"),
+        ("domainname", "kernel/domainname"),
+    ] {
         let mut b = Bundle::new(&["true"]);
         b.config[field] = json!("from-field");
         b.linux()["sysctl"] = json!({ key: "from-sysctl" });

@@ -104,6 +104,42 @@ fn join_network_namespace_of_helper_by_path() {
     );
 }
 
+/// A network namespace owned by the host's user namespace (the host's own, as with
+/// `/proc/1/ns/net`, or a `unshare --net` one) joined by a container that creates its own user
+/// namespace: it must be joined while rt still has the host's privileges over it, and sysfs,
+/// which the new user namespace may not mount for a netns it doesn't own, comes from the host.
+#[test]
+fn join_host_owned_network_namespace_from_a_new_user_namespace() {
+    let rt = Rt::new();
+    for unshare_net in [false, true] {
+        let mut cmd = Command::new(if unshare_net { "unshare" } else { "sleep" });
+        if unshare_net {
+            cmd.args(["--net", "sleep", "1000"]);
+        } else {
+            cmd.arg("1000");
+        }
+        let helper = Helper::spawn(&mut cmd);
+        let hp = helper.pid();
+        assert!(
+            wait_for(WAIT, || cmdline(hp) == ["sleep", "1000"]),
+            "helper did not start"
+        );
+        let helper_net = ns_link(hp, "net");
+        assert_eq!(helper_net == host_ns("net"), !unshare_net);
+
+        // Its /sys mount would fail the create if sysfs were not bound from the host.
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.add_namespace("user", None);
+        b.add_namespace("network", Some(&format!("/proc/{hp}/ns/net")));
+        b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        let c = rt.start_ok(&b);
+        assert_eq!(ns_link(c.pid, "net"), helper_net, "did not join the netns");
+        assert_ne!(ns_link(c.pid, "user"), host_ns("user"));
+        assert_eq!(proc_status_nums(c.pid, "Uid"), vec![100000; 4]);
+    }
+}
+
 #[test]
 fn join_network_namespace_of_another_container() {
     let rt = Rt::new();
@@ -308,6 +344,30 @@ fn join_an_existing_user_namespace_by_path() {
     assert_eq!(ns_link(cb.pid, "user"), ns_link(ca.pid, "user"));
     assert_ne!(ns_link(cb.pid, "mnt"), ns_link(ca.pid, "mnt"));
     assert_eq!(proc_status_nums(cb.pid, "Uid"), vec![100000; 4]);
+    rt.delete_force(&cb.id).ok();
+    rt.delete_force(&ca.id).ok();
+}
+
+/// Another container's user namespace and the host's network namespace, both by path (as a
+/// pod sharing its user namespace but using host networking): only rt's host privileges can
+/// join the host's netns, so it is joined before the user namespace.
+#[test]
+fn join_another_user_namespace_and_the_hosts_network_namespace() {
+    let rt = Rt::new();
+    let mut a = Bundle::new(&["sleep", "1000"]);
+    a.add_namespace("user", None);
+    a.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    a.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let ca = rt.start_ok(&a);
+    let helper = Helper::spawn(Command::new("sleep").arg("1000"));
+    let hp = helper.pid();
+    assert!(wait_for(WAIT, || cmdline(hp) == ["sleep", "1000"]));
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.add_namespace("user", Some(&format!("/proc/{}/ns/user", ca.pid)));
+    b.add_namespace("network", Some(&format!("/proc/{hp}/ns/net")));
+    let cb = rt.start_ok(&b);
+    assert_eq!(ns_link(cb.pid, "user"), ns_link(ca.pid, "user"));
+    assert_eq!(ns_link(cb.pid, "net"), host_ns("net"));
     rt.delete_force(&cb.id).ok();
     rt.delete_force(&ca.id).ok();
 }

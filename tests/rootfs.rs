@@ -352,7 +352,8 @@ fn uts_sysctls_agreeing_with_the_config() {
     let rt = Rt::new();
     let mut b = Bundle::sh("hostname; cat /proc/sys/kernel/domainname");
     b.config["domainname"] = json!("same.example");
-    b.linux()["sysctl"] = json!({ "kernel.domainname": "same.example", "kernel.hostname": "via-sysctl" });
+    b.linux()["sysctl"] =
+        json!({ "kernel.domainname": "same.example", "kernel.hostname": "via-sysctl" });
     b.config.as_object_mut().unwrap().remove("hostname");
     assert_eq!(rt.run_stdout(&b), "via-sysctl\nsame.example\n");
 }

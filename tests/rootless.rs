@@ -177,6 +177,69 @@ fn rootless_lifecycle_and_exec() {
     assert!(!xdg.0.join("rt").join(&id).exists());
 }
 
+/// A rootless container joining another's user and network namespaces by path: the user may
+/// join the network namespace only from inside its owner, the user namespace, so rt must join
+/// that first here (a privileged rt joins the others first; see the namespaces tests).
+#[test]
+fn rootless_join_another_containers_user_and_network_namespaces() {
+    let xdg = UserDir::new();
+    let edit = |b: &Path, f: &dyn Fn(&mut serde_json::Value)| {
+        let path = b.join("config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        f(&mut c);
+        fs::write(&path, c.to_string()).unwrap();
+    };
+    let a = rootless_bundle(&xdg.0, "sleep 1000");
+    edit(&a, &|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "network"}))
+    });
+    let ida = unique("rl");
+    as_user(
+        &xdg.0,
+        &["run", "-d", "--bundle", a.to_str().unwrap(), &ida],
+    )
+    .ok();
+    let st: serde_json::Value =
+        serde_json::from_str(&as_user(&xdg.0, &["state", &ida]).ok().stdout).unwrap();
+    let pa = st["pid"].as_i64().unwrap();
+
+    let b = rootless_bundle(
+        &xdg.0,
+        "readlink /proc/self/ns/user; readlink /proc/self/ns/net",
+    );
+    edit(&b, &|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "user" && n["type"] != "network");
+        for t in ["user", "net"] {
+            let typ = if t == "net" { "network" } else { t };
+            ns.push(serde_json::json!({"type": typ, "path": format!("/proc/{pa}/ns/{t}")}));
+        }
+        let l = c["linux"].as_object_mut().unwrap();
+        l.remove("uidMappings");
+        l.remove("gidMappings");
+    });
+    let o = as_user(
+        &xdg.0,
+        &["run", "--bundle", b.to_str().unwrap(), &unique("rl")],
+    );
+    o.ok();
+    let want: Vec<String> = ["user", "net"]
+        .iter()
+        .map(|t| {
+            fs::read_link(format!("/proc/{pa}/ns/{t}"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(o.stdout.lines().collect::<Vec<_>>(), want);
+    as_user(&xdg.0, &["delete", "-f", &ida]).ok();
+}
+
 #[test]
 fn rootless_ranges_other_than_your_own_id_fail_clearly() {
     let (uid, _) = user_ids();
