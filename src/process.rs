@@ -132,6 +132,10 @@ struct NsPlan {
     new_cgroupns: bool,
     joins: Vec<(LinuxNamespaceType, PathBuf)>,
     offsets: Vec<(String, i64, u32)>,
+    /// Whether the init may ask rt for bind sources it can't reach (see rootfs::Setup): in a
+    /// user namespace, from an rt that has privileges the init lacks. A rootless rt's are no
+    /// more than the init's.
+    host_sources: bool,
 }
 
 fn plan(spec: &Spec) -> NsPlan {
@@ -140,9 +144,11 @@ fn plan(spec: &Spec) -> NsPlan {
         new_cgroupns: false,
         joins: Vec::new(),
         offsets: Vec::new(),
+        host_sources: false,
     };
     let Some(linux) = spec.linux() else { return p };
     for ns in linux.namespaces().iter().flatten() {
+        p.host_sources |= ns.typ() == LinuxNamespaceType::User && !sys::rootless();
         match ns.path() {
             Some(path) => p.joins.push((ns.typ(), path.clone())),
             None if ns.typ() == LinuxNamespaceType::Cgroup => p.new_cgroupns = true,
@@ -230,6 +236,13 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
             let pid = init_pid.context("sync: seccomp before the init's pid was known")?;
             let st = crate::state::hook_state(a.id, pid, "creating", a.bundle);
             send_to_seccomp_agent(spec, &st, pid, &fd)?;
+        } else if let Some(path) = msg.strip_prefix("source ") {
+            let pid = init_pid.context("sync: source before the init's pid was known")?;
+            match open_source_for(a.hostproc, pid, Path::new(path)) {
+                Ok(fd) => parent_end.send_fd("source", fd.as_raw_fd())?,
+                // The init reports it, with the mount entry it was for.
+                Err(e) => parent_end.send(&format!("error {e:#}"))?,
+            }
         } else if msg == "map" {
             // In a new user namespace the child can't write host cgroup files: we move it (its
             // init child, if any, is born there).
@@ -492,6 +505,60 @@ fn stage1(a: &InitArgs, plan: &NsPlan, chan: &Channel) -> Result<Infallible> {
     }
 }
 
+/// Asks rt for an O_PATH fd of the bind source `path` (see rootfs::Setup::host_source).
+fn host_source(chan: &Channel, path: &Path) -> Result<OwnedFd> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("bind source {} is not UTF-8", path.display()))?;
+    chan.send(&format!("source {text}"))?;
+    match chan.recv_fd()? {
+        Some((m, Some(fd))) if m == "source" => Ok(fd),
+        Some((m, _)) => match m.strip_prefix("error ") {
+            Some(e) => bail!("{e}"),
+            None => bail!("sync: expected source, got {m}"),
+        },
+        None => bail!("sync: rt went away"),
+    }
+}
+
+/// rt's side of host_source: a short-lived child joins the init's mount namespace (so the
+/// mount the fd refers to is one the init may bind) and opens `path` there with rt's
+/// credentials. Symlinks are followed, as mount(2) follows them.
+fn open_source_for(hostproc: RawFd, pid: i32, path: &Path) -> Result<OwnedFd> {
+    let ns = sys::openat(
+        hostproc,
+        Path::new(&format!("{pid}/ns/mnt")),
+        libc::O_RDONLY,
+        0,
+    )
+    .context("open the container's mount namespace")?;
+    let (ours, theirs) = Channel::pair()?;
+    match sys::clone3(0, None, false).context("clone3 for a bind source")? {
+        Forked::Child => {
+            drop(ours);
+            child_main(&theirs, || {
+                sys::setns(ns.as_raw_fd(), libc::CLONE_NEWNS)
+                    .context("join the container's mount namespace")?;
+                let fd = sys::open(path, libc::O_PATH, 0)
+                    .map_err(|e| anyhow!("source {}: {}", path.display(), sys::errno_str(&e)))?;
+                theirs.send_fd("source", fd.as_raw_fd())?;
+                // SAFETY: leaving the helper without running the parent's destructors.
+                unsafe { libc::_exit(0) }
+            })
+        }
+        Forked::Parent { pid, .. } => {
+            drop(theirs);
+            let got = ours.recv_fd();
+            reap(pid);
+            match got? {
+                Some((m, Some(fd))) if m == "source" => Ok(fd),
+                Some((m, _)) => bail!("{}", m.strip_prefix("error ").unwrap_or(&m)),
+                None => bail!("bind source helper exited{}", exit_note(pid)),
+            }
+        }
+    }
+}
+
 /// With a cgroup driver on rt's side (systemd), asks rt to place us and waits until it has.
 fn wait_for_cgroup(a: &InitArgs, chan: &Channel) -> Result<()> {
     if a.cgroup_by_parent.is_some() {
@@ -579,6 +646,7 @@ fn init(
 
     let mut pty = None;
     let own_mntns = crate::spec::has_namespace(spec, LinuxNamespaceType::Mount);
+    let ask_host = |p: &Path| host_source(chan, p);
     {
         let setup = crate::rootfs::Setup {
             spec,
@@ -594,6 +662,7 @@ fn init(
                 a.v2_cgroup.clone()
             },
             v1_cgroups: a.v1_cgroups,
+            host_source: plan.host_sources.then_some(&ask_host),
         };
         let root = setup.prepare()?;
         let hooks = spec.hooks().as_ref();

@@ -303,6 +303,9 @@ fn is_bind(m: &Mount, o: &Options) -> bool {
     m.typ().as_deref() == Some("bind") || o.flags & libc::MS_BIND != 0
 }
 
+/// Opens a bind source on rt's host side (see Setup::host_source).
+pub type SourceOpener<'a> = dyn Fn(&Path) -> Result<OwnedFd> + 'a;
+
 /// Everything done in the new mount namespace before pivot_root.
 pub struct Setup<'a> {
     pub spec: &'a Spec,
@@ -321,6 +324,10 @@ pub struct Setup<'a> {
     pub v2_cgroup: Option<PathBuf>,
     /// The container's v1 cgroup directories (v1 and hybrid hosts).
     pub v1_cgroups: &'a [PathBuf],
+    /// In a user namespace, the container's root may not reach a bind source that the host's
+    /// root can (a 0700 directory on the way): this asks rt's host side for an O_PATH fd of
+    /// it, opened in the container's mount namespace.
+    pub host_source: Option<&'a SourceOpener<'a>>,
 }
 
 impl Setup<'_> {
@@ -605,18 +612,43 @@ impl Setup<'_> {
     }
 
     fn bind(&self, root: &Root, src: &Path, dest: &Path, o: &Options) -> Result<()> {
-        let meta = std::fs::metadata(src)
-            .map_err(|e| anyhow::anyhow!("source {}: {}", src.display(), sys::errno_str(&e)))?;
-        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = root.mkdir_all(dest, kind)?;
+        let source_error =
+            |e: std::io::Error| anyhow::anyhow!("source {}: {}", src.display(), sys::errno_str(&e));
+        let fd_is_dir = |fd: std::os::fd::RawFd| -> Result<bool> {
+            let st = sys::fstat(fd).with_context(|| format!("source {}", src.display()))?;
+            Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        };
+        let mut by_host = None;
+        let is_dir = if let Some(tree) = o.prepared {
+            fd_is_dir(tree)?
+        } else {
+            match std::fs::metadata(src) {
+                Ok(meta) => meta.is_dir(),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    let open = self.host_source.ok_or_else(|| source_error(e))?;
+                    let fd = open(src)?;
+                    let is_dir = fd_is_dir(fd.as_raw_fd())?;
+                    by_host = Some(fd);
+                    is_dir
+                }
+                Err(e) => return Err(source_error(e)),
+            }
+        };
+        let target = root.mkdir_all(dest, if is_dir { Kind::Dir } else { Kind::File })?;
         // A detached copy of the source, given its flags before anyone can see it, attached to
         // the destination fd, then adjusted through its own fd: no path is looked up twice,
         // so a rename race can't move any of it onto another mount. Idmapped ones were made
         // by rt beforehand (see detached_bind).
         let own;
-        let tree = match o.prepared {
-            Some(fd) => fd,
-            None => {
+        let tree = match (o.prepared, by_host) {
+            (Some(fd), _) => fd,
+            (None, Some(fd)) => {
+                let tree = sys::open_tree_clone_fd(fd.as_raw_fd(), o.flags & libc::MS_REC != 0)
+                    .with_context(|| format!("bind {}", src.display()))?;
+                own = configure_tree(tree, o, None)?;
+                own.as_raw_fd()
+            }
+            (None, None) => {
                 own = detached_bind(src, o, None)?;
                 own.as_raw_fd()
             }
@@ -819,6 +851,15 @@ pub fn detached_bind(
 ) -> Result<OwnedFd> {
     let tree = sys::open_tree_clone(src, o.flags & libc::MS_REC != 0)
         .with_context(|| format!("bind {}", src.display()))?;
+    configure_tree(tree, o, userns)
+}
+
+/// Gives a detached tree the entry's flags, and the id mapping of `userns` when given.
+fn configure_tree(
+    tree: OwnedFd,
+    o: &Options,
+    userns: Option<std::os::fd::RawFd>,
+) -> Result<OwnedFd> {
     let (set, clr) = top_attrs(o.flags, o.cleared);
     if set != 0 || clr != 0 {
         sys::mount_setattr(tree.as_raw_fd(), false, set, clr, 0).context("mount_setattr")?;

@@ -342,18 +342,25 @@ fn setattr(fd: RawFd, recursive: bool, attr: &MountAttr) -> io::Result<()> {
 /// open_tree(OPEN_TREE_CLONE): a detached copy of the mount(s) at `path`, to be configured
 /// and then attached with move_mount.
 pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    open_tree_clone_at(libc::AT_FDCWD, &cstring(path)?, recursive)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of what the (O_PATH) fd `fd` refers to.
+pub fn open_tree_clone_fd(fd: RawFd, recursive: bool) -> io::Result<OwnedFd> {
+    open_tree_clone_at(fd, c"", recursive)
+}
+
+fn open_tree_clone_at(dirfd: RawFd, path: &CStr, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let c = cstring(path)?;
-    let flags = OPEN_TREE_CLONE
-        | libc::O_CLOEXEC as libc::c_uint
-        | if recursive {
-            libc::AT_RECURSIVE as libc::c_uint
-        } else {
-            0
-        };
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    }
     // SAFETY: valid C string; the kernel returns a new fd.
-    let fd =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) })?;
     // SAFETY: new fd owned by us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -97,3 +97,34 @@ fn mappings_on_a_non_bind_mount_are_refused() {
     rt.run(&b, &id, &[]).fails_with(&["/tmp/t", "bind"]);
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// Bind sources inside a host directory the container's root cannot search (0700, host root's),
+/// as runc allows: rt opens them from the host side. A plain bind of a directory, of a file,
+/// of a symlink to a directory, and an idmapped bind all work, and a missing source still
+/// fails, naming it.
+#[test]
+fn bind_sources_behind_a_directory_the_containers_root_cannot_search() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = Rt::new();
+    let mut b = userns_bundle(
+        "cat /tmp/b-dir/f /tmp/b-file /tmp/b-link/f /tmp/b-idm/f; stat -c %u /tmp/b-idm/f",
+    );
+    let secret = b.host_dir("secret");
+    fs::create_dir(secret.join("data")).unwrap();
+    fs::write(secret.join("data/f"), "in-dir\n").unwrap();
+    fs::write(secret.join("file"), "a-file\n").unwrap();
+    std::os::unix::fs::symlink("data", secret.join("link")).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    chown(&secret, 0, 0);
+    b.add_bind(&secret.join("data"), "/tmp/b-dir", &["rbind", "ro"]);
+    b.add_bind(&secret.join("file"), "/tmp/b-file", &["bind"]);
+    b.add_bind(&secret.join("link"), "/tmp/b-link", &["rbind"]);
+    b.add_bind(&secret.join("data"), "/tmp/b-idm", &["rbind", "idmap"]);
+    assert_eq!(rt.run_stdout(&b), "in-dir\na-file\nin-dir\nin-dir\n0\n");
+
+    b.add_bind(&secret.join("missing"), "/tmp/b-missing", &["bind"]);
+    let id = rt.new_id();
+    rt.run(&b, &id, &[])
+        .fails_with(&["/tmp/b-missing", "missing"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
