@@ -48,14 +48,22 @@ pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
-fn to_caps(set: Option<&Capabilities>, field: &str) -> Result<CapsHashSet> {
+/// A capability the running kernel doesn't have (newer than it) is left out with a warning,
+/// as runc does: asking for it would fail the whole capset.
+fn to_caps(set: Option<&Capabilities>, field: &str, kernel: &CapsHashSet) -> Result<CapsHashSet> {
     let mut out = CapsHashSet::new();
     for c in set.into_iter().flatten() {
         let name = format!("CAP_{c}");
         let cap = caps::Capability::from_str(&name).map_err(|_| {
             anyhow::anyhow!("process.capabilities.{field}: unknown capability {name}")
         })?;
-        out.insert(cap);
+        if kernel.contains(&cap) {
+            out.insert(cap);
+        } else {
+            crate::logging::warn(&format!(
+                "process.capabilities.{field}: {name} is unknown to this kernel: ignored"
+            ));
+        }
     }
     Ok(out)
 }
@@ -81,12 +89,13 @@ impl CapPlan {
                 ambient: CapsHashSet::new(),
             });
         };
+        let kernel = caps::runtime::thread_all_supported();
         Ok(CapPlan {
-            bounding: to_caps(c.bounding().as_ref(), "bounding")?,
-            effective: to_caps(c.effective().as_ref(), "effective")?,
-            permitted: to_caps(c.permitted().as_ref(), "permitted")?,
-            inheritable: to_caps(c.inheritable().as_ref(), "inheritable")?,
-            ambient: to_caps(c.ambient().as_ref(), "ambient")?,
+            bounding: to_caps(c.bounding().as_ref(), "bounding", &kernel)?,
+            effective: to_caps(c.effective().as_ref(), "effective", &kernel)?,
+            permitted: to_caps(c.permitted().as_ref(), "permitted", &kernel)?,
+            inheritable: to_caps(c.inheritable().as_ref(), "inheritable", &kernel)?,
+            ambient: to_caps(c.ambient().as_ref(), "ambient", &kernel)?,
         })
     }
 
