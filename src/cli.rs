@@ -479,10 +479,11 @@ fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
         .with_context(|| format!("write {}", path.display()))
 }
 
-/// `9`, `KILL`, `SIGKILL`, `sigkill`: what runc accepts.
+/// `9`, `KILL`, `SIGKILL`, `sigkill`: what runc accepts. `0` sends nothing and only checks
+/// that the container is still running, as kill(2) and runc do.
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if n > 0 && n <= libc::SIGRTMAX() {
+        if (0..=libc::SIGRTMAX()).contains(&n) {
             return Ok(n);
         }
         bail!("invalid signal {s:?}");

@@ -696,6 +696,11 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     if st.status(&dir.path) == Status::Stopped {
+        // runc 1.4 keeps --all only so that old callers killing what is left of a stopped
+        // container don't fail.
+        if all {
+            return Ok(());
+        }
         bail!("container not running");
     }
     if all && (st.cgroup.is_some() || !st.cgroup_v1.is_empty()) {
@@ -967,7 +972,15 @@ pub fn list(root: &Path) -> Result<Vec<serde_json::Value>> {
         let dir = root.join(&id);
         // Unlocked read: list must not wait behind a long create.
         if let Ok(st) = state::read_state(&dir) {
-            out.push(st.to_json(st.status(&dir)));
+            let mut v = st.to_json(st.status(&dir));
+            // As runc's list: the owner is whoever owns the state directory.
+            if let Ok(m) = std::fs::metadata(&dir) {
+                use std::os::unix::fs::MetadataExt;
+                v["owner"] = crate::passwd::lookup(m.uid())
+                    .map_or_else(|| format!("#{}", m.uid()), |e| e.name)
+                    .into();
+            }
+            out.push(v);
         }
     }
     Ok(out)

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod logging;
 pub mod lsm;
 pub mod notify;
+pub mod passwd;
 pub mod process;
 pub mod resources;
 pub mod rootfs;

@@ -28,13 +28,20 @@ fn main() {
         eprintln!("{e:#}");
         std::process::exit(1);
     }
+    // runc's exec exits 255 when it could not run the process, so that callers can tell
+    // that from the process's own exit status (conmon and the shims do).
+    let failure = if matches!(cli.cmd, Some(cli::Cmd::Exec(_))) {
+        255
+    } else {
+        1
+    };
     match cli::dispatch(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let msg = format!("{e:#}");
             logging::error(&msg);
             eprintln!("{msg}");
-            std::process::exit(1);
+            std::process::exit(failure);
         }
     }
 }

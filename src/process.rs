@@ -958,33 +958,16 @@ fn exec(trampoline: RawFd, exe: &CString, args: &[CString], env: &[CString]) -> 
     unsafe { libc::_exit(127) }
 }
 
-/// One entry per variable, the last value winning, in first-seen order: what runc's init
-/// gives a process (so `exec -e FOO=x` overrides the config's FOO).
-/// The home directory /etc/passwd gives `uid`, or "/". The file is the image's: a FIFO or
-/// a device there must not block or feed us forever, so only a regular file's first MiB is read.
+/// The home directory /etc/passwd gives `uid`, or "/" (runc's fallback).
 fn home_of(uid: u32) -> String {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let text = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/etc/passwd")
-        .ok()
-        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
-        .and_then(|f| {
-            let mut text = String::new();
-            f.take(1 << 20).read_to_string(&mut text).ok().map(|_| text)
-        });
-    text.and_then(|text| {
-        text.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
-                .then(|| f[5].to_string())
-        })
-    })
-    .unwrap_or_else(|| "/".into())
+    crate::passwd::lookup(uid)
+        .map(|e| e.home)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
+/// One entry per variable, the last value winning, in first-seen order: what runc's init
+/// gives a process (so `exec -e FOO=x` overrides the config's FOO).
 fn dedup_env(env: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(env.len());
     for e in env {

@@ -295,6 +295,8 @@ fn list_table_quiet_and_json() {
         assert_eq!(row[2], status);
         assert_eq!(row[3], b.path());
         assert!(is_rfc3339(row[4]), "CREATED column: {row:?}");
+        // As runc: the name of the state directory's owner (the tests run as root).
+        assert_eq!(row.get(5).copied(), Some("root"), "OWNER column: {row:?}");
     }
 
     let o = rt.cmd(&["list", "-q"]);
@@ -318,6 +320,7 @@ fn list_table_quiet_and_json() {
         assert_eq!(e["pid"].as_i64(), Some(c.pid as i64));
         assert_eq!(e["status"], status);
         assert_eq!(e["bundle"], b.path());
+        assert_eq!(e["owner"], "root", "{e}");
     }
 }
 

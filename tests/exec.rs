@@ -630,7 +630,7 @@ fn exec_in_a_stopped_container_fails() {
     rt.start(&c.id).ok();
     rt.assert_status(&c.id, "stopped");
     rt.cmd(&["exec", &c.id, "true"])
-        .fails_with(&["cannot exec in a stopped container"]);
+        .exec_fails_with(&["cannot exec in a stopped container"]);
 }
 
 #[test]
@@ -638,7 +638,7 @@ fn exec_in_a_nonexistent_container_fails() {
     let rt = Rt::new();
     let id = unique("no-such-ctr");
     rt.cmd(&["exec", &id, "true"])
-        .fails_with(&["does not exist"]);
+        .exec_fails_with(&["does not exist"]);
 }
 
 #[test]
@@ -646,7 +646,7 @@ fn exec_of_a_missing_command_fails_and_leaves_nothing() {
     let rt = Rt::new();
     let (b, c) = sleeper(&rt);
     let o = rt.cmd(&["exec", &c.id, "no-such-command-xyz"]);
-    o.fails();
+    o.fails().code_is(255);
     assert!(
         o.stderr.contains("no-such-command-xyz"),
         "error should name the command: {:?}",
@@ -657,7 +657,7 @@ fn exec_of_a_missing_command_fails_and_leaves_nothing() {
     assert!(rt.marked_procs().is_empty(), "{:?}", rt.marked_procs());
     // absolute path too
     let o = rt.cmd(&["exec", "-d", &c.id, "/bin/no-such-binary"]);
-    o.fails();
+    o.fails().code_is(255);
     assert!(o.stderr.contains("/bin/no-such-binary"), "{:?}", o.stderr);
     assert_eq!(procs_in_cgroup(&b.cgroup), vec![c.pid]);
     assert_eq!(rt.status(&c.id).as_deref(), Some("running"));
@@ -670,7 +670,7 @@ fn apparmor_and_process_label_are_refused() {
     let rt = Rt::new();
     let (b, c) = sleeper(&rt);
     rt.cmd(&["exec", "--apparmor", "unconfined", &c.id, "true"])
-        .fails_with(&["AppArmor is not enabled"]);
+        .exec_fails_with(&["AppArmor is not enabled"]);
     rt.cmd(&[
         "exec",
         "--process-label",
@@ -678,7 +678,7 @@ fn apparmor_and_process_label_are_refused() {
         &c.id,
         "true",
     ])
-    .fails_with(&["SELinux is not enabled"]);
+    .exec_fails_with(&["SELinux is not enabled"]);
     assert_eq!(procs_in_cgroup(&b.cgroup), vec![c.pid]);
 }
 

@@ -242,6 +242,28 @@ fn kill_of_stopped_container_fails() {
     rt.assert_status(&c.id, "stopped");
     rt.kill(&c.id, "KILL")
         .fails_with(&["container not running"]);
+    rt.kill(&c.id, "0").fails_with(&["container not running"]);
+    // runc 1.4 keeps --all for old callers that kill whatever is left: a stopped container
+    // is not an error there.
+    rt.cmd(&["kill", "--all", &c.id, "KILL"]).ok();
+    rt.assert_status(&c.id, "stopped");
+}
+
+/// Signal 0 is kill(2)'s "are you there": it succeeds on a running container, changes
+/// nothing, and fails once the container has stopped (what runc does).
+#[test]
+fn kill_zero_checks_that_the_container_runs() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    rt.kill(&c.id, "0").ok();
+    rt.cmd(&["kill", "--all", &c.id, "0"]).ok();
+    rt.assert_status(&c.id, "running");
+    assert!(pid_alive(c.pid));
+    rt.kill(&c.id, "KILL").ok();
+    rt.assert_status(&c.id, "stopped");
+    rt.kill(&c.id, "0").fails_with(&["container not running"]);
+    rt.kill(&c.id, "65").fails_with(&["invalid signal"]);
 }
 
 #[test]

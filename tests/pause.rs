@@ -80,7 +80,8 @@ fn paused_container_refuses_exec_and_plain_delete_but_force_delete_cleans_up() {
     let rt = Rt::new();
     let (b, c, _file) = counter(&rt);
     rt.cmd(&["pause", &c.id]).ok();
-    rt.cmd(&["exec", &c.id, "true"]).fails_with(&["paused"]);
+    rt.cmd(&["exec", &c.id, "true"])
+        .exec_fails_with(&["paused"]);
     rt.delete(&c.id).fails_with(&["paused"]);
     rt.delete_force(&c.id).ok();
     rt.assert_no_leftovers(&c.id, &b, &[]);

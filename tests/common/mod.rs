@@ -156,7 +156,24 @@ impl Output {
     /// and that line contains every needle.
     #[track_caller]
     pub fn fails_with(&self, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, 1, "expected exit code 1: {}", self.describe());
+        self.fails_with_code(1, needles)
+    }
+
+    /// The error contract of `rt exec`, which exits 255 when it could not run the process
+    /// (runc's code, so callers can tell it from the process's own status).
+    #[track_caller]
+    pub fn exec_fails_with(&self, needles: &[&str]) -> &Self {
+        self.fails_with_code(255, needles)
+    }
+
+    #[track_caller]
+    fn fails_with_code(&self, code: i32, needles: &[&str]) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "expected exit code {code}: {}",
+            self.describe()
+        );
         let lines: Vec<&str> = self
             .stderr
             .lines()
