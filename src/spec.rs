@@ -158,11 +158,14 @@ pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
 }
 
 fn validate(spec: &Spec) -> Result<()> {
+    // runc and crun run whatever ociVersion says (or a config without one): the fields are
+    // what counts, and each is checked below. A major version rt doesn't know is worth a word.
     if !spec.version().starts_with("1.") {
-        bail!(
-            "config.json: ociVersion {:?} is not supported (rt implements {SPEC_VERSION})",
+        crate::logging::warn(&format!(
+            "config.json: ociVersion {:?} is not one rt knows (it implements {SPEC_VERSION}); \
+             running it as {SPEC_VERSION}",
             spec.version()
-        );
+        ));
     }
     let process = spec
         .process()

@@ -87,6 +87,36 @@ fn unknown_capabilities_are_ignored_with_a_warning() {
     }
 }
 
+/// As runc and crun: ociVersion is not a gate. A config without one, or with a version rt
+/// doesn't know, runs (a hand-written config, or one from a newer tool); an unknown major
+/// version gets a warning naming it.
+#[test]
+fn any_oci_version_runs_and_an_unknown_major_is_warned_about() {
+    let rt = Rt::new();
+    for (version, warned) in [
+        (None, true),
+        (Some("0.1.0"), true),
+        (Some("1.3.0"), false),
+        (Some("1.0.2-dev"), false),
+    ] {
+        let mut b = Bundle::sh("echo ran");
+        match version {
+            Some(v) => b.config["ociVersion"] = json!(v),
+            None => {
+                b.config.as_object_mut().unwrap().remove("ociVersion");
+            }
+        }
+        let o = rt.run_new(&b);
+        o.ok();
+        assert_eq!(o.stdout, "ran\n", "{version:?}: {o:?}");
+        assert_eq!(
+            o.stderr.contains("ociVersion"),
+            warned,
+            "{version:?}: {o:?}"
+        );
+    }
+}
+
 /// As runc: `hostname` and `kernel.hostname` (likewise domainname) must agree, since rt can't
 /// honour both; the error names both fields.
 #[test]
