@@ -292,8 +292,9 @@ pub enum Cmd {
         #[arg(short, long, value_enum, default_value = "table")]
         format: Format,
         id: String,
-        /// Arguments for ps(1) (default -ef)
-        #[arg(last = true)]
+        /// Arguments for ps(1) (default -ef). As runc, everything after the id is passed on,
+        /// with or without a `--` before it
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
 }
@@ -610,7 +611,12 @@ fn table(rows: &[Vec<String>]) -> String {
 fn print_ps(root: &Path, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
     let pids = container::pids(root, id)?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string(&pids)?);
+        // runc's Go encoder prints no processes (a stopped container) as `null`.
+        if pids.is_empty() {
+            println!("null");
+        } else {
+            println!("{}", serde_json::to_string(&pids)?);
+        }
         return Ok(());
     }
     let args: Vec<String> = if ps_args.is_empty() {

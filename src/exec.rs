@@ -87,7 +87,18 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     p.set_args(Some(o.args.clone()));
     p.set_terminal(Some(o.tty));
     if let Some(cwd) = &o.cwd {
+        if !cwd.is_absolute() {
+            bail!("--cwd {cwd:?} must be an absolute path");
+        }
         p.set_cwd(cwd.clone());
+    }
+    // As runc (and as create checks process.env): a bare name is refused, not dropped.
+    if let Some(e) = o
+        .env
+        .iter()
+        .find(|e| !e.contains('=') || e.starts_with('='))
+    {
+        bail!("--env {e:?} is not of the form KEY=VALUE");
     }
     let mut env = p.env().clone().unwrap_or_default();
     env.extend(o.env.iter().cloned());
@@ -130,23 +141,27 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         user.set_additional_gids(Some(gids));
     }
     if !o.caps.is_empty() {
+        // runc warns (once) and goes on without a capability it does not know.
+        let extra: Vec<oci_spec::runtime::Capability> = o
+            .caps
+            .iter()
+            .filter_map(|c| {
+                serde_json::from_value(serde_json::Value::String(c.clone()))
+                    .map_err(|_| {
+                        crate::logging::warn(&format!("--cap {c}: unknown capability: ignored"))
+                    })
+                    .ok()
+            })
+            .collect();
         let mut caps = p.capabilities().clone().unwrap_or_default();
-        let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+        let add = |set: Option<oci_spec::runtime::Capabilities>| {
             let mut set = set.unwrap_or_default();
-            for c in &o.caps {
-                // runc warns and goes on without a capability it does not know.
-                match serde_json::from_value(serde_json::Value::String(c.clone())) {
-                    Ok(cap) => {
-                        set.insert(cap);
-                    }
-                    Err(_) => crate::logging::warn(&format!("--cap {c}: unknown capability: ignored")),
-                }
-            }
-            Ok(set)
+            set.extend(extra.iter().copied());
+            set
         };
-        caps.set_bounding(Some(add(caps.bounding().clone())?));
-        caps.set_effective(Some(add(caps.effective().clone())?));
-        caps.set_permitted(Some(add(caps.permitted().clone())?));
+        caps.set_bounding(Some(add(caps.bounding().clone())));
+        caps.set_effective(Some(add(caps.effective().clone())));
+        caps.set_permitted(Some(add(caps.permitted().clone())));
         p.set_capabilities(Some(caps));
     }
     Ok(p)

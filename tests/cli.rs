@@ -369,22 +369,52 @@ fn ps_passes_ps_arguments() {
     let rt = Rt::new();
     let b = Bundle::new(&["sleep", "1000"]);
     let c = rt.start_ok(&b);
-    let o = rt.cmd(&["ps", &c.id, "--", "-o", "pid,comm"]);
+    // As runc: what follows the id goes to ps, with or without `--`.
+    for args in [
+        &["--", "-o", "pid,comm"][..],
+        &["-o", "pid,comm"],
+        &["-e", "-o", "pid,comm"],
+    ] {
+        let mut cmd = vec!["ps", c.id.as_str()];
+        cmd.extend_from_slice(args);
+        let o = rt.cmd(&cmd);
+        o.ok();
+        let lines = o.lines();
+        assert!(
+            lines[0].contains("PID") && lines[0].contains("COMMAND"),
+            "{args:?}: {:?}",
+            o.stdout
+        );
+        assert!(
+            lines.iter().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.first() == Some(&c.pid.to_string().as_str()) && f.get(1) == Some(&"sleep")
+            }),
+            "{args:?}: {:?}",
+            o.stdout
+        );
+        // Only the container's processes: the header and the one sleep.
+        assert_eq!(lines.len(), 2, "{args:?}: {:?}", o.stdout);
+    }
+}
+
+/// As runc: a stopped container has no processes; ps prints the header and nothing else
+/// (JSON: null), and succeeds.
+#[test]
+fn ps_of_a_stopped_container_prints_only_the_header() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    let c = rt.create_ok(&b);
+    rt.start(&c.id).ok();
+    rt.assert_status(&c.id, "stopped");
+    let o = rt.cmd(&["ps", &c.id]);
     o.ok();
     let lines = o.lines();
-    assert!(
-        lines[0].contains("PID") && lines[0].contains("COMMAND"),
-        "{:?}",
-        o.stdout
-    );
-    assert!(
-        lines.iter().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.first() == Some(&c.pid.to_string().as_str()) && f.get(1) == Some(&"sleep")
-        }),
-        "{:?}",
-        o.stdout
-    );
+    assert_eq!(lines.len(), 1, "{:?}", o.stdout);
+    assert!(lines[0].contains("PID"), "{:?}", o.stdout);
+    let o = rt.cmd(&["ps", "-f", "json", &c.id]);
+    o.ok();
+    assert_eq!(o.stdout.trim(), "null");
 }
 
 #[test]

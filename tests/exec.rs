@@ -275,6 +275,25 @@ fn exec_inherits_root_caps_and_cap_flag_adds() {
     for f in ["CapBnd", "CapPrm", "CapEff"] {
         assert_eq!(proc_caps(pid, f), want, "{f}");
     }
+    // As runc: an unknown --cap is left out with one warning; the known ones still apply.
+    let o = rt.cmd(&[
+        "exec",
+        "--cap",
+        "CAP_BOGUS",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &c.id,
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    o.ok();
+    assert_eq!(o.stderr.matches("CAP_BOGUS").count(), 1, "{o:?}");
+    assert_eq!(
+        u64::from_str_radix(o.stdout.trim().trim_start_matches("CapEff:").trim(), 16).ok(),
+        Some(template_caps() | cap_mask(&[CAP_SYS_ADMIN])),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -631,6 +650,32 @@ fn exec_in_a_stopped_container_fails() {
     rt.assert_status(&c.id, "stopped");
     rt.cmd(&["exec", &c.id, "true"])
         .exec_fails_with(&["cannot exec in a stopped container"]);
+}
+
+/// As runc: an --env without `=` and a relative --cwd are refused, naming the flag, and no
+/// process is started.
+#[test]
+fn malformed_env_and_relative_cwd_are_refused() {
+    let rt = Rt::new();
+    let (b, c) = sleeper(&rt);
+    rt.cmd(&["exec", "-e", "FOO", &c.id, "true"])
+        .exec_fails_with(&["--env", "FOO", "KEY=VALUE"]);
+    rt.cmd(&["exec", "-e", "=x", &c.id, "true"])
+        .exec_fails_with(&["--env", "=x"]);
+    rt.cmd(&["exec", "--cwd", "tmp", &c.id, "pwd"])
+        .exec_fails_with(&["--cwd", "tmp", "absolute"]);
+    assert_eq!(procs_in_cgroup(&b.cgroup), vec![c.pid]);
+    // An empty value is a value.
+    let o = rt.cmd(&[
+        "exec",
+        "-e",
+        "FOO=",
+        &c.id,
+        "sh",
+        "-c",
+        "echo ${FOO-unset}.",
+    ]);
+    assert_eq!(o.ok().stdout, ".\n");
 }
 
 #[test]
