@@ -107,6 +107,9 @@ pub fn features() -> serde_json::Value {
 pub struct Filter {
     ctx: ScmpFilterContext,
     pub notify: bool,
+    /// libseccomp's program behind rt's ENOSYS stub (see `enosys_stub`), when the profile
+    /// needs one; then rt loads it itself, with these seccomp(2) flags.
+    patched: Option<(Vec<libc::sock_filter>, libc::c_ulong)>,
 }
 
 /// Does the profile use SCMP_ACT_NOTIFY anywhere (then a listener gets the notify fd)?
@@ -186,16 +189,222 @@ pub fn build(s: &LinuxSeccomp) -> Result<Filter> {
             r.map_err(|e| anyhow::anyhow!("{field}: {name}: {e}"))?;
         }
     }
+    let notify = uses_notify(s);
+    let patched = match highest_named_syscalls(s)? {
+        Some(last) if !last.is_empty() => {
+            let bpf = export(&ctx)?;
+            let mut prog = enosys_stub(&last);
+            prog.extend(bpf.chunks_exact(8).map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            }));
+            if prog.len() > BPF_MAXINSNS {
+                bail!(
+                    "linux.seccomp: the filter has {} instructions, more than the kernel's {BPF_MAXINSNS}",
+                    prog.len()
+                );
+            }
+            Some((prog, load_flags(s, notify)))
+        }
+        _ => None,
+    };
     Ok(Filter {
         ctx,
-        notify: uses_notify(s),
+        notify,
+        patched,
     })
+}
+
+const BPF_MAXINSNS: usize = 4096;
+/// x32 system calls arrive with x86_64's audit arch and this bit set in their number.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+/// For each architecture of the filter (by audit arch), the highest syscall number the
+/// profile names; None when the profile needs no ENOSYS stub.
+///
+/// Why: a syscall newer than the profile (clone3, openat2, faccessat2 for an older profile)
+/// must fail with ENOSYS, not with the default errno: glibc, musl and Go fall back to the old
+/// call only on ENOSYS. As runc does, anything above the highest number the profile names
+/// counts as newer. A permissive default (allow, log) or a default errno of ENOSYS already
+/// gives that; so does a profile that names nothing.
+fn highest_named_syscalls(s: &LinuxSeccomp) -> Result<Option<Vec<(u32, u32)>>> {
+    match s.default_action() {
+        LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog => return Ok(None),
+        LinuxSeccompAction::ScmpActErrno if s.default_errno_ret() == Some(libc::ENOSYS as u32) => {
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let mut arches = vec![ScmpArch::native()];
+    for a in s.architectures().iter().flatten() {
+        let arch = ScmpArch::from_str(&a.to_string())
+            .map_err(|_| anyhow::anyhow!("linux.seccomp.architectures: unknown {a}"))?;
+        if !arches.contains(&arch) {
+            arches.push(arch);
+        }
+    }
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for arch in arches {
+        // x32 shares x86_64's audit arch; its numbers are left to libseccomp (below).
+        if arch == ScmpArch::X32 {
+            continue;
+        }
+        let highest = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names())
+            .filter_map(|n| ScmpSyscall::from_name_by_arch(n, arch).ok())
+            .map(|sc| sc.as_raw_syscall())
+            // libseccomp's pseudo-numbers (negative) are calls this arch lacks.
+            .filter_map(|nr| u32::try_from(nr).ok())
+            .max();
+        if let (Some(h), Some(audit)) = (highest, audit_arch(arch)) {
+            out.push((audit, h));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The kernel's AUDIT_ARCH_* value for the arches rt is built for (and their compat ones);
+/// others get no stub, and keep libseccomp's behaviour.
+fn audit_arch(a: ScmpArch) -> Option<u32> {
+    Some(match a {
+        ScmpArch::X8664 => AUDIT_ARCH_X86_64,
+        ScmpArch::X86 => 0x4000_0003,
+        ScmpArch::Aarch64 => 0xc000_00b7,
+        ScmpArch::Arm => 0x4000_0028,
+        ScmpArch::Riscv64 => 0xc000_00f3,
+        ScmpArch::Ppc64Le => 0xc000_0015,
+        ScmpArch::S390X => 0x8000_0016,
+        _ => return None,
+    })
+}
+
+/// libseccomp's compiled program, as raw bytes (its in-memory export needs libseccomp 2.6).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    // SAFETY: memfd_create with a NUL-terminated name; the fd is owned right away.
+    let fd = unsafe { libc::memfd_create(c"rt-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("linux.seccomp: memfd for export");
+    }
+    // SAFETY: fd was just created and nothing else owns it.
+    let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    ctx.export_bpf(&f)
+        .context("linux.seccomp: export the filter")?;
+    let mut bytes = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut bytes))
+        .context("linux.seccomp: read the exported filter")?;
+    Ok(bytes)
+}
+
+/// cBPF run before libseccomp's program: for a listed arch, a number above the highest the
+/// profile names returns ENOSYS; everything else falls through to the profile unchanged.
+fn enosys_stub(last: &[(u32, u32)]) -> Vec<libc::sock_filter> {
+    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+    const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+    const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // Offsets of seccomp_data: nr at 0, arch at 4.
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    // Jumps are relative; the targets (the ENOSYS return, the profile) are only known at the
+    // end, so the blocks are built first with placeholders.
+    enum To {
+        Next(u8),
+        Enosys,
+        Profile,
+    }
+    let mut body: Vec<(u16, To, To, u32)> = vec![(LD_ABS_W, To::Next(0), To::Next(0), 4)];
+    for &(arch, highest) in last {
+        let x86_64 = arch == AUDIT_ARCH_X86_64;
+        // Not this arch: skip the block (2 instructions, 3 on x86_64).
+        body.push((JEQ, To::Next(0), To::Next(if x86_64 { 3 } else { 2 }), arch));
+        body.push((LD_ABS_W, To::Next(0), To::Next(0), 0));
+        if x86_64 {
+            body.push((JGE, To::Profile, To::Next(0), X32_SYSCALL_BIT));
+        }
+        body.push((JGT, To::Enosys, To::Profile, highest));
+    }
+    let enosys_at = body.len() + 1; // after the final "ja profile"
+    let profile_at = enosys_at + 1;
+    let mut prog: Vec<libc::sock_filter> = body
+        .into_iter()
+        .enumerate()
+        .map(|(i, (code, jt, jf, k))| {
+            let off = |t: To| match t {
+                To::Next(n) => n,
+                // The stub is a few instructions per arch: every offset fits in a u8.
+                To::Enosys => (enosys_at - i - 1) as u8,
+                To::Profile => (profile_at - i - 1) as u8,
+            };
+            ins(code, off(jt), off(jf), k)
+        })
+        .collect();
+    // An arch the stub doesn't list: straight to the profile (which decides about it).
+    prog.push(ins(JA, 0, 0, 1));
+    prog.push(ins(
+        RET,
+        0,
+        0,
+        libc::SECCOMP_RET_ERRNO | (libc::ENOSYS as u32 & libc::SECCOMP_RET_DATA),
+    ));
+    prog
+}
+
+/// The seccomp(2) flags libseccomp would have used for this profile.
+fn load_flags(s: &LinuxSeccomp, notify: bool) -> libc::c_ulong {
+    let mut flags: libc::c_ulong = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 1 << 5,
+        };
+    }
+    if notify {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        // TSYNC and a listener both use the return value; TSYNC_ESRCH frees it for the fd.
+        if flags & libc::SECCOMP_FILTER_FLAG_TSYNC != 0 {
+            flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+        }
+    }
+    flags
 }
 
 impl Filter {
     /// Loads the filter into the calling thread (and, with TSYNC, all threads); returns the
     /// notify fd when the profile has SCMP_ACT_NOTIFY rules.
     pub fn load(&self) -> Result<Option<std::os::fd::RawFd>> {
+        if let Some((prog, flags)) = &self.patched {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies the
+            // program and only reads it.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    *flags,
+                    &fprog as *const libc::sock_fprog,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error()).context("linux.seccomp: load filter");
+            }
+            return Ok(self.notify.then_some(r as std::os::fd::RawFd));
+        }
         self.ctx.load().context("linux.seccomp: load filter")?;
         if self.notify {
             return Ok(Some(

@@ -1108,3 +1108,109 @@ fn a_profile_refusing_close_range_still_starts_without_leaking_fds() {
         assert_eq!(out.trim(), "0 1 2 3", "nnp={nnp}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// syscalls newer than the profile: ENOSYS (runc's stub), so libcs fall back
+
+/// Every x86_64 syscall name numbered 0..=`highest`, except `except`.
+fn names_up_to(highest: i32, except: &[&str]) -> Vec<String> {
+    (0..=highest)
+        .filter_map(|nr| {
+            libseccomp::ScmpSyscall::from_raw_syscall(nr)
+                .get_name_by_arch(libseccomp::ScmpArch::X8664)
+                .ok()
+        })
+        .filter(|n| !except.contains(&n.as_str()))
+        .collect()
+}
+
+/// What rt-check reports for raw syscalls made in a container with `profile`.
+fn syscall_errnos(profile: Value, nrs: &[&str]) -> Value {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["/rt-check", "--syscall"]);
+    b.process()["args"]
+        .as_array_mut()
+        .unwrap()
+        .extend(nrs.iter().map(|n| json!(n)));
+    b.add_bind(
+        Path::new(env!("CARGO_BIN_EXE_rt-check")),
+        "/rt-check",
+        &["bind", "ro"],
+    );
+    set_seccomp(&mut b, profile);
+    let o = rt.run_new(&b);
+    o.ok();
+    serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{o:?}: {e}"))
+}
+
+const EPERM: i64 = libc::EPERM as i64;
+const ENOSYS: i64 = libc::ENOSYS as i64;
+
+/// A profile that allows every syscall up to rseq (334) but acct: acct, below the highest
+/// named, gets the default errno; clone3 (435) and an unassigned number, above it, get ENOSYS,
+/// as runc's stub gives them, so glibc falls back from clone3 to clone (busybox's fork runs).
+#[test]
+fn syscalls_newer_than_the_profile_fail_with_enosys() {
+    let allowed = names_up_to(334, &["acct"]);
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{ "names": allowed, "action": "SCMP_ACT_ALLOW" }]
+    });
+    let r = syscall_errnos(profile.clone(), &["163", "435", "1000"]);
+    assert_eq!(r["163"], EPERM, "acct is known to the profile: {r}");
+    assert_eq!(r["435"], ENOSYS, "clone3 is newer than the profile: {r}");
+    assert_eq!(r["1000"], ENOSYS, "{r}");
+
+    // The same with an explicit default errno, and with a rule that names a newer call: the
+    // highest named number moves up with it (openat2, 437, is now known and gets its rule).
+    let mut p = profile.clone();
+    p["defaultErrnoRet"] = json!(libc::EACCES);
+    p["syscalls"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EXDEV}));
+    let r = syscall_errnos(p, &["163", "435", "437", "438", "1000"]);
+    assert_eq!(r["163"], libc::EACCES as i64, "{r}");
+    assert_eq!(
+        r["435"],
+        libc::EACCES as i64,
+        "clone3 is below openat2 now: {r}"
+    );
+    assert_eq!(r["437"], libc::EXDEV as i64, "{r}");
+    assert_eq!(r["438"], ENOSYS, "{r}");
+    assert_eq!(r["1000"], ENOSYS, "{r}");
+
+    // A shell forks under it (glibc's clone3 → clone fallback needs the ENOSYS).
+    let rt = Rt::new();
+    let mut b = Bundle::sh("echo $(echo forked)");
+    set_seccomp(&mut b, profile);
+    assert_contains(&run_ok(&rt, &b), "forked");
+}
+
+/// No stub where the profile already answers: a permissive default lets unknown calls reach
+/// the kernel, and a default of ENOSYS is ENOSYS everywhere.
+#[test]
+fn permissive_or_enosys_defaults_need_no_stub() {
+    let r = syscall_errnos(
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{ "names": ["acct"], "action": "SCMP_ACT_ERRNO" }]
+        }),
+        &["163", "435", "1000"],
+    );
+    assert_eq!(r["163"], EPERM, "{r}");
+    // clone3 with a NULL struct reaches the kernel: EFAULT or EINVAL, not a filter's answer.
+    assert!(r["435"] != ENOSYS && r["435"] != EPERM, "{r}");
+    assert_eq!(r["1000"], ENOSYS, "the kernel's own answer: {r}");
+    let r = syscall_errnos(
+        json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": libc::ENOSYS,
+            "syscalls": [{ "names": names_up_to(334, &["acct"]), "action": "SCMP_ACT_ALLOW" }]
+        }),
+        &["163", "435"],
+    );
+    assert_eq!(r["163"], ENOSYS, "{r}");
+    assert_eq!(r["435"], ENOSYS, "{r}");
+}
