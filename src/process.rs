@@ -681,6 +681,7 @@ fn init(
             crate::rootfs::mask_paths(&root, l.masked_paths().as_deref().unwrap_or(&[]))?;
             crate::rootfs::readonly_paths(&root, l.readonly_paths().as_deref().unwrap_or(&[]))?;
         }
+        crate::rootfs::finish_read_only_mounts(&root, spec)?;
         if spec
             .root()
             .as_ref()
@@ -888,14 +889,30 @@ pub fn finalize<'a>(
         process.selinux_label().as_deref(),
     )?;
     caps.apply_bounding()?;
+    // As runc: chdir while still privileged, so a cwd the user can't reach (a 0700 home, an
+    // `exec --user 0` into a container whose user has no access) works; a cwd only the user
+    // can reach (a volume chowned to it, on root_squash NFS) is tried again as the user.
+    let cwd_error = |e: std::io::Error| {
+        anyhow!(
+            "process.cwd {}: {}",
+            process.cwd().display(),
+            sys::errno_str(&e)
+        )
+    };
+    let chdir_as_user = match std::env::set_current_dir(process.cwd()) {
+        Ok(()) => false,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => true,
+        Err(e) => return Err(cwd_error(e)),
+    };
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
     let setgroups_denied = userns && setgroups_denied(hostproc);
     crate::security::set_user(process.user(), setgroups_denied)?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 0).context("clear keepcaps")?;
     caps.apply()?;
 
-    std::env::set_current_dir(process.cwd())
-        .with_context(|| format!("process.cwd {}", process.cwd().display()))?;
+    if chdir_as_user {
+        std::env::set_current_dir(process.cwd()).map_err(cwd_error)?;
+    }
     let cwd = std::env::current_dir().context("process.cwd: getcwd")?;
     if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(unreachable)") {
         bail!(

@@ -451,7 +451,10 @@ impl Setup<'_> {
                     .and_then(|l| l.mount_label().as_deref()),
             )
         };
-        let flags = o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+        let mut flags = o.flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+        if read_only_later(m, &o) {
+            flags &= !libc::MS_RDONLY;
+        }
         let res = sys::mount(
             Some(&source),
             &fd_path(target.as_raw_fd()),
@@ -1085,13 +1088,19 @@ pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
         };
         let st = sys::fstat(target.as_raw_fd())?;
         let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            sys::mount(
-                Some("tmpfs"),
-                &fd_path(target.as_raw_fd()),
-                Some("tmpfs"),
-                libc::MS_RDONLY,
-                Some("size=0k,mode=000"),
-            )
+            // Empty and read-only, but listable (as runc): programs that walk a masked
+            // directory see nothing instead of failing. One block and one inode (its root)
+            // are all it can ever hold; some distribution kernels want two inodes.
+            let mask = |data| {
+                sys::mount(
+                    Some("tmpfs"),
+                    &fd_path(target.as_raw_fd()),
+                    Some("tmpfs"),
+                    libc::MS_RDONLY,
+                    Some(data),
+                )
+            };
+            mask("nr_blocks=1,nr_inodes=1").or_else(|_| mask("nr_blocks=1,nr_inodes=2"))
         } else if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             continue;
         } else {
@@ -1104,6 +1113,32 @@ pub fn mask_paths(root: &Root, paths: &[String]) -> Result<()> {
             )
         };
         r.with_context(|| format!("maskedPaths: {p}"))?;
+    }
+    Ok(())
+}
+
+/// A read-only tmpfs, or a read-only /dev, is mounted writable and made read-only only by
+/// `finish_read_only_mounts`, once the mounts, devices, console and masks beneath it are in
+/// place (a read-only /dev with /dev/pts, /dev/shm below is the common case). As runc.
+fn read_only_later(m: &Mount, o: &Options) -> bool {
+    o.flags & libc::MS_RDONLY != 0
+        && !is_bind(m, o)
+        && (m.typ().as_deref() == Some("tmpfs")
+            || rel_components(m.destination()) == [PathBuf::from("dev")])
+}
+
+pub fn finish_read_only_mounts(root: &Root, spec: &Spec) -> Result<()> {
+    for m in spec.mounts().iter().flatten() {
+        let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+        if !read_only_later(m, &o) {
+            continue;
+        }
+        let dest = m.destination();
+        let fd = root
+            .resolve(dest, false)
+            .with_context(|| format!("mounts: {}: make read-only", dest.display()))?;
+        sys::mount_setattr(fd.as_raw_fd(), false, sys::MOUNT_ATTR_RDONLY, 0, 0)
+            .with_context(|| format!("mounts: {}: make read-only", dest.display()))?;
     }
     Ok(())
 }

@@ -65,6 +65,37 @@ fn cwd() {
     assert_eq!(rt.run_stdout(&b), "/dev/shm\n");
 }
 
+/// As runc: the chdir to process.cwd happens while the process is still privileged, so a cwd
+/// its user can't search works: a 0700 root-owned cwd for uid 1000, and `exec --user 0` into
+/// a container whose cwd only its user (1000) may enter (the container's root has no
+/// CAP_DAC_OVERRIDE in the end, but the chdir is done before the capabilities drop).
+#[test]
+fn cwd_the_user_cannot_search_is_entered_while_privileged() {
+    use std::os::unix::fs::chown;
+    let rt = Rt::new();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "pwd; id -u; ls . > /dev/null 2>&1 || echo NO-READ",
+    ]);
+    let rootfs = b.private_rootfs();
+    fs::create_dir_all(rootfs.join("private")).unwrap();
+    fs::set_permissions(rootfs.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir_all(rootfs.join("home/u")).unwrap();
+    chown(rootfs.join("home/u"), Some(1000), Some(1000)).unwrap();
+    fs::set_permissions(rootfs.join("home/u"), fs::Permissions::from_mode(0o700)).unwrap();
+    b.process()["cwd"] = json!("/private");
+    b.process()["user"] = json!({ "uid": 1000, "gid": 1000 });
+    // In, though the user can't read it afterwards.
+    assert_eq!(rt.run_stdout(&b), "/private\n1000\nNO-READ\n");
+
+    b.process()["cwd"] = json!("/home/u");
+    b.set_args(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let o = rt.cmd(&["exec", "--user", "0", &c.id, "sh", "-c", "pwd; id -u"]);
+    assert_eq!(o.ok().stdout, "/home/u\n0\n");
+}
+
 #[test]
 fn user_uid_gid_and_additional_gids() {
     let rt = Rt::new();

@@ -193,18 +193,77 @@ fn masked_paths() {
     let rt = Rt::new();
     assert!(fs::metadata(rootfs().join("etc/passwd")).unwrap().len() > 0);
     assert!(fs::read_dir(rootfs().join("sbin")).unwrap().count() > 0);
-    // a masked file reads empty, a masked directory is an empty read-only tmpfs
+    // A masked file reads empty; a masked directory is an empty read-only tmpfs that can be
+    // listed (as runc: programs walking it see nothing rather than failing), also by a user
+    // without CAP_DAC_OVERRIDE (the template's capabilities have none).
     let mut b = Bundle::sh(
         "wc -c < /etc/passwd; ls -A /sbin | wc -l; wc -c < /proc/timer_list; \
-         touch /sbin/x 2>/dev/null && echo WRITABLE || echo READONLY",
+         touch /sbin/x 2>/dev/null && echo WRITABLE || echo READONLY; \
+         ls -A /sbin > /dev/null && echo LISTED || echo UNLISTABLE; \
+         ls -A /proc/acpi > /dev/null && echo LISTED || echo UNLISTABLE",
     );
-    b.linux()["maskedPaths"]
-        .as_array_mut()
-        .unwrap()
-        .extend([json!("/etc/passwd"), json!("/sbin")]);
+    b.linux()["maskedPaths"].as_array_mut().unwrap().extend([
+        json!("/etc/passwd"),
+        json!("/sbin"),
+        json!("/proc/acpi"),
+    ]);
     let out = rt.run_stdout(&b);
     let v: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(v, ["0", "0", "0", "READONLY"], "{out:?}");
+    assert_eq!(
+        v,
+        ["0", "0", "0", "READONLY", "LISTED", "LISTED"],
+        "{out:?}"
+    );
+}
+
+/// As runc: a read-only /dev (or tmpfs) is made read-only last, after the mounts, devices and
+/// symlinks beneath it exist; before, creating /dev/pts in it failed the create.
+#[test]
+fn read_only_dev_and_tmpfs_get_their_submounts_first() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "ls -d /dev/pts /dev/shm /dev/mqueue /dev/fd /run/sub/x; test -c /dev/null && echo NULL; \
+         touch /dev/x 2>/dev/null && echo WRITABLE || echo READONLY; \
+         touch /run/y 2>/dev/null && echo WRITABLE || echo READONLY; \
+         touch /run/sub/x/z && echo SUB-WRITABLE; \
+         grep -E ' /dev | /run ' /proc/self/mountinfo | cut -d' ' -f5,6",
+    );
+    let host = b.host_dir("sub");
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    b.add_mount("/run", "tmpfs", "tmpfs", &["ro", "nosuid"]);
+    // A mount point rt has to create inside the read-only tmpfs.
+    b.add_bind(&host, "/run/sub/x", &["rbind"]);
+    let out = rt.run_stdout(&b);
+    for want in [
+        "/dev/pts\n",
+        "/dev/shm\n",
+        "/run/sub/x\n",
+        "NULL\nREADONLY\nREADONLY\nSUB-WRITABLE\n",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out:?}");
+    }
+    for dest in ["/dev", "/run"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{dest} ")))
+            .unwrap_or_else(|| panic!("{dest} in {out:?}"));
+        assert!(
+            line.split(' ')
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .any(|o| o == "ro"),
+            "{line}"
+        );
+    }
+    assert!(
+        host.join("z").exists(),
+        "the bind beneath the read-only tmpfs is the host dir"
+    );
 }
 
 #[test]
