@@ -904,6 +904,7 @@ pub fn finalize<'a>(
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => true,
         Err(e) => return Err(cwd_error(e)),
     };
+    give_stdio_to(process.user().uid())?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
     let setgroups_denied = userns && setgroups_denied(hostproc);
     crate::security::set_user(process.user(), setgroups_denied)?;
@@ -973,6 +974,31 @@ fn exec(trampoline: RawFd, exe: &CString, args: &[CString], env: &[CString]) -> 
     eprintln!("rt: exec {}: {}", exe.to_string_lossy(), sys::errno_str(&e));
     // SAFETY: exiting the failed init.
     unsafe { libc::_exit(127) }
+}
+
+/// As runc: stdin, stdout and stderr become the process user's (the owner only: the group is
+/// the one devpts or the caller chose), so a non-root process can use its terminal and reopen
+/// /dev/stdout (images link log files there). /dev/null stays root's; a file rt may not
+/// change (an unmapped owner, a read-only /dev) is left as it is.
+fn give_stdio_to(uid: u32) -> Result<()> {
+    for fd in 0..3 {
+        let Ok(st) = sys::fstat(fd) else { continue };
+        let null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+        if st.st_uid == uid || null {
+            continue;
+        }
+        // SAFETY: fchown on one of our own stdio fds.
+        if unsafe { libc::fchown(fd, uid, u32::MAX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::EROFS) | Some(libc::EINVAL)
+            ) {
+                return Err(e).with_context(|| format!("give fd {fd} to uid {uid}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The home directory /etc/passwd gives `uid`, or "/" (runc's fallback).

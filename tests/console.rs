@@ -204,6 +204,61 @@ fn console_init_has_only_the_pty_as_stdio() {
     assert_eq!(major, 136, "stdio is not a pts device");
 }
 
+/// As runc: with a non-root process.user the pty slave is that user's (the group stays tty,
+/// devpts's gid=5), for the init and for `exec -t`, so the user can use its terminal.
+#[test]
+fn the_terminal_belongs_to_the_process_user() {
+    use std::os::unix::fs::MetadataExt;
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["terminal"] = serde_json::json!(true);
+    b.process()["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    let sock = b.dir.join("console.sock");
+    let rx = console_receiver(&sock);
+    let c = rt.create_ok_with(&b, &["--console-socket", sock.to_str().unwrap()]);
+    let _got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.start(&c.id).ok();
+    assert!(wait_exec(c.pid, &["sleep", "1000"]));
+    let owner = |pid: i32| {
+        let m = std::fs::metadata(format!("/proc/{pid}/fd/0")).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner(c.pid), (1000, 5));
+
+    let sock2 = b.dir.join("exec-console.sock");
+    let rx2 = console_receiver(&sock2);
+    let pidfile = b.dir.join("exec.pid");
+    rt.cmd(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        sock2.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        "--user",
+        "1001:1001",
+        &c.id,
+        "sleep",
+        "999",
+    ])
+    .ok();
+    let _got2 = rx2
+        .recv_timeout(Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_exec(pid, &["sleep", "999"]));
+    assert_eq!(owner(pid), (1001, 5));
+}
+
 #[test]
 fn console_socket_that_does_not_exist_fails_cleanly() {
     let rt = Rt::new();

@@ -96,6 +96,22 @@ fn cwd_the_user_cannot_search_is_entered_while_privileged() {
     assert_eq!(o.ok().stdout, "/home/u\n0\n");
 }
 
+/// As runc: the process's stdio becomes its user's, so a non-root process can reopen
+/// /dev/stdout (images link their log files there); /dev/null stays root's.
+#[test]
+fn stdio_belongs_to_the_process_user() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "stat -L -c %u /proc/self/fd/1; stat -L -c %u /proc/self/fd/0; \
+         echo via-dev-stdout >> /dev/stdout",
+    );
+    b.process()["user"] = json!({ "uid": 1000, "gid": 1000 });
+    let o = rt.run_new(&b);
+    o.ok();
+    // stdin is /dev/null in the tests. (Appended: the reopened file has its own offset.)
+    assert_eq!(o.stdout, "1000\n0\nvia-dev-stdout\n", "{o:?}");
+}
+
 #[test]
 fn user_uid_gid_and_additional_gids() {
     let rt = Rt::new();
