@@ -48,13 +48,24 @@ pub fn of(hooks: Option<&Hooks>, phase: Phase) -> &[Hook] {
 
 /// Runs the hooks of one phase in order; the first failure stops the phase.
 pub fn run(hooks: Option<&Hooks>, phase: Phase, state: &serde_json::Value) -> Result<()> {
+    run_with_env(hooks, phase, state, None)
+}
+
+/// `run`, where a hook without `env` gets `default_env` instead of rt's environment (runc
+/// gives startContainer hooks the container process's environment so).
+pub fn run_with_env(
+    hooks: Option<&Hooks>,
+    phase: Phase,
+    state: &serde_json::Value,
+    default_env: Option<&[String]>,
+) -> Result<()> {
     let list = of(hooks, phase);
     if list.is_empty() {
         return Ok(());
     }
     let input = serde_json::to_vec(state)?;
     for (i, h) in list.iter().enumerate() {
-        run_one(h, &input).map_err(|e| {
+        run_one(h, &input, default_env).map_err(|e| {
             anyhow::anyhow!("{} hook #{i} ({}): {e:#}", phase.name(), h.path().display())
         })?;
     }
@@ -68,7 +79,7 @@ pub fn run_warn(hooks: Option<&Hooks>, phase: Phase, state: &serde_json::Value) 
         return;
     };
     for (i, h) in of(hooks, phase).iter().enumerate() {
-        if let Err(e) = run_one(h, &input) {
+        if let Err(e) = run_one(h, &input, None) {
             crate::logging::warn(&format!(
                 "{} hook #{i} ({}): {e:#}",
                 phase.name(),
@@ -92,13 +103,14 @@ fn state_file(input: &[u8]) -> Result<std::fs::File> {
     Ok(f)
 }
 
-fn run_one(h: &Hook, input: &[u8]) -> Result<()> {
+fn run_one(h: &Hook, input: &[u8], default_env: Option<&[String]>) -> Result<()> {
     let mut cmd = Command::new(h.path());
     if let Some((argv0, rest)) = h.args().as_deref().and_then(|a| a.split_first()) {
         cmd.arg0(argv0).args(rest);
     }
-    // As runc: a hook without `env` inherits rt's environment, one with `env` gets exactly it.
-    if let Some(env) = h.env() {
+    // As runc: a hook without `env` inherits rt's environment (or the given default), one
+    // with `env` gets exactly it.
+    if let Some(env) = h.env().as_deref().or(default_env) {
         cmd.env_clear();
         for kv in env {
             if let Some((k, v)) = kv.split_once('=') {

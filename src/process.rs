@@ -751,7 +751,7 @@ fn init(
     }
     drop(pty);
 
-    let ready = finalize(
+    let mut ready = finalize(
         process,
         a.hostproc,
         a.preserve_fds,
@@ -773,12 +773,29 @@ fn init(
     )
     .context("open exec fifo")?;
     // startContainer: after start was called, in the container, right before the user's
-    // program. `start` learns the outcome through the fifo: "0" to go on, "E<error>" if not.
-    if let Err(e) = crate::hooks::run(
-        spec.hooks().as_ref(),
-        Phase::StartContainer,
-        &own_state(a, "created"),
-    ) {
+    // program, and (as runc) under the container's seccomp filter, which is loaded for them
+    // now rather than at execve. `start` learns the outcome through the fifo: "0" to go on,
+    // "E<error>" if not.
+    let hooks = spec.hooks().as_ref();
+    let started = if crate::hooks::of(hooks, Phase::StartContainer).is_empty() {
+        Ok(())
+    } else {
+        // Without an env of their own they get the process's, as in runc, not rt's.
+        let env: Vec<String> = ready
+            .env
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        ready.load_seccomp_now().and_then(|_| {
+            crate::hooks::run_with_env(
+                hooks,
+                Phase::StartContainer,
+                &own_state(a, "created"),
+                Some(&env),
+            )
+        })
+    };
+    if let Err(e) = started {
         let _ = sys::write_fd(fifo.as_raw_fd(), format!("E{e:#}").as_bytes());
         // SAFETY: the init ends here; nothing of the parent's stack may run.
         unsafe { libc::_exit(1) }
@@ -806,6 +823,14 @@ impl Ready<'_> {
             f.load()?;
         }
         exec(self.trampoline, &self.exe, &self.args, &self.env)
+    }
+
+    /// Loads a filter that was waiting for execve now (for startContainer hooks).
+    fn load_seccomp_now(&mut self) -> Result<()> {
+        if let Some(f) = self.seccomp_late.take() {
+            f.load()?;
+        }
+        Ok(())
     }
 }
 

@@ -364,6 +364,40 @@ fn failing_start_container_fails_start_and_the_program_never_runs() {
     rt.assert_no_leftovers(&c.id, &b, &[]);
 }
 
+/// As runc: a startContainer hook without `env` gets the container process's environment
+/// (HOME included), not rt's; a createRuntime hook without one keeps rt's.
+#[test]
+fn start_container_hook_without_env_gets_the_process_env() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let out = b.host_dir("out");
+    b.add_bind(&out, "/out", &["rbind", "rw"]);
+    b.add_env("FROM_PROCESS=yes");
+    set_hooks(
+        &mut b,
+        "startContainer",
+        vec![json!({"path": "/bin/sh", "args": ["sh", "-c", "env > /out/start"]})],
+    );
+    set_hooks(
+        &mut b,
+        "createRuntime",
+        vec![json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("env > {}/runtime", out.display())]})],
+    );
+    rt.run_new(&b).ok();
+    let start = fs::read_to_string(out.join("start")).unwrap();
+    for want in ["FROM_PROCESS=yes", "HOME=/root", "TERM=xterm"] {
+        assert!(start.lines().any(|l| l == want), "{want} in {start:?}");
+    }
+    assert!(
+        !start.contains(MARKER_VAR),
+        "rt's environment reached the hook: {start:?}"
+    );
+    let runtime = fs::read_to_string(out.join("runtime")).unwrap();
+    assert!(runtime.contains(MARKER_VAR), "{runtime:?}");
+    assert!(!runtime.contains("FROM_PROCESS"), "{runtime:?}");
+}
+
 #[test]
 fn failing_poststart_does_not_fail_start() {
     let rt = Rt::new();

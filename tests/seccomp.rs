@@ -1214,3 +1214,50 @@ fn permissive_or_enosys_defaults_need_no_stub() {
     assert_eq!(r["163"], ENOSYS, "{r}");
     assert_eq!(r["435"], ENOSYS, "{r}");
 }
+
+// ---------------------------------------------------------------------------
+// startContainer hooks run under the container's filter (as runc)
+
+/// A startContainer hook runs in the container under its seccomp filter, as runc runs it: a
+/// hook making a killed syscall dies of SIGSYS and `run` fails naming the hook.
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    set_seccomp(
+        &mut b,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{ "names": MKDIR, "action": "SCMP_ACT_KILL" }]
+        }),
+    );
+    b.config["hooks"] = json!({"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/foo"]}
+    ]});
+    let id = rt.new_id();
+    let o = rt.run(&b, &id, &[]);
+    o.fails();
+    assert!(o.stderr.contains("startContainer"), "{o:?}");
+    assert!(o.stderr.contains(&libc::SIGSYS.to_string()), "{o:?}");
+    // Without the killed call, the same hook setup runs.
+    b.config["hooks"] = json!({"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "touch /dev/shm/foo"]}
+    ]});
+    rt.run_new(&b).ok();
+}
+
+/// With SCMP_ACT_NOTIFY, a startContainer hook gets no fd of rt's or the filter's: only its
+/// stdio (runc's seccomp-notify test).
+#[test]
+fn start_container_hook_with_a_notify_filter_has_only_stdio() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    let sock = b.dir.join("agent.sock");
+    set_seccomp(&mut b, notify_profile(&sock));
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
+        "n=$(ls /proc/self/fd/ | wc -l); [ $n -eq 4 ] || { echo fds: $n >&2; ls -l /proc/self/fd >&2; exit 1; }"]}]});
+    let agent = Agent::start(&sock, Reply::Continue);
+    rt.run_new(&b).ok();
+    let rep = agent.finish();
+    assert!(rep.errors.is_empty(), "agent errors: {:?}", rep.errors);
+}
