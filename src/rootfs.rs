@@ -1239,6 +1239,7 @@ pub fn detach_mounts(rootfs: &Path, ours: impl Fn(u64) -> bool) {
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
     let rootfs_s = rootfs.to_str().context("rootfs path is not UTF-8")?;
     if no_pivot {
+        hide_host_proc_and_sys(rootfs)?;
         std::env::set_current_dir(rootfs).context("chdir rootfs")?;
         sys::mount(Some(rootfs_s), "/", None, libc::MS_MOVE, None).context("move rootfs to /")?;
         let dot = sys::cstr(".")?;
@@ -1270,6 +1271,44 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
         .context("make old root slave")?;
     sys::umount2(".", libc::MNT_DETACH).context("detach old root")?;
     std::env::set_current_dir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// Without pivot_root the host's mounts stay in the container's mount namespace, outside its
+/// chroot. A full (unmasked) procfs or sysfs among them would let a user-namespaced container
+/// mount a fresh, unmasked one of its own (the kernel allows that when a fully visible
+/// instance exists in the namespace), undoing maskedPaths. As runc: detach them, or cover
+/// them with an empty tmpfs where detaching is refused.
+fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let full_views: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| {
+            let (before, after) = l.split_once(" - ")?;
+            let mut f = before.split(' ');
+            let root = f.nth(3)?;
+            let mp = PathBuf::from(unescape_mountinfo(f.next()?));
+            let fstype = after.split(' ').next()?;
+            (root == "/" && matches!(fstype, "proc" | "sysfs") && !mp.starts_with(rootfs))
+                .then_some(mp)
+        })
+        .collect();
+    for mp in full_views {
+        let p = mp.to_str().context("mount point is not UTF-8")?;
+        // Never let the unmount reach the host.
+        match sys::mount(None, p, None, libc::MS_SLAVE | libc::MS_REC, None) {
+            // Gone with a parent detached before it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            r => r.with_context(|| format!("--no-pivot: make {p} a slave"))?,
+        }
+        if let Err(e) = sys::umount2(p, libc::MNT_DETACH) {
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EPERM)) {
+                return Err(e).with_context(|| format!("--no-pivot: detach {p}"));
+            }
+            sys::mount(Some("tmpfs"), p, Some("tmpfs"), 0, None)
+                .with_context(|| format!("--no-pivot: cover {p}"))?;
+        }
+    }
     Ok(())
 }
 

@@ -316,3 +316,39 @@ fn mount_destination_swapped_during_create_never_reaches_host() {
     racer.join().unwrap();
     assert_untouched(&c);
 }
+
+/// runc's --no-pivot hardening: without pivot_root the host's full /proc and /sys stay in the
+/// container's mount namespace, outside its chroot. A process that makes itself a user and
+/// mount namespace (which locks the container's masks in place) could then mount a fresh,
+/// unmasked procfs: the kernel allows that when a fully visible instance exists in the
+/// namespace. rt detaches (or covers) the host's first, so the mount is refused, as with
+/// pivot_root (the control). runc's no_pivot.bats, with busybox's unshare.
+#[test]
+fn no_pivot_leaves_no_full_proc_for_a_fresh_unmasked_mount() {
+    let rt = Rt::new();
+    for no_pivot in [true, false] {
+        let mut b = Bundle::new(&[
+            "unshare",
+            "-mrpf",
+            "sh",
+            "-c",
+            "mount -t proc none /proc && echo MOUNTED; \
+             mount -t sysfs none /sys && echo SYS-MOUNTED; true",
+        ]);
+        for set in ["bounding", "effective", "permitted"] {
+            b.process()["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!("CAP_SETFCAP"));
+        }
+        let id = rt.new_id();
+        let flags: &[&str] = if no_pivot { &["--no-pivot"] } else { &[] };
+        let o = rt.run(&b, &id, flags);
+        o.ok();
+        assert_eq!(o.stdout, "", "no_pivot {no_pivot}: {o:?}");
+        assert!(
+            o.stderr.contains("ermission denied"),
+            "no_pivot {no_pivot}: {o:?}"
+        );
+    }
+}
