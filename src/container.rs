@@ -388,11 +388,7 @@ static PASSED_FDS: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
 
 pub fn note_passed_fds(preserve_fds: u32) -> &'static [i32] {
     PASSED_FDS.get_or_init(|| {
-        let listen: u32 = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        (3..3i64 + i64::from(preserve_fds) + i64::from(listen))
+        (3..3i64 + i64::from(preserve_fds) + i64::from(listen_fds()))
             .filter_map(|fd| i32::try_from(fd).ok())
             // SAFETY: F_GETFD on an fd number only reads its flags.
             .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
@@ -400,17 +396,32 @@ pub fn note_passed_fds(preserve_fds: u32) -> &'static [i32] {
     })
 }
 
+/// How many fds systemd passed rt (LISTEN_FDS), counted only when LISTEN_PID names rt itself,
+/// as the protocol says: variables inherited from a socket-activated parent (a shell started
+/// by a service, say) describe fds that parent had, not ours, and must not send whatever sits
+/// at 3, 4, ... into a container.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go
 /// to the container (before any --preserve-fds ones) and its process is told LISTEN_FDS=N,
 /// LISTEN_PID=1.
 fn socket_activation(spec: &mut oci_spec::runtime::Spec) -> u32 {
-    let n: u32 = match std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(n) if n > 0 => n,
-        _ => return 0,
-    };
+    let n = listen_fds();
+    if n == 0 {
+        return 0;
+    }
     if let Some(p) = spec.process_mut() {
         let mut env = p.env().clone().unwrap_or_default();
         env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));

@@ -123,13 +123,32 @@ fn listen_fds_are_passed_with_listen_env() {
     std::io::Write::write_all(&mut wf, b"activated\n").unwrap();
     drop(wf);
 
-    let id = rt.new_id();
     b.save();
     rt.track_cgroup(&b.cgroup);
-    let mut c = rt.command(&["run", "--bundle", b.path(), &id]);
-    c.env("LISTEN_FDS", "1");
-    pass_fds(&mut c, &[(r.as_raw_fd(), 3)]);
-    let o = run_cmd(&mut c);
+    // LISTEN_PID must name rt itself (systemd's protocol): the shell sets it to its own pid,
+    // which rt keeps by exec.
+    let run = |listen_pid: &str| {
+        let id = rt.new_id();
+        let c = rt.command(&["run", "--bundle", b.path(), &id]);
+        let rt_cmd: Vec<String> = std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(format!("LISTEN_PID={listen_pid} exec \"$@\""))
+            .arg("sh")
+            .args(&rt_cmd);
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                sh.env(k, v);
+            }
+        }
+        sh.env("LISTEN_FDS", "1").stdin(std::process::Stdio::null());
+        pass_fds(&mut sh, &[(r.as_raw_fd(), 3)]);
+        run_cmd(&mut sh)
+    };
+    let o = run("$$");
     o.ok();
     let lines = o.lines();
     assert_eq!(lines[0], "1 1", "LISTEN_FDS/LISTEN_PID inside: {lines:?}");
@@ -138,6 +157,17 @@ fn listen_fds_are_passed_with_listen_env() {
     let fds: Vec<i32> = lines[2..].iter().filter_map(|l| l.parse().ok()).collect();
     assert!(fds.contains(&3), "fds {fds:?}");
     assert!(fds.iter().all(|f| *f <= 4), "unexpected fds {fds:?}");
+
+    // Variables meant for another process (a socket-activated parent's): nothing is passed,
+    // and the container is not told it was activated.
+    let o = run("1");
+    o.ok();
+    assert!(!o.stdout.contains("activated"), "{o:?}");
+    assert!(!o.stdout.contains("1 1"), "told it was activated: {o:?}");
+    // `cat <&3` finds no fd 3 (the 3 ls lists is its own directory).
+    assert!(o.stderr.contains("Bad file descriptor"), "{o:?}");
+    let fds: Vec<i32> = o.lines().iter().filter_map(|l| l.parse().ok()).collect();
+    assert!(fds.iter().all(|f| *f <= 3), "unexpected fds {fds:?}");
 }
 
 /// Receives one fd over SCM_RIGHTS from a connection on `l`.
