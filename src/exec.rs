@@ -51,20 +51,7 @@ pub fn parse_process(text: &[u8]) -> Result<Process> {
         }
         other => other.map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    if p.args()
-        .as_ref()
-        .is_none_or(|a| a.is_empty() || a[0].is_empty())
-    {
-        bail!("args must not be empty");
-    }
-    if !p.cwd().is_absolute() {
-        bail!("cwd {:?} must be an absolute path", p.cwd());
-    }
-    crate::lsm::check(
-        p.apparmor_profile().as_deref(),
-        p.selinux_label().as_deref(),
-        None,
-    )?;
+    crate::spec::check_process(&p, "process")?;
     crate::security::CapPlan::new(p.capabilities().as_ref())?;
     Ok(p)
 }
@@ -451,6 +438,18 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
                 unsafe { libc::_exit(0) }
             }
         }
+    }
+    // As for the init: the exec'd process would otherwise keep rt's own score.
+    if let Some(adj) = a.process.oom_score_adj() {
+        let f = sys::openat(
+            a.hostproc,
+            Path::new("self/oom_score_adj"),
+            libc::O_WRONLY,
+            0,
+        )
+        .context("process.oomScoreAdj")?;
+        sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     }
     if a.process.terminal().unwrap_or(false) {
         // SAFETY: setsid has no arguments; the new session gets the pty as its terminal.

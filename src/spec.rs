@@ -171,33 +171,7 @@ fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .context("config.json: process is required")?;
-    match process.args() {
-        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => bail!("config.json: process.args must not be empty"),
-    }
-    if !process.cwd().is_absolute() {
-        bail!(
-            "config.json: process.cwd {:?} must be an absolute path",
-            process.cwd()
-        );
-    }
-    if let Some(env) = process.env() {
-        for e in env {
-            if !e.contains('=') || e.starts_with('=') {
-                bail!("config.json: process.env entry {e:?} is not of the form KEY=VALUE");
-            }
-        }
-    }
-    for rl in process.rlimits().iter().flatten() {
-        if rl.soft() > rl.hard() {
-            bail!(
-                "config.json: process.rlimits {:?}: soft limit {} exceeds hard limit {}",
-                rl.typ(),
-                rl.soft(),
-                rl.hard()
-            );
-        }
-    }
+    check_process(process, "config.json: process")?;
     for m in spec.mounts().iter().flatten() {
         if m.destination().as_os_str().is_empty() {
             bail!("config.json: mounts: an entry has an empty destination");
@@ -330,27 +304,55 @@ fn validate(spec: &Spec) -> Result<()> {
 /// Fields rt does not implement yet. Running without them would silently weaken the container
 /// or skip work the caller relies on, so they are refused. LSM labels are refused when the host
 /// lacks the LSM.
-fn refuse_unsupported(spec: &Spec) -> Result<()> {
-    let p = spec.process().as_ref();
-    let l = spec.linux().as_ref();
+/// What a process must be, in config.json or in `exec --process` (`field` names where it came
+/// from in errors): the same checks and the same refusals for both, so nothing refused at
+/// create is silently dropped at exec.
+pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Result<()> {
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => bail!("{field}.args must not be empty"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!("{field}.cwd {:?} must be an absolute path", process.cwd());
+    }
+    if let Some(env) = process.env() {
+        for e in env {
+            if !e.contains('=') || e.starts_with('=') {
+                bail!("{field}.env entry {e:?} is not of the form KEY=VALUE");
+            }
+        }
+    }
+    for rl in process.rlimits().iter().flatten() {
+        if rl.soft() > rl.hard() {
+            bail!(
+                "{field}.rlimits {:?}: soft limit {} exceeds hard limit {}",
+                rl.typ(),
+                rl.soft(),
+                rl.hard()
+            );
+        }
+    }
     crate::lsm::check(
-        p.and_then(|p| p.apparmor_profile().as_deref()),
-        p.and_then(|p| p.selinux_label().as_deref()),
-        l.and_then(|l| l.mount_label().as_deref()),
+        process.apparmor_profile().as_deref(),
+        process.selinux_label().as_deref(),
+        None,
     )?;
+    for (name, present) in [
+        ("scheduler", process.scheduler().is_some()),
+        ("ioPriority", process.io_priority().is_some()),
+        ("execCPUAffinity", process.exec_cpu_affinity().is_some()),
+    ] {
+        if present {
+            bail!("{field}.{name} is not supported by this rt yet");
+        }
+    }
+    Ok(())
+}
+
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    let l = spec.linux().as_ref();
+    crate::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
     let checks = [
-        (
-            "process.scheduler",
-            p.is_some_and(|p| p.scheduler().is_some()),
-        ),
-        (
-            "process.ioPriority",
-            p.is_some_and(|p| p.io_priority().is_some()),
-        ),
-        (
-            "process.execCPUAffinity",
-            p.is_some_and(|p| p.exec_cpu_affinity().is_some()),
-        ),
         ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
         (
             "linux.personality",

@@ -678,6 +678,54 @@ fn malformed_env_and_relative_cwd_are_refused() {
     assert_eq!(o.ok().stdout, ".\n");
 }
 
+/// `exec --process` gets the checks and refusals of config.json's process (a field create
+/// refuses is never silently dropped at exec), and its oomScoreAdj is applied to the exec'd
+/// process (which would otherwise keep rt's score).
+#[test]
+fn process_file_is_checked_as_create_checks_and_gets_its_oom_score() {
+    let rt = Rt::new();
+    let (b, c) = sleeper(&rt);
+    let proc_file = b.dir.join("process.json");
+    let base = json!({
+        "user": { "uid": 0, "gid": 0 },
+        "args": ["sh", "-c", "cat /proc/self/oom_score_adj"],
+        "env": ["PATH=/bin"],
+        "cwd": "/"
+    });
+    let exec = |p: &serde_json::Value| {
+        fs::write(&proc_file, p.to_string()).unwrap();
+        rt.cmd(&["exec", "--process", proc_file.to_str().unwrap(), &c.id])
+    };
+    for (field, value, needle) in [
+        ("scheduler", json!({"policy": "SCHED_OTHER"}), "scheduler"),
+        (
+            "ioPriority",
+            json!({"class": "IOPRIO_CLASS_IDLE"}),
+            "ioPriority",
+        ),
+        (
+            "execCPUAffinity",
+            json!({"initial": "0"}),
+            "execCPUAffinity",
+        ),
+        ("env", json!(["NOEQ"]), "KEY=VALUE"),
+        (
+            "rlimits",
+            json!([{"type": "RLIMIT_NOFILE", "soft": 200, "hard": 100}]),
+            "exceeds",
+        ),
+    ] {
+        let mut p = base.clone();
+        p[field] = value;
+        exec(&p).exec_fails_with(&["--process", needle]);
+    }
+    assert_eq!(procs_in_cgroup(&b.cgroup), vec![c.pid]);
+
+    let mut p = base.clone();
+    p["oomScoreAdj"] = json!(321);
+    assert_eq!(exec(&p).ok().stdout, "321\n");
+}
+
 #[test]
 fn exec_in_a_nonexistent_container_fails() {
     let rt = Rt::new();
