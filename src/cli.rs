@@ -194,6 +194,8 @@ pub fn parse_size(s: &str) -> Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
+const MAX_INTERVAL_SECS: f64 = i32::MAX as f64;
+
 /// "5s", "250ms", "1m", "2h": Go-style durations for --interval.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let (num, unit) = s
@@ -202,19 +204,23 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
         .context("--interval needs a unit (ms, s, m, h)")?;
     let n: f64 = num
         .parse()
-        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))?;
+        .map_err(|_| anyhow::anyhow!("--interval {s:?}: invalid duration"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => bail!("invalid duration {s:?}"),
+        _ => bail!("--interval {s:?}: invalid duration"),
     };
     if secs.is_nan() || secs <= 0.0 {
-        bail!("invalid duration {s:?}");
+        bail!("--interval {s:?}: invalid duration");
+    }
+    // Beyond any use, and the clock arithmetic on it would overflow.
+    if secs > MAX_INTERVAL_SECS {
+        bail!("--interval {s:?} is too long (at most {MAX_INTERVAL_SECS}s)");
     }
     std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| anyhow::anyhow!("invalid duration {s:?}"))
+        .map_err(|_| anyhow::anyhow!("--interval {s:?}: invalid duration"))
 }
 
 #[derive(Subcommand)]

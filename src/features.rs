@@ -25,7 +25,13 @@ pub fn document() -> serde_json::Value {
     .iter()
     .map(|p| p.name())
     .collect();
-    let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    // Those the running kernel has: a newer one in rt's table would only be skipped.
+    let kernel = caps::runtime::thread_all_supported();
+    let mut caps: Vec<String> = caps::all()
+        .iter()
+        .filter(|c| kernel.contains(c))
+        .map(|c| c.to_string())
+        .collect();
     caps.sort();
     serde_json::json!({
         "ociVersionMin": "1.0.0",

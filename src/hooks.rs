@@ -129,7 +129,10 @@ fn run_one(h: &Hook, input: &[u8], default_env: Option<&[String]>) -> Result<()>
     let deadline = h
         .timeout()
         .filter(|t| *t > 0)
-        .map(|t| std::time::Instant::now() + std::time::Duration::from_secs(t as u64));
+        // Bounded at create (spec.rs); checked anyway, so no input can make this panic.
+        .and_then(|t| {
+            std::time::Instant::now().checked_add(std::time::Duration::from_secs(t as u64))
+        });
     let pidfd = crate::sys::pidfd_open(child.id() as i32)?;
     let mut out = Vec::new();
     let as_file = |fd: std::os::fd::OwnedFd| std::fs::File::from(fd);

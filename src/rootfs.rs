@@ -303,6 +303,28 @@ fn is_bind(m: &Mount, o: &Options) -> bool {
     m.typ().as_deref() == Some("bind") || o.flags & libc::MS_BIND != 0
 }
 
+/// `remount`, as runc: the entry changes the flags (and, for a filesystem, the data) of what is
+/// already mounted at its destination, typically by an earlier entry; with `bind`, only that
+/// mount's own flags. Nothing new is mounted and nothing is created.
+fn remount_entry(root: &Root, m: &Mount, o: &Options) -> Result<()> {
+    let dest = m.destination();
+    let target = root
+        .resolve(dest, false)
+        .with_context(|| format!("remount: {}", dest.display()))?;
+    let bind = is_bind(m, o);
+    let flags = o.flags & !(libc::MS_REC | if bind { 0 } else { libc::MS_BIND });
+    let data = o.data.join(",");
+    sys::mount(
+        None,
+        &fd_path(target.as_raw_fd()),
+        None,
+        flags | libc::MS_REMOUNT,
+        (!bind && !data.is_empty()).then_some(data.as_str()),
+    )
+    .context("remount")?;
+    Ok(())
+}
+
 /// Opens a bind source on rt's host side (see Setup::host_source).
 pub type SourceOpener<'a> = dyn Fn(&Path) -> Result<OwnedFd> + 'a;
 
@@ -406,6 +428,9 @@ impl Setup<'_> {
         let mut o = parse_options(m.options().as_deref().unwrap_or(&[]));
         let dest = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
+        if o.flags & libc::MS_REMOUNT != 0 {
+            return remount_entry(root, m, &o);
+        }
         if is_bind(m, &o) {
             o.prepared = idmap;
             return self.bind_entry(root, m, &o);

@@ -204,6 +204,14 @@ fn validate(spec: &Spec) -> Result<()> {
                     phase.name()
                 );
             }
+            // Past any use, and the deadline arithmetic would overflow.
+            if let Some(t) = h.timeout().filter(|t| *t > i64::from(i32::MAX)) {
+                bail!(
+                    "config.json: hooks.{}[{i}].timeout {t} is too large (at most {} seconds)",
+                    phase.name(),
+                    i32::MAX
+                );
+            }
         }
     }
     let Some(linux) = spec.linux() else {

@@ -280,3 +280,22 @@ fn invalid_signal() {
     rt.kill(&c.id, "SIGNOPE").fails_with(&["SIGNOPE"]);
     assert_eq!(rt.status(&c.id).as_deref(), Some("running"));
 }
+
+/// Numbers past any use are clear errors, never a panic in the deadline arithmetic.
+#[test]
+fn huge_hook_timeout_and_events_interval_are_errors() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/true", "timeout": i64::MAX}]});
+    create_fails_cleanly(&rt, &b, &["hooks.prestart[0].timeout", "too large"]);
+    // The largest accepted one runs.
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/true", "timeout": i32::MAX}]});
+    rt.run_new(&b).ok();
+    let id = unique("no-such");
+    for interval in ["10000000000000000000s", "99999999999999999999h"] {
+        rt.cmd(&["events", "--interval", interval, &id])
+            .fails_with(&["--interval", "too long"]);
+    }
+    rt.cmd(&["events", "--interval", "1e30h", &id])
+        .fails_with(&["--interval", "invalid duration"]);
+}

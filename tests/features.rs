@@ -360,6 +360,11 @@ fn every_listed_mount_option_is_accepted() {
         if o != "bind" && o != "rbind" {
             list.insert(0, "rbind");
         }
+        // remount changes what is mounted there already: an earlier entry.
+        if o == "remount" {
+            b.add_bind(&src, &dest(o), &["rbind"]);
+            list.push("ro");
+        }
         b.add_bind(&src, &dest(o), &list);
     }
     let c = rt.start_ok(&b);
@@ -384,6 +389,10 @@ fn every_listed_mount_option_is_accepted() {
     }
     if has("rw") {
         assert!(!m("rw").is_ro(), "rw: {}", m("rw").line);
+    }
+    // The remount entry made the earlier bind read-only.
+    if has("remount") {
+        assert!(m("remount").is_ro(), "remount: {}", m("remount").line);
     }
     // recursive variants reach the submount; the plain ones need not
     for (o, flag) in [

@@ -266,6 +266,43 @@ fn read_only_dev_and_tmpfs_get_their_submounts_first() {
     );
 }
 
+/// `remount` (as runc): an entry that changes what an earlier entry mounted at the same
+/// destination: a tmpfs made read-only and noexec, a bind mount made read-only.
+#[test]
+fn remount_changes_an_earlier_mount() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "touch /mnt/t/x 2>/dev/null && echo T-WRITABLE || echo T-READONLY; \
+         touch /mnt/b/x 2>/dev/null && echo B-WRITABLE || echo B-READONLY; \
+         grep -E ' /mnt/(t|b) ' /proc/self/mountinfo | cut -d' ' -f5,6",
+    );
+    let host = b.host_dir("b");
+    b.add_mount("/mnt/t", "tmpfs", "tmpfs", &["size=1m"]);
+    b.add_mount("/mnt/t", "tmpfs", "tmpfs", &["remount", "ro", "noexec"]);
+    b.add_bind(&host, "/mnt/b", &["rbind"]);
+    b.add_bind(&host, "/mnt/b", &["bind", "remount", "ro"]);
+    let out = rt.run_stdout(&b);
+    assert!(out.starts_with("T-READONLY\nB-READONLY\n"), "{out:?}");
+    for (dest, flags) in [("/mnt/t", &["ro", "noexec"][..]), ("/mnt/b", &["ro"])] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{dest} ")))
+            .unwrap_or_else(|| panic!("{dest} in {out:?}"));
+        let opts: Vec<&str> = line.split(' ').nth(1).unwrap().split(',').collect();
+        for f in flags {
+            assert!(opts.contains(f), "{f} on {line}");
+        }
+    }
+    assert!(!host.join("x").exists());
+    // Nothing mounted there before: a clear error naming the entry.
+    let mut b = Bundle::new(&["true"]);
+    b.add_mount("/mnt/none", "tmpfs", "tmpfs", &["remount", "ro"]);
+    let id = rt.new_id();
+    rt.create(&b, &id, &[])
+        .fails_with(&["/mnt/none", "remount"]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+}
+
 #[test]
 fn masked_paths_in_mountinfo() {
     let rt = Rt::new();
