@@ -592,14 +592,36 @@ pub fn poll_in(fds: &[i32], timeout_ms: i32) -> Result<Vec<i16>> {
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
-    start_locked(&dir, &st)
+    let started = start_locked(&dir, &st)?;
+    let path = dir.path.clone();
+    // The container runs: unlocked from here, so kill, state and delete work while poststart
+    // hooks run and while we wait for READY=1 (which may never come).
+    drop(dir);
+    started.finish(&path, &st)
+}
+
+/// A container whose init has been told to exec; what `start` still owes its caller.
+struct Started {
+    pidfd: OwnedFd,
+    notify: Option<std::os::unix::net::UnixDatagram>,
+}
+
+impl Started {
+    /// Poststart hooks, then (with NOTIFY_SOCKET) the wait for READY=1.
+    fn finish(self, dir: &Path, st: &State) -> Result<()> {
+        poststart(dir, st);
+        if let Some(sock) = self.notify {
+            crate::notify::wait_ready(&sock, &self.pidfd, st.pid)?;
+        }
+        Ok(())
+    }
 }
 
 /// poststart hooks: after the user process started, before `start` returns; a failure is
 /// a warning (runtime-spec).
-fn poststart(dir: &Dir, st: &State) {
+fn poststart(dir: &Path, st: &State) {
     if st.has_hooks
-        && let Ok(spec) = state::load_spec(&dir.path)
+        && let Ok(spec) = state::load_spec(dir)
     {
         crate::hooks::run_warn(
             spec.hooks().as_ref(),
@@ -609,7 +631,7 @@ fn poststart(dir: &Dir, st: &State) {
     }
 }
 
-fn start_locked(dir: &Dir, st: &State) -> Result<()> {
+fn start_locked(dir: &Dir, st: &State) -> Result<Started> {
     match st.status(&dir.path) {
         Status::Created => {}
         Status::Running | Status::Paused => bail!("cannot start an already running container"),
@@ -652,17 +674,13 @@ fn start_locked(dir: &Dir, st: &State) -> Result<()> {
         Some(b'E') => bail!("{}", String::from_utf8_lossy(&answer[1..])),
         _ => bail!("container init exited before it could be started"),
     }
-    poststart(dir, st);
-    if let Some(sock) = notify {
-        crate::notify::wait_ready(&sock, &pidfd, st.pid)?;
-    }
-    Ok(())
+    Ok(Started { pidfd, notify })
 }
 
+/// Read-only: never waits on the container's lock (see state::snapshot).
 pub fn state_json(root: &Path, id: &str) -> Result<serde_json::Value> {
-    let dir = Dir::open(root, id)?;
-    let st = dir.load()?;
-    Ok(st.to_json(st.status(&dir.path)))
+    let (dir, st) = state::snapshot(root, id)?;
+    Ok(st.to_json(st.status(&dir)))
 }
 
 /// `pause`: freeze every process of the container (runc allows it for created and running).
@@ -730,15 +748,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = match Dir::open(root, id) {
         Ok(d) => d,
         Err(e) => {
-            // A create that died before writing state.json leaves a bare directory.
-            if state::validate_id(id).is_ok() {
-                let p = root.join(id);
-                if p.is_dir() && !p.join("state.json").exists() {
-                    let _ = std::fs::remove_dir_all(&p);
-                    if force {
-                        return Ok(());
-                    }
-                }
+            // A create that died before writing state.json leaves a bare directory; removed
+            // under its lock, so a create of the same id that is under way is left alone.
+            if state::remove_stale(root, id).unwrap_or(false) && force {
+                return Ok(());
             }
             if force && e.to_string().contains("does not exist") {
                 return Ok(());
@@ -829,7 +842,8 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
 pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         let c = create(root, id, o, true)?;
-        if let Err(e) = start_locked(&c.dir, &c.state) {
+        if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state))
+        {
             undo_run(c, o);
             return Err(e);
         }
@@ -841,7 +855,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
     // SAFETY: mask is a valid sigset_t.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
     let c = create(root, id, o, false)?;
-    if let Err(e) = start_locked(&c.dir, &c.state) {
+    if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state)) {
         undo_run(c, o);
         return Err(e);
     }
@@ -1000,14 +1014,24 @@ pub fn list(root: &Path) -> Result<Vec<serde_json::Value>> {
 /// The container's processes; none once it has stopped (runc's `ps` then prints only the
 /// header, and so does rt's).
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
-    let dir = Dir::open(root, id)?;
-    let st = dir.load()?;
-    if st.status(&dir.path) == Status::Stopped {
+    let (dir, st) = state::snapshot(root, id)?;
+    if st.status(&dir) == Status::Stopped {
         return Ok(Vec::new());
     }
-    match &st.cgroup {
+    let procs = match &st.cgroup {
         Some(cg) => crate::cgroups::procs(cg),
         None if !st.cgroup_v1.is_empty() => crate::cgroupv1::procs(&st.cgroup_v1),
         None => Ok(vec![st.pid]),
-    }
+    };
+    // Read without the lock: a delete may have removed the cgroup meanwhile. Then the
+    // container is gone, or stopped with nothing left to list.
+    procs.or_else(|e| {
+        if !dir.join(state::STATE_FILE).exists() {
+            bail!("container {id:?} does not exist");
+        }
+        if st.status(&dir) == Status::Stopped {
+            return Ok(Vec::new());
+        }
+        Err(e)
+    })
 }

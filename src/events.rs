@@ -55,10 +55,17 @@ impl Cgroups {
     }
 }
 
+/// The container (locked, for `update`) and its cgroups.
 fn container_cgroup(root: &Path, id: &str) -> Result<(Dir, State, Cgroups)> {
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
-    if st.status(&dir.path) == Status::Stopped {
+    let cg = cgroups_of(&dir.path, &st)?;
+    Ok((dir, st, cg))
+}
+
+/// The cgroups of a running container.
+fn cgroups_of(dir: &Path, st: &State) -> Result<Cgroups> {
+    if st.status(dir) == Status::Stopped {
         bail!("container not running");
     }
     let v2 = match (&st.cgroup, crate::cgroups::v2_mount()) {
@@ -68,11 +75,10 @@ fn container_cgroup(root: &Path, id: &str) -> Result<(Dir, State, Cgroups)> {
     if v2.is_none() && st.cgroup_v1.is_empty() {
         bail!("container has no cgroup");
     }
-    let cg = Cgroups {
+    Ok(Cgroups {
         v2,
         v1: st.cgroup_v1.clone(),
-    };
-    Ok((dir, st, cg))
+    })
 }
 
 pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) -> Result<()> {
@@ -484,8 +490,9 @@ fn oom_kills(cg: &Cgroups) -> u64 {
 /// `events`: one stats event with `--stats`; otherwise a stats event every `interval` and an
 /// `oom` event whenever memory.events' oom count grows, until the container stops.
 pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<()> {
-    let (dir, _, cg) = container_cgroup(root, id)?;
-    drop(dir);
+    // Read-only: never waits on the container's lock (see state::snapshot).
+    let (dir, st) = crate::state::snapshot(root, id)?;
+    let cg = cgroups_of(&dir, &st)?;
     let mut out = std::io::stdout().lock();
     let emit = |out: &mut std::io::StdoutLock, v: Value| -> Result<()> {
         writeln!(out, "{v}").context("write event")?;
@@ -516,8 +523,8 @@ pub fn events(root: &Path, id: &str, once: bool, interval: Duration) -> Result<(
     let mut ooms = oom_count();
     let mut next = std::time::Instant::now();
     loop {
-        let alive = Dir::open(root, id)
-            .and_then(|d| d.load().map(|s| s.status(&d.path) != Status::Stopped))
+        let alive = crate::state::snapshot(root, id)
+            .map(|(d, s)| s.status(&d) != Status::Stopped)
             .unwrap_or(false);
         // Checked after the liveness test, so an OOM kill that ended the container is still
         // reported before events returns.

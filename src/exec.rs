@@ -229,6 +229,10 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         match sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPERM) && userns => staged = true,
+            // The init died since the state was read (a racing kill or delete).
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                bail!("cannot exec in a stopped container")
+            }
             Err(e) => return Err(e).context("join the container's pid namespace"),
         }
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub const EXEC_FIFO: &str = "exec.fifo";
 pub const CONFIG_COPY: &str = "config.json";
-const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = "state.json";
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct State {
@@ -108,13 +108,58 @@ pub fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn lock(path: &Path) -> Result<File> {
-    let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("lock container state");
+/// Locks the directory at `path` exclusively. The lock is only good if that directory is still
+/// the one at `path` once we hold it: a delete (and a create of the same id) may have run while
+/// we waited. Then the new one is locked instead; None if nothing is there any more.
+fn lock(path: &Path) -> Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("lock container state");
+        }
+        let held = f.metadata().context("lock container state")?;
+        match std::fs::symlink_metadata(path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(Some(f)),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+        }
     }
-    Ok(f)
+}
+
+/// A state directory without a state file is a create that died before writing it (or one
+/// still running, which holds the lock until it has written it). Removes it under the lock,
+/// if it is still like that then; true if it did.
+pub fn remove_stale(root: &Path, id: &str) -> Result<bool> {
+    validate_id(id)?;
+    let path = root.join(id);
+    let Some(_lock) = lock(&path)? else {
+        return Ok(false);
+    };
+    if path.join(STATE_FILE).exists() {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+    Ok(true)
+}
+
+/// The state of `id` as last saved, read without the lock: saves are atomic renames, so a
+/// reader sees a whole state, and read-only commands (`state`, `ps`, `events`) never wait
+/// behind a create, a start waiting for READY=1, or a delete.
+pub fn snapshot(root: &Path, id: &str) -> Result<(PathBuf, State)> {
+    validate_id(id)?;
+    let path = root.join(id);
+    match read_state(&path) {
+        Ok(st) => Ok((path, st)),
+        Err(_) if !path.join(STATE_FILE).exists() => bail!("container {id:?} does not exist"),
+        Err(e) => Err(e),
+    }
 }
 
 impl Dir {
@@ -134,17 +179,16 @@ impl Dir {
             }
             Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
         }
-        let lock = lock(&path)?;
+        // Just made by us: nobody can have replaced it but a delete of a half-made container.
+        let lock = lock(&path)?.with_context(|| format!("{} vanished", path.display()))?;
         Ok(Dir { path, _lock: lock })
     }
 
     pub fn open(root: &Path, id: &str) -> Result<Dir> {
         validate_id(id)?;
         let path = root.join(id);
-        let lock = match lock(&path) {
-            Ok(l) => l,
-            Err(_) if !path.exists() => bail!("container {id:?} does not exist"),
-            Err(e) => return Err(e),
+        let Some(lock) = lock(&path)? else {
+            bail!("container {id:?} does not exist");
         };
         // A concurrent delete may have removed it while we waited for the lock.
         if !path.join(STATE_FILE).exists() {

@@ -255,3 +255,46 @@ fn pidfd_socket_that_does_not_exist_fails_create_cleanly() {
         .fails_with(&["--pidfd-socket"]);
     rt.assert_no_leftovers(&id, &b, &[]);
 }
+
+/// While `start` waits for READY=1 (which this container never sends), the container is not
+/// locked: state, ps, events and kill work, and delete --force ends it; start then fails
+/// naming READY=1 instead of hanging.
+#[test]
+fn state_kill_and_delete_work_while_start_waits_for_ready() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let host_sock = b.dir.join("host.sock");
+    let _host = UnixDatagram::bind(&host_sock).unwrap();
+    let id = rt.new_id();
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let mut c = rt.command(&["create", "--bundle", b.path(), &id]);
+    c.env("NOTIFY_SOCKET", host_sock.to_str().unwrap());
+    run_cmd(&mut c).ok();
+    let mut s = rt.command(&["start", &id]);
+    s.env("NOTIFY_SOCKET", host_sock.to_str().unwrap());
+    let mut start = spawn_cmd(&mut s);
+    assert!(
+        rt.wait_status(&id, "running", WAIT),
+        "the container never ran"
+    );
+    let quick = Duration::from_secs(5);
+    for args in [
+        &["state", id.as_str()][..],
+        &["ps", id.as_str()],
+        &["events", "--stats", id.as_str()],
+        &["kill", id.as_str(), "0"],
+    ] {
+        let o = run_cmd_timeout(&mut rt.command(args), quick);
+        o.ok();
+    }
+    assert!(
+        start.try_wait_for(Duration::from_millis(200)).is_none(),
+        "start gave up early"
+    );
+    run_cmd_timeout(&mut rt.command(&["delete", "--force", &id]), quick).ok();
+    let o = start.wait(quick);
+    o.fails();
+    assert!(o.stderr.contains("READY=1"), "{o:?}");
+    assert!(!rt.state_dir(&id).exists());
+}
