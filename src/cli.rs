@@ -262,7 +262,8 @@ pub enum Cmd {
         /// Keep the container's state after it exits
         #[arg(long)]
         keep: bool,
-        /// Accepted for runc compatibility
+        /// Don't make rt the subreaper of the container's orphaned processes (a container
+        /// without its own pid namespace leaves them to the host's init then)
         #[arg(long)]
         no_subreaper: bool,
     },
@@ -367,11 +368,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             create,
             detach,
             keep,
-            no_subreaper: _,
+            no_subreaper,
         } => {
             needs_features("run")?;
             let o = create_opts(&create, cli.systemd_cgroup)?;
-            return container::run(root, &create.id, &o, detach, keep);
+            let wait = container::RunWait {
+                detach,
+                keep,
+                subreaper: !no_subreaper,
+            };
+            return container::run(root, &create.id, &o, wait);
         }
         Cmd::Update(a) => {
             let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();

@@ -838,8 +838,24 @@ fn destroy(dir: Dir, st: &State) -> Result<()> {
     Ok(())
 }
 
+/// How `rt run` stays with its container.
+pub struct RunWait {
+    /// Return once it runs.
+    pub detach: bool,
+    /// Leave the stopped container's state behind.
+    pub keep: bool,
+    /// Adopt (and reap) the processes the container orphans, as runc does unless
+    /// --no-subreaper: without a pid namespace of its own, they would go to the host's init.
+    pub subreaper: bool,
+}
+
 /// `rt run`: create, start, then wait, forwarding signals; the exit status is the container's.
-pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
+    let RunWait {
+        detach,
+        keep,
+        subreaper,
+    } = w;
     if detach {
         let c = create(root, id, o, true)?;
         if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state))
@@ -854,6 +870,9 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, detach: bool, keep: bool) -> R
     let mask = forwarded_signals();
     // SAFETY: mask is a valid sigset_t.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
+    if subreaper {
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
+    }
     let c = create(root, id, o, false)?;
     if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state)) {
         undo_run(c, o);
@@ -983,11 +1002,39 @@ pub fn wait_forwarding(
                     && let Some(m) = console_master
                 {
                     crate::console::copy_winsize(m);
-                } else if sig != libc::SIGCHLD && sig != libc::SIGURG {
+                } else if sig == libc::SIGCHLD {
+                    reap_orphans(pid);
+                } else if sig != libc::SIGURG {
                     let _ = sys::pidfd_send_signal(pidfd, sig);
                 }
             }
         }
+    }
+}
+
+/// Reaps the container's orphans that became rt's (as subreaper) and exited, leaving the
+/// init's status for the pidfd path: waitid with WNOWAIT looks before anything is reaped.
+fn reap_orphans(init: i32) {
+    loop {
+        // SAFETY: zeroed siginfo is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own children with a valid siginfo pointer.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: si_pid is valid for the CLD_* records waitid fills in.
+        let pid = unsafe { info.si_pid() };
+        if r != 0 || pid == 0 || pid == init {
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: reaping a child we know has exited.
+        unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
     }
 }
 

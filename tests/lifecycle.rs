@@ -748,3 +748,35 @@ fn created_container_inherits_create_stdio() {
             .contains(&format!("err-{token}"))
     );
 }
+
+/// As runc: `rt run` adopts what its container orphans (a container without a pid namespace
+/// of its own: a double fork), unless --no-subreaper leaves them to the host's init.
+#[test]
+fn run_is_the_subreaper_of_orphans_unless_told_not_to() {
+    for no_subreaper in [false, true] {
+        let rt = Rt::new();
+        let mut b = Bundle::sh(
+            "(sleep 30 & echo $! > /tmp/orphan); sleep 0.3; \
+             o=$(cat /tmp/orphan); grep PPid /proc/$o/status | cut -f2; kill $o",
+        );
+        b.remove_namespace("pid");
+        b.save();
+        rt.track_cgroup(&b.cgroup);
+        let id = rt.new_id();
+        let mut args = vec!["run", "--bundle", b.path()];
+        if no_subreaper {
+            args.push("--no-subreaper");
+        }
+        args.push(&id);
+        let s = spawn_cmd(&mut rt.command(&args));
+        let rt_pid = s.pid();
+        let o = s.wait(Duration::from_secs(20));
+        o.ok();
+        let ppid: i32 = o.stdout.trim().parse().unwrap_or_else(|_| panic!("{o:?}"));
+        assert_eq!(
+            ppid == rt_pid,
+            !no_subreaper,
+            "orphan's parent {ppid}, rt {rt_pid}"
+        );
+    }
+}
