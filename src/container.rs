@@ -899,8 +899,11 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
             && let Ok(st) = dir.load()
             && st.pid == state.pid
             && st.start_time == state.start_time
+            && let Err(e) = destroy(dir, &st)
         {
-            destroy(dir, &st)?;
+            // The container's own status is what the caller waits for: a failed clean-up is
+            // said, not put in its place.
+            crate::logging::warn(&format!("clean up after the container: {e:#}"));
         }
     }
     status

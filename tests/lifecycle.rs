@@ -780,3 +780,34 @@ fn run_is_the_subreaper_of_orphans_unless_told_not_to() {
         );
     }
 }
+
+/// An error while cleaning up after `rt run` is reported, but the exit status stays the
+/// container's (here the state directory can't be removed: a mount sits in it).
+#[test]
+fn run_keeps_the_containers_exit_status_when_cleanup_fails() {
+    let rt = Rt::new();
+    let b = Bundle::sh("sleep 0.5; exit 7");
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    let s = spawn_cmd(&mut rt.command(&["run", "--bundle", b.path(), &id]));
+    let blocker = rt.state_dir(&id).join("blocker");
+    assert!(wait_for(WAIT, || rt
+        .state_dir(&id)
+        .join("state.json")
+        .exists()));
+    std::fs::create_dir(&blocker).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &blocker,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let o = s.wait(Duration::from_secs(20));
+    let _ = nix::mount::umount2(&blocker, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(rt.state_dir(&id));
+    o.code_is(7);
+    assert!(o.stderr.contains("clean up"), "{o:?}");
+}
