@@ -243,6 +243,13 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .map(crate::seccomp::build)
         .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
+    // Block the signals we forward before the child exists: one arriving while it is set up
+    // (a Ctrl-C) waits for wait_forwarding to pass it on, instead of killing rt and leaving
+    // the process running without anyone to wait for it. The child clears its mask before
+    // execve (process::finalize).
+    let mask = crate::container::forwarded_signals();
+    // SAFETY: mask is a valid sigset_t.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
     // Inherited by the child, which becomes visible in the container's pid namespace at once.
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     let forked =
@@ -327,9 +334,6 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     if o.detach {
         return Ok(0);
     }
-    let mask = crate::container::forwarded_signals();
-    // SAFETY: mask is a valid sigset_t.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
     let _raw = master.as_ref().map(|_| crate::console::RawMode::enter());
     crate::container::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
 }

@@ -936,3 +936,77 @@ fn exec_process_is_dumpable_after_exec() {
         st.gid()
     );
 }
+
+/// A Ctrl-C that reaches `rt exec` while it is still setting the process up is held and then
+/// passed on (exit 130), never killing rt and leaving the process running with nobody waiting
+/// for it. The window is made deterministic: the pid file rt writes during setup (through a
+/// temporary `.NAME.<rt's pid>`) is a FIFO nobody reads until the signal has been sent.
+#[test]
+fn sigint_during_exec_setup_is_forwarded_not_fatal() {
+    let rt = Rt::new();
+    let (b, c) = sleeper(&rt);
+    let pid_file = b.dir.join("exec.pid");
+    let exec = rt.command(&[
+        "exec",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &c.id,
+        "sleep",
+        "997",
+    ]);
+    let argv: Vec<String> = std::iter::once(exec.get_program())
+        .chain(exec.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut sh = std::process::Command::new("/bin/sh");
+    sh.arg("-c")
+        .arg(format!(
+            "mkfifo {}/.exec.pid.$$ && exec \"$@\"",
+            b.dir.display()
+        ))
+        .arg("sh")
+        .args(&argv)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in exec.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    let s = spawn_cmd(&mut sh);
+    let rt_pid = s.pid();
+    assert!(
+        wait_for(WAIT, || procs_in_cgroup(&b.cgroup).len() == 2),
+        "the exec'd process never appeared"
+    );
+    // SAFETY: signalling the rt exec process this test started.
+    unsafe { libc::kill(rt_pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(100));
+    // Let the pid file write through.
+    let fifo = b.dir.join(format!(".exec.pid.{rt_pid}"));
+    // Non-blocking: a killed rt (the bug) never opens its end, and the test must not hang.
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut &f, &mut buf) {
+            Ok(0) if !got.is_empty() => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read the pid fifo: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = s.wait(Duration::from_secs(20));
+    o.code_is(128 + libc::SIGINT);
+    assert!(
+        wait_for(WAIT, || procs_in_cgroup(&b.cgroup) == vec![c.pid]),
+        "the exec'd process outlived rt exec: {:?}",
+        procs_in_cgroup(&b.cgroup)
+    );
+}
