@@ -131,6 +131,10 @@ pub fn pump(from: RawFd, to: RawFd) -> bool {
     let mut buf = [0u8; 4096];
     // SAFETY: buf is valid for its length.
     let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 && would_block() {
+        // A non-blocking master with nothing after all: not closed.
+        return true;
+    }
     if n <= 0 {
         return false;
     }
@@ -142,6 +146,94 @@ pub fn pump(from: RawFd, to: RawFd) -> bool {
         }
     }
     true
+}
+
+fn would_block() -> bool {
+    matches!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EAGAIN) | Some(libc::EINTR)
+    )
+}
+
+/// The caller's stdin into the pty master without ever blocking on the master. A blocking
+/// write there deadlocks as soon as the container writes back as much as it is sent (the
+/// pty's echo, `cat`): rt would sit in the write while the container sits in its own, on an
+/// output side nobody reads. So the master is non-blocking, one read of stdin is kept until
+/// the master takes it, and stdin is only read again once it has.
+pub struct InputRelay {
+    master: RawFd,
+    pending: Vec<u8>,
+    stdin_open: bool,
+}
+
+impl InputRelay {
+    pub fn new(master: RawFd) -> InputRelay {
+        // SAFETY: fcntl on an fd the caller owns; only the status flags change.
+        unsafe {
+            let fl = libc::fcntl(master, libc::F_GETFL);
+            if fl >= 0 {
+                libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+            }
+        }
+        InputRelay {
+            master,
+            pending: Vec::new(),
+            stdin_open: true,
+        }
+    }
+
+    pub fn master(&self) -> RawFd {
+        self.master
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn wants_stdin(&self) -> bool {
+        self.stdin_open && self.pending.is_empty()
+    }
+
+    /// Stdin is readable: take one buffer of it. EOF (or an error) ends the input for good
+    /// (the container sees no more).
+    pub fn from_stdin(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && would_block() {
+            return;
+        }
+        if n <= 0 {
+            self.stdin_open = false;
+            return;
+        }
+        buf.truncate(n as usize);
+        self.pending = buf;
+        self.to_master();
+    }
+
+    /// The master has room: hand over what it takes of the pending input.
+    pub fn to_master(&mut self) {
+        while !self.pending.is_empty() {
+            // SAFETY: pending is valid for its length.
+            let n = unsafe {
+                libc::write(
+                    self.master,
+                    self.pending.as_ptr().cast(),
+                    self.pending.len(),
+                )
+            };
+            if n < 0 {
+                if !would_block() {
+                    // The container's side is gone: its input with it.
+                    self.pending.clear();
+                    self.stdin_open = false;
+                }
+                return;
+            }
+            self.pending.drain(..n as usize);
+        }
+    }
 }
 
 /// After the container exited, copy what is still on its way through the pty: the kernel

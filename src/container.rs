@@ -939,6 +939,48 @@ pub fn forwarded_signals() -> libc::sigset_t {
     }
 }
 
+/// One poll over the signalfd, the init's pidfd and, with a terminal, the pty master (output
+/// to copy; room for pending input) and stdin (only while no input is pending, so a container
+/// that doesn't read can't make rt buffer without end). Returns the revents, in that order.
+fn poll_relay(
+    sfd: i32,
+    pidfd: i32,
+    relay: Option<&crate::console::InputRelay>,
+    master_open: bool,
+) -> Result<Vec<i16>> {
+    let pfd = |fd, events| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    let mut p = vec![pfd(sfd, libc::POLLIN), pfd(pidfd, libc::POLLIN)];
+    if let Some(r) = relay {
+        let mut events = if master_open { libc::POLLIN } else { 0 };
+        if r.has_pending() {
+            events |= libc::POLLOUT;
+        }
+        let master = if events != 0 { r.master() } else { -1 };
+        p.push(pfd(master, events));
+        let stdin = if r.wants_stdin() {
+            libc::STDIN_FILENO
+        } else {
+            -1
+        };
+        p.push(pfd(stdin, libc::POLLIN));
+    }
+    loop {
+        // SAFETY: p is a valid array of pollfd of its length.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, -1) };
+        if r >= 0 {
+            return Ok(p.iter().map(|x| x.revents).collect());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e).context("poll");
+        }
+    }
+}
+
 pub fn wait_forwarding(
     pid: i32,
     pidfd: &OwnedFd,
@@ -952,24 +994,31 @@ pub fn wait_forwarding(
     }
     // SAFETY: sfd was just created.
     let sfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sfd) };
-    let mut fds = vec![sfd.as_raw_fd(), pidfd.as_raw_fd()];
-    if let Some(m) = console_master {
-        fds.extend([m.as_raw_fd(), libc::STDIN_FILENO]);
+    let mut relay = console_master.map(|m| {
         crate::console::copy_winsize(m);
-    }
-    let mut stdin_open = true;
+        crate::console::InputRelay::new(m.as_raw_fd())
+    });
+    let mut master_open = true;
     loop {
-        let ev = poll_in(&fds, -1)?;
-        if let Some(m) = console_master {
-            if ev[2] != 0 && !crate::console::pump(m.as_raw_fd(), libc::STDOUT_FILENO) {
-                // EIO: the container closed its side; the pidfd will report the exit.
-                fds[2] = -1;
-            }
-            if stdin_open && ev[3] != 0 && !crate::console::pump(libc::STDIN_FILENO, m.as_raw_fd())
+        let ev = poll_relay(
+            sfd.as_raw_fd(),
+            pidfd.as_raw_fd(),
+            relay.as_ref(),
+            master_open,
+        )?;
+        if let (Some(m), Some(r)) = (console_master, relay.as_mut()) {
+            if master_open
+                && ev[2] & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+                && !crate::console::pump(m.as_raw_fd(), libc::STDOUT_FILENO)
             {
-                // EOF on our stdin: stop polling it (the container sees no more input).
-                stdin_open = false;
-                fds[3] = -1;
+                // EIO: the container closed its side; the pidfd will report the exit.
+                master_open = false;
+            }
+            if ev[2] & (libc::POLLOUT | libc::POLLERR) != 0 {
+                r.to_master();
+            }
+            if ev[3] != 0 {
+                r.from_stdin();
             }
         }
         if ev[1] != 0 {

@@ -407,3 +407,53 @@ fn window_size_changes_reach_the_container_while_it_runs() {
         o.stdout
     );
 }
+
+/// 10 MiB piped into `run -t` and `exec -t`, with a container that writes back all it reads:
+/// the relay must keep taking the container's output while its input waits, or rt and the
+/// container each block on a full pty buffer forever.
+#[test]
+fn ten_mib_through_the_terminal_relay_does_not_deadlock() {
+    let mut data = Vec::new();
+    let mut i = 0u64;
+    while data.len() < 10 << 20 {
+        data.extend_from_slice(format!("{i}\n").as_bytes());
+        i += 1;
+    }
+    let n = data.len();
+    let script = format!("stty raw -echo; head -c {n}; echo; echo END");
+    let rt = Rt::new();
+    let mut b = Bundle::sh(&script);
+    b.process()["terminal"] = serde_json::json!(true);
+    let input = b.dir.join("input");
+    std::fs::write(&input, &data).unwrap();
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let check = |what: &str, o: &Output| {
+        let tail = &data[n - 64..];
+        let out = o.stdout.as_bytes();
+        assert!(
+            out.len() >= n,
+            "{what}: {} of {n} bytes came back",
+            out.len()
+        );
+        assert!(
+            out.windows(tail.len()).any(|w| w == tail) && o.stdout.contains("END"),
+            "{what}: the end of the input never came back"
+        );
+    };
+    let id = rt.new_id();
+    let mut c = rt.command(&["run", "--bundle", b.path(), &id]);
+    c.stdin(std::fs::File::open(&input).unwrap());
+    let o = spawn_cmd(&mut c).wait(Duration::from_secs(120));
+    o.ok();
+    check("run -t", &o);
+
+    let mut b2 = Bundle::new(&["sleep", "1000"]);
+    b2.process()["terminal"] = serde_json::json!(false);
+    let c2 = rt.start_ok(&b2);
+    let mut c = rt.command(&["exec", "-t", &c2.id, "sh", "-c", &script]);
+    c.stdin(std::fs::File::open(&input).unwrap());
+    let o = spawn_cmd(&mut c).wait(Duration::from_secs(120));
+    o.ok();
+    check("exec -t", &o);
+}
