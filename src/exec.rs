@@ -271,6 +271,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 hostproc: hostproc.as_raw_fd(),
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 process: &process,
+                personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
                 preserve_fds: o.preserve_fds,
                 seccomp: seccomp.as_ref(),
                 chan: &child_end,
@@ -406,6 +407,8 @@ struct ChildArgs<'a> {
     hostproc: RawFd,
     console: Option<RawFd>,
     process: &'a Process,
+    /// The container's linux.personality, which its exec'd processes get too.
+    personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
     chan: &'a crate::process::Channel,
@@ -468,6 +471,9 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
             crate::console::send_master(sock, &pty.master)?;
         }
         crate::console::make_controlling(&pty.slave)?;
+    }
+    if let Some(p) = a.personality {
+        crate::security::apply_personality(p)?;
     }
     let ready = crate::process::finalize(
         a.process,

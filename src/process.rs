@@ -751,6 +751,9 @@ fn init(
     }
     drop(pty);
 
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        crate::security::apply_personality(p)?;
+    }
     let mut ready = finalize(
         process,
         a.hostproc,
@@ -881,6 +884,14 @@ pub fn finalize<'a>(
     trampoline: RawFd,
 ) -> Result<Ready<'a>> {
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // Before any seccomp filter (which may forbid them) and while still privileged (a
+    // real-time policy or a lower nice value needs CAP_SYS_NICE).
+    if let Some(sched) = process.scheduler() {
+        crate::security::apply_scheduler(sched)?;
+    }
+    if let Some(io) = process.io_priority() {
+        crate::security::apply_io_priority(io)?;
+    }
     // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
     // close-on-exec; the preserved ones must not be. First of all, before a seccomp filter
     // that may refuse close_range or fcntl governs us; what is opened later is O_CLOEXEC.

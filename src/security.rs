@@ -196,3 +196,98 @@ pub fn set_user(user: &User, userns_setgroups_denied: bool) -> Result<()> {
 pub fn set_no_new_privs() -> Result<()> {
     crate::sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).context("set no_new_privs")
 }
+
+/// `process.scheduler` through sched_setattr(2), which alone takes every field the spec has
+/// (nice, priority, flags, and the deadline policy's runtime, deadline and period).
+pub fn apply_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    // The kernel's struct sched_attr, up to sched_period (SCHED_ATTR_SIZE_VER0).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    let policy = match s.policy() {
+        P::SchedOther => libc::SCHED_OTHER,
+        P::SchedFifo => libc::SCHED_FIFO,
+        P::SchedRr => libc::SCHED_RR,
+        P::SchedBatch => libc::SCHED_BATCH,
+        P::SchedIdle => libc::SCHED_IDLE,
+        P::SchedDeadline => 6,
+        P::SchedIso => bail!("process.scheduler.policy: SCHED_ISO is not a Linux policy"),
+    } as u32;
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: u32::try_from(s.priority().unwrap_or(0))
+            .map_err(|_| anyhow::anyhow!("process.scheduler.priority must not be negative"))?,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: attr is a valid sched_attr of the size it declares; pid 0 is this thread.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("process.scheduler: sched_setattr");
+    }
+    Ok(())
+}
+
+/// `process.ioPriority` through ioprio_set(2) for this process.
+pub fn apply_io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    let class: u32 = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    let prio = u32::try_from(p.priority())
+        .ok()
+        .filter(|v| *v < 8)
+        .ok_or_else(|| anyhow::anyhow!("process.ioPriority.priority must be 0 to 7"))?;
+    let value = (class << IOPRIO_CLASS_SHIFT) | prio;
+    // SAFETY: ioprio_set with plain integer arguments; who 0 is this process.
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("process.ioPriority: ioprio_set");
+    }
+    Ok(())
+}
+
+/// `linux.personality`: the execution domain (LINUX or LINUX32). The spec defines no flag
+/// values yet; one rt doesn't know is an error naming it rather than ignored.
+pub fn apply_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    if let Some(f) = p.flags().iter().flatten().next() {
+        bail!("linux.personality.flags: {f:?} is not a flag rt knows");
+    }
+    let domain: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality takes a plain integer.
+    if unsafe { libc::personality(domain) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("linux.personality");
+    }
+    Ok(())
+}

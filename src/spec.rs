@@ -345,14 +345,8 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
         process.selinux_label().as_deref(),
         None,
     )?;
-    for (name, present) in [
-        ("scheduler", process.scheduler().is_some()),
-        ("ioPriority", process.io_priority().is_some()),
-        ("execCPUAffinity", process.exec_cpu_affinity().is_some()),
-    ] {
-        if present {
-            bail!("{field}.{name} is not supported by this rt yet");
-        }
+    if process.exec_cpu_affinity().is_some() {
+        bail!("{field}.execCPUAffinity is not supported by this rt yet");
     }
     Ok(())
 }
@@ -362,10 +356,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     crate::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
     let checks = [
         ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
-        (
-            "linux.personality",
-            l.is_some_and(|l| l.personality().is_some()),
-        ),
         (
             "linux.memoryPolicy",
             l.is_some_and(|l| l.memory_policy().is_some()),

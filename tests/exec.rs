@@ -697,12 +697,6 @@ fn process_file_is_checked_as_create_checks_and_gets_its_oom_score() {
         rt.cmd(&["exec", "--process", proc_file.to_str().unwrap(), &c.id])
     };
     for (field, value, needle) in [
-        ("scheduler", json!({"policy": "SCHED_OTHER"}), "scheduler"),
-        (
-            "ioPriority",
-            json!({"class": "IOPRIO_CLASS_IDLE"}),
-            "ioPriority",
-        ),
         (
             "execCPUAffinity",
             json!({"initial": "0"}),

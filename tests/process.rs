@@ -408,3 +408,90 @@ fn preserve_fds_skips_gaps_and_never_passes_rts_own_fds() {
     o.ok();
     assert_eq!(o.stdout, format!("none\nnone\n{token}\n"), "{o:?}");
 }
+
+/// sched_getscheduler, the nice value (stat field 19) and ioprio_get of a host pid.
+fn sched_of(pid: i32) -> (i32, i64, i64) {
+    // SAFETY: plain integer syscalls about another process.
+    let policy = unsafe { libc::sched_getscheduler(pid) };
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let nice: i64 = after.split(' ').nth(16).unwrap().parse().unwrap();
+    // SAFETY: as above; IOPRIO_WHO_PROCESS = 1.
+    let io = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, pid) };
+    (policy, nice, io)
+}
+
+/// runtime-spec 1.3's process.scheduler and process.ioPriority (issue 13), seen from outside:
+/// the init's policy, nice value and I/O priority, and an exec'd process's from its own
+/// process document.
+#[test]
+fn scheduler_and_io_priority_apply_to_the_init_and_exec() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    b.process()["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    let c = rt.start_ok(&b);
+    assert_eq!(sched_of(c.pid), (libc::SCHED_BATCH, 7, (2 << 13) | 6));
+
+    let proc_file = b.dir.join("process.json");
+    let process = json!({
+        "user": { "uid": 0, "gid": 0 },
+        "args": ["sleep", "999"],
+        "cwd": "/",
+        "scheduler": {"policy": "SCHED_IDLE"},
+        "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    });
+    fs::write(&proc_file, process.to_string()).unwrap();
+    let pid_file = b.dir.join("exec.pid");
+    rt.cmd(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--process",
+        proc_file.to_str().unwrap(),
+        &c.id,
+    ])
+    .ok();
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (policy, _, io) = sched_of(pid);
+    assert_eq!((policy, io >> 13), (libc::SCHED_IDLE, 3));
+
+    // What the kernel refuses is an error naming the field, and nothing is left.
+    let mut bad = Bundle::new(&["true"]);
+    bad.process()["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 9});
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[])
+        .fails_with(&["process.ioPriority"]);
+    rt.assert_no_leftovers(&id, &bad, &[]);
+    let mut bad = Bundle::new(&["true"]);
+    bad.process()["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 500});
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[]).fails_with(&["process.scheduler"]);
+    rt.assert_no_leftovers(&id, &bad, &[]);
+}
+
+/// linux.personality (issue 13): LINUX32 for the init and for exec'd processes, as
+/// /proc/PID/personality shows; a flag rt doesn't know is an error naming it.
+#[test]
+fn personality_applies_to_the_init_and_exec() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux()["personality"] = json!({"domain": "LINUX32"});
+    let c = rt.start_ok(&b);
+    let personality = |pid: i32| fs::read_to_string(format!("/proc/{pid}/personality")).unwrap();
+    assert_eq!(personality(c.pid).trim(), "00000008");
+    let o = rt.cmd(&["exec", &c.id, "cat", "/proc/self/personality"]);
+    assert_eq!(o.ok().stdout.trim(), "00000008");
+
+    let mut bad = Bundle::new(&["true"]);
+    bad.linux()["personality"] = json!({"domain": "LINUX", "flags": ["NO_SUCH_FLAG"]});
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[])
+        .fails_with(&["linux.personality", "NO_SUCH_FLAG"]);
+    rt.assert_no_leftovers(&id, &bad, &[]);
+}
