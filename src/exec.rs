@@ -243,6 +243,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .map(crate::seccomp::build)
         .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
+    crate::security::initial_affinity(&process)?;
     // Block the signals we forward before the child exists: one arriving while it is set up
     // (a Ctrl-C) waits for wait_forwarding to pass it on, instead of killing rt and leaving
     // the process running without anyone to wait for it. The child clears its mask before
@@ -475,6 +476,8 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
     if let Some(p) = a.personality {
         crate::security::apply_personality(p)?;
     }
+    // In the container's cgroups by now (v2 from birth, v1 joined above).
+    crate::security::exec_final_affinity(a.process)?;
     let ready = crate::process::finalize(
         a.process,
         a.hostproc,

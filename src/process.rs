@@ -754,6 +754,8 @@ fn init(
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         crate::security::apply_personality(p)?;
     }
+    // execCPUAffinity is for exec'd processes; the init gets every CPU of its cpuset.
+    crate::security::reset_affinity();
     let mut ready = finalize(
         process,
         a.hostproc,

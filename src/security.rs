@@ -291,3 +291,87 @@ pub fn apply_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> 
     }
     Ok(())
 }
+
+/// A cpu list ("0-3,6") as a cpu_set_t; `field` names it in errors.
+pub fn cpu_set(list: &str, field: &str) -> Result<libc::cpu_set_t> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = match (a.trim().parse(), b.trim().parse()) {
+            (Ok(a), Ok(b)) if a <= b && b < max => (a, b),
+            _ => bail!("{field}: {list:?} is not a list of CPUs (0 to {})", max - 1),
+        };
+        for cpu in a..=b {
+            // SAFETY: cpu < the set's capacity, checked above.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+    }
+    Ok(set)
+}
+
+/// Pins the calling thread (and what it forks from now on) to `list`.
+pub fn set_affinity(list: &str, field: &str) -> Result<()> {
+    let set = cpu_set(list, field)?;
+    // SAFETY: set is a valid cpu_set_t of the size given; pid 0 is this thread.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("{field} {list}"));
+    }
+    Ok(())
+}
+
+/// process.execCPUAffinity.initial, set on rt itself before it forks the process, so the
+/// process starts there until it is in the container's cgroup.
+pub fn initial_affinity(p: &oci_spec::runtime::Process) -> Result<()> {
+    match p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().as_deref())
+    {
+        Some(list) if !list.is_empty() => set_affinity(list, "process.execCPUAffinity.initial"),
+        _ => Ok(()),
+    }
+}
+
+/// After the exec'd process is in the container's cgroup: execCPUAffinity.final if given;
+/// with no execCPUAffinity at all, every CPU (the cgroup's cpuset still bounds it), so the
+/// process never inherits rt's caller's pinning; with only `initial`, the kernel's choice.
+/// As runc.
+pub fn exec_final_affinity(p: &oci_spec::runtime::Process) -> Result<()> {
+    let a = p.exec_cpu_affinity().as_ref();
+    let initial = a
+        .and_then(|a| a.initial().as_deref())
+        .filter(|l| !l.is_empty());
+    let last = a
+        .and_then(|a| a.cpu_affinity_final().as_deref())
+        .filter(|l| !l.is_empty());
+    match (initial, last) {
+        (_, Some(list)) => set_affinity(list, "process.execCPUAffinity.final"),
+        (None, None) => {
+            reset_affinity();
+            Ok(())
+        }
+        (Some(_), None) => Ok(()),
+    }
+}
+
+/// Every CPU the kernel may ever have (the cgroup's cpuset still applies), best effort: the
+/// container's init never keeps the affinity of whoever called rt (runc does the same).
+pub fn reset_affinity() {
+    // SAFETY: a cpu_set_t with every bit set is a valid mask; the kernel clamps it to its CPUs
+    // and the task's cpuset.
+    let full: libc::cpu_set_t = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        std::ptr::write_bytes(
+            &mut set as *mut libc::cpu_set_t as *mut u8,
+            0xff,
+            std::mem::size_of::<libc::cpu_set_t>(),
+        );
+        set
+    };
+    // SAFETY: full is a valid cpu_set_t of the size given; pid 0 is this thread.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &full) } != 0 {
+        crate::logging::debug("reset the CPU affinity: refused; the caller's stays");
+    }
+}

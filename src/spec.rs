@@ -345,8 +345,12 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
         process.selinux_label().as_deref(),
         None,
     )?;
-    if process.exec_cpu_affinity().is_some() {
-        bail!("{field}.execCPUAffinity is not supported by this rt yet");
+    if let Some(a) = process.exec_cpu_affinity() {
+        for (name, list) in [("initial", a.initial()), ("final", a.cpu_affinity_final())] {
+            if let Some(list) = list {
+                crate::security::cpu_set(list, &format!("{field}.execCPUAffinity.{name}"))?;
+            }
+        }
     }
     Ok(())
 }

@@ -1004,3 +1004,87 @@ fn sigint_during_exec_setup_is_forwarded_not_fatal() {
         procs_in_cgroup(&b.cgroup)
     );
 }
+
+fn cpus_allowed(pid: i32) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// process.execCPUAffinity (runtime-spec 1.3, as runc 1.4): `final` pins the exec'd process
+/// once it is in the container's cgroup; without execCPUAffinity neither the init nor an
+/// exec'd process keeps the affinity of whoever ran rt (here `taskset -c 0`).
+#[test]
+fn exec_cpu_affinity_and_no_inherited_pinning() {
+    let all = cpus_allowed(std::process::id() as i32);
+    if all == "0" {
+        return; // one CPU: nothing to tell apart
+    }
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let id = rt.new_id();
+    let pinned = |args: &[&str]| {
+        let c = rt.command(args);
+        let mut t = std::process::Command::new("taskset");
+        t.args(["-c", "0"]).arg(c.get_program()).args(c.get_args());
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        t.stdin(std::process::Stdio::null());
+        run_cmd(&mut t)
+    };
+    pinned(&["run", "-d", "--bundle", b.path(), &id]).ok();
+    let init = rt.pid(&id);
+    assert_eq!(cpus_allowed(init), all, "the init kept rt's pinning");
+
+    let pid_file = b.dir.join("exec.pid");
+    let exec_pid = |flags: &[&str], cmd: &[&str]| {
+        let _ = fs::remove_file(&pid_file);
+        let mut args = vec!["exec", "-d", "--pid-file", pid_file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(&id);
+        args.extend_from_slice(cmd);
+        pinned(&args).ok();
+        fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .unwrap()
+    };
+    let plain = exec_pid(&[], &["sleep", "998"]);
+    assert_eq!(
+        cpus_allowed(plain),
+        all,
+        "an exec'd process kept rt's pinning"
+    );
+    let proc_file = b.dir.join("process.json");
+    for (affinity, want) in [
+        (json!({"initial": "0", "final": "1"}), "1".to_string()),
+        (json!({"final": "0-1"}), all.clone()),
+    ] {
+        let process = json!({
+            "user": { "uid": 0, "gid": 0 }, "args": ["sleep", "997"], "cwd": "/",
+            "execCPUAffinity": affinity
+        });
+        fs::write(&proc_file, process.to_string()).unwrap();
+        let pid = exec_pid(&["--process", proc_file.to_str().unwrap()], &[]);
+        assert_eq!(cpus_allowed(pid), want, "{affinity}");
+    }
+    // A list that names no CPUs is refused by name.
+    let process = json!({
+        "user": { "uid": 0, "gid": 0 }, "args": ["true"], "cwd": "/",
+        "execCPUAffinity": {"final": "5000000"}
+    });
+    fs::write(&proc_file, process.to_string()).unwrap();
+    rt.cmd(&["exec", "--process", proc_file.to_str().unwrap(), &id])
+        .exec_fails_with(&["execCPUAffinity.final"]);
+    rt.delete_force(&id).ok();
+}
