@@ -273,6 +273,10 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 process: &process,
                 personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+                memory_policy: spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.memory_policy().as_ref()),
                 preserve_fds: o.preserve_fds,
                 seccomp: seccomp.as_ref(),
                 chan: &child_end,
@@ -408,8 +412,9 @@ struct ChildArgs<'a> {
     hostproc: RawFd,
     console: Option<RawFd>,
     process: &'a Process,
-    /// The container's linux.personality, which its exec'd processes get too.
+    /// The container's linux.personality and memoryPolicy, which its exec'd processes get too.
     personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
+    memory_policy: Option<&'a oci_spec::runtime::LinuxMemoryPolicy>,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Filter>,
     chan: &'a crate::process::Channel,
@@ -475,6 +480,9 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
     }
     if let Some(p) = a.personality {
         crate::security::apply_personality(p)?;
+    }
+    if let Some(m) = a.memory_policy {
+        crate::security::apply_memory_policy(m)?;
     }
     // In the container's cgroups by now (v2 from birth, v1 joined above).
     crate::security::exec_final_affinity(a.process)?;

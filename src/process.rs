@@ -754,6 +754,9 @@ fn init(
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         crate::security::apply_personality(p)?;
     }
+    if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        crate::security::apply_memory_policy(m)?;
+    }
     // execCPUAffinity is for exec'd processes; the init gets every CPU of its cpuset.
     crate::security::reset_affinity();
     let mut ready = finalize(

@@ -375,3 +375,78 @@ pub fn reset_affinity() {
         crate::logging::debug("reset the CPU affinity: refused; the caller's stays");
     }
 }
+
+/// A list of numbers ("0-3,6") as a bitmask of `words` u64s; `field` names it in errors.
+fn bit_list(list: &str, words: usize, field: &str) -> Result<Vec<u64>> {
+    let max = words * 64;
+    let mut mask = vec![0u64; words];
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+            (Ok(a), Ok(b)) if a <= b && b < max => {
+                for n in a..=b {
+                    mask[n / 64] |= 1 << (n % 64);
+                }
+            }
+            _ => bail!("{field}: {list:?} is not a list of numbers below {max}"),
+        }
+    }
+    Ok(mask)
+}
+
+/// linux.memoryPolicy's mode and flags as set_mempolicy(2) numbers, checked as runc checks
+/// them (which modes need nodes, which take none).
+fn mempolicy_mode(p: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<(libc::c_int, Vec<u64>)> {
+    use oci_spec::runtime::{MemoryPolicyFlagType as F, MemoryPolicyModeType as M};
+    const NODE_WORDS: usize = 16; // 1,024 nodes, the kernel's largest MAX_NUMNODES
+    let nodes = bit_list(
+        p.nodes().as_deref().unwrap_or(""),
+        NODE_WORDS,
+        "linux.memoryPolicy.nodes",
+    )?;
+    let any = nodes.iter().any(|w| *w != 0);
+    let (mode, needs) = match p.mode() {
+        M::MpolDefault => (0, Some(false)),
+        M::MpolPreferred => (1, None),
+        M::MpolBind => (2, Some(true)),
+        M::MpolInterleave => (3, Some(true)),
+        M::MpolLocal => (4, Some(false)),
+        M::MpolPreferredMany => (5, Some(true)),
+        M::MpolWeightedInterleave => (6, Some(true)),
+    };
+    match needs {
+        Some(true) if !any => bail!("linux.memoryPolicy: mode {} needs nodes", p.mode()),
+        Some(false) if any => bail!("linux.memoryPolicy: mode {} takes no nodes", p.mode()),
+        _ => {}
+    }
+    let mut flags = 0;
+    for f in p.flags().iter().flatten() {
+        flags |= match f {
+            F::MpolFNumaBalancing => 1 << 13,
+            F::MpolFRelativeNodes => 1 << 14,
+            F::MpolFStaticNodes => 1 << 15,
+        };
+    }
+    Ok((mode | flags, nodes))
+}
+
+/// Checks linux.memoryPolicy at create (nothing is applied).
+pub fn check_memory_policy(p: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
+    mempolicy_mode(p).map(drop)
+}
+
+/// linux.memoryPolicy for this process (the init, or an exec'd one) through set_mempolicy(2).
+pub fn apply_memory_policy(p: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
+    let (mode, nodes) = mempolicy_mode(p)?;
+    let maxnode = (nodes.len() * 64) as libc::c_ulong;
+    let ptr = if nodes.iter().any(|w| *w != 0) {
+        nodes.as_ptr()
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: ptr is null or points at `nodes`, maxnode bits long; the kernel only reads it.
+    if unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("linux.memoryPolicy: set_mempolicy");
+    }
+    Ok(())
+}

@@ -357,13 +357,13 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
 
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let l = spec.linux().as_ref();
+    if let Some(m) = l.and_then(|l| l.memory_policy().as_ref()) {
+        crate::security::check_memory_policy(m)
+            .map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
+    }
     crate::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
     let checks = [
         ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
-        (
-            "linux.memoryPolicy",
-            l.is_some_and(|l| l.memory_policy().is_some()),
-        ),
         (
             "linux.netDevices",
             l.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())),

@@ -495,3 +495,47 @@ fn personality_applies_to_the_init_and_exec() {
         .fails_with(&["linux.personality", "NO_SUCH_FLAG"]);
     rt.assert_no_leftovers(&id, &bad, &[]);
 }
+
+/// linux.memoryPolicy (issue 13): MPOL_BIND to node 0 for the init and exec'd processes, as
+/// /proc/PID/numa_maps shows the task policy; a mode without the nodes it needs, and a node
+/// this machine lacks, are errors naming the field.
+#[test]
+fn memory_policy_applies_to_the_init_and_exec() {
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        return; // a kernel without NUMA support has no memory policies
+    }
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux()["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
+    let c = rt.start_ok(&b);
+    let maps = fs::read_to_string(format!("/proc/{}/numa_maps", c.pid)).unwrap();
+    assert!(maps.contains(" bind:0 "), "{maps}");
+    let o = rt.cmd(&[
+        "exec",
+        &c.id,
+        "grep",
+        "-c",
+        " bind:0 ",
+        "/proc/self/numa_maps",
+    ]);
+    assert_ne!(o.ok().stdout.trim(), "0");
+
+    for (policy, needle) in [
+        (json!({"mode": "MPOL_BIND"}), "needs nodes"),
+        (
+            json!({"mode": "MPOL_LOCAL", "nodes": "0"}),
+            "takes no nodes",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "1000"}),
+            "set_mempolicy",
+        ),
+    ] {
+        let mut bad = Bundle::new(&["true"]);
+        bad.linux()["memoryPolicy"] = policy;
+        let id = rt.new_id();
+        rt.create(&bad, &id, &[])
+            .fails_with(&["linux.memoryPolicy", needle]);
+        rt.assert_no_leftovers(&id, &bad, &[]);
+    }
+}
