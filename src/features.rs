@@ -12,6 +12,7 @@ pub fn document() -> serde_json::Value {
         .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
         .chain(RECURSIVE_OPTIONS.iter().map(|(n, _, _)| *n))
         .chain(IDMAP_OPTIONS.iter().copied())
+        .chain(["tmpcopyup"])
         .collect();
     mount_options.sort_unstable();
     let hooks: Vec<&str> = [

@@ -116,6 +116,8 @@ pub struct Options {
     pub idmap_recursive: bool,
     /// A detached mount tree already made for this entry (idmapped binds; see detached_bind).
     pub prepared: Option<std::os::fd::RawFd>,
+    /// `tmpcopyup`: the new tmpfs starts with a copy of what the directory held.
+    pub copyup: bool,
 }
 
 pub fn parse_options(opts: &[String]) -> Options {
@@ -127,6 +129,8 @@ pub fn parse_options(opts: &[String]) -> Options {
             o.cleared = (o.cleared | clear) & !set;
         } else if IDMAP_OPTIONS.contains(&opt) {
             o.idmap_recursive = opt == "ridmap";
+        } else if opt == "tmpcopyup" {
+            o.copyup = true;
         } else if let Some(p) = propagation_flag(opt) {
             o.propagation.push(p);
         } else if let Some((_, set, clr)) = RECURSIVE_OPTIONS.iter().find(|(n, _, _)| *n == opt) {
@@ -303,6 +307,109 @@ fn is_bind(m: &Mount, o: &Options) -> bool {
     m.typ().as_deref() == Some("bind") || o.flags & libc::MS_BIND != 0
 }
 
+/// Copies the directory `from` into `to` (tmpcopyup): subdirectories, files, symlinks and
+/// device nodes, with their modes and owners. Everything is opened relative to an fd already
+/// held, never followed through a symlink, so the image can't point the copy elsewhere.
+fn copy_tree(from: OwnedFd, to: OwnedFd) -> Result<()> {
+    let to_raw = to.as_raw_fd();
+    let mut dir =
+        nix::dir::Dir::from_fd(from).map_err(|e| anyhow::anyhow!("read directory: {e}"))?;
+    let from_raw = dir.as_raw_fd();
+    let names: Vec<std::ffi::CString> = dir
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let shown = String::from_utf8_lossy(name.as_bytes()).into_owned();
+        let st = sys::fstatat_nofollow(from_raw, &name).with_context(|| shown.clone())?;
+        let mode = st.st_mode & 0o7777;
+        // SAFETY (all blocks below): *at() calls on directory fds we hold, with a name that
+        // is one path component (a directory entry).
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                if unsafe { libc::mkdirat(to_raw, name.as_ptr(), 0o700) } != 0 {
+                    return Err(std::io::Error::last_os_error()).with_context(|| shown);
+                }
+                let sub_from = sys::openat_c(
+                    from_raw,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                )
+                .with_context(|| shown.clone())?;
+                let sub_to = sys::openat_c(
+                    to_raw,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                )
+                .with_context(|| shown.clone())?;
+                copy_tree(sub_from, sub_to).with_context(|| shown.clone())?;
+                // Owner and mode last: a read-only directory was still filled.
+                unsafe {
+                    libc::fchownat(
+                        to_raw,
+                        name.as_ptr(),
+                        st.st_uid,
+                        st.st_gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    );
+                    libc::fchmodat(to_raw, name.as_ptr(), mode, 0);
+                }
+            }
+            libc::S_IFREG => {
+                let src = sys::openat_c(from_raw, &name, libc::O_RDONLY | libc::O_NOFOLLOW)
+                    .with_context(|| shown.clone())?;
+                let dst = sys::openat_c_mode(
+                    to_raw,
+                    &name,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .with_context(|| shown.clone())?;
+                let (mut src, mut dst) = (std::fs::File::from(src), std::fs::File::from(dst));
+                std::io::copy(&mut src, &mut dst).with_context(|| shown.clone())?;
+                unsafe {
+                    libc::fchown(dst.as_raw_fd(), st.st_uid, st.st_gid);
+                    libc::fchmod(dst.as_raw_fd(), mode);
+                }
+            }
+            libc::S_IFLNK => {
+                let target = sys::readlinkat(from_raw, &name).with_context(|| shown.clone())?;
+                if unsafe { libc::symlinkat(target.as_ptr(), to_raw, name.as_ptr()) } != 0 {
+                    return Err(std::io::Error::last_os_error()).with_context(|| shown);
+                }
+                unsafe {
+                    libc::fchownat(
+                        to_raw,
+                        name.as_ptr(),
+                        st.st_uid,
+                        st.st_gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    );
+                }
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                if unsafe { libc::mknodat(to_raw, name.as_ptr(), st.st_mode, st.st_rdev) } != 0 {
+                    return Err(std::io::Error::last_os_error()).with_context(|| shown);
+                }
+                unsafe {
+                    libc::fchownat(
+                        to_raw,
+                        name.as_ptr(),
+                        st.st_uid,
+                        st.st_gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    );
+                }
+            }
+            // Sockets belong to whoever listened on them: nothing to copy.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// `remount`, as runc: the entry changes the flags (and, for a filesystem, the data) of what is
 /// already mounted at its destination, typically by an earlier entry; with `bind`, only that
 /// mount's own flags. Nothing new is mounted and nothing is created.
@@ -428,6 +535,9 @@ impl Setup<'_> {
         let mut o = parse_options(m.options().as_deref().unwrap_or(&[]));
         let dest = m.destination();
         let typ = m.typ().as_deref().unwrap_or("");
+        if o.copyup && typ != "tmpfs" {
+            bail!("tmpcopyup is only for tmpfs mounts");
+        }
         if o.flags & libc::MS_REMOUNT != 0 {
             return remount_entry(root, m, &o);
         }
@@ -480,6 +590,23 @@ impl Setup<'_> {
         if read_only_later(m, &o) {
             flags &= !libc::MS_RDONLY;
         }
+        // tmpcopyup: the directory as it is before the tmpfs hides it, to copy from.
+        let lower = if o.copyup {
+            let fd = sys::openat(
+                target.as_raw_fd(),
+                Path::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .context("tmpcopyup: open the directory")?;
+            Some(fd)
+        } else {
+            None
+        };
+        // Read-only comes after the copy.
+        if lower.is_some() {
+            flags &= !libc::MS_RDONLY;
+        }
         let res = sys::mount(
             Some(&source),
             &fd_path(target.as_raw_fd()),
@@ -512,6 +639,20 @@ impl Setup<'_> {
                 .with_context(|| format!("bind the host's {typ} ({})", host.display()));
         }
         let after = root.resolve(dest, false)?;
+        if let Some(lower) = lower {
+            let upper = sys::openat(
+                after.as_raw_fd(),
+                Path::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )
+            .context("tmpcopyup: open the tmpfs")?;
+            copy_tree(lower, upper).context("tmpcopyup")?;
+            if o.flags & libc::MS_RDONLY != 0 && !read_only_later(m, &o) {
+                sys::mount_setattr(after.as_raw_fd(), false, sys::MOUNT_ATTR_RDONLY, 0, 0)
+                    .context("tmpcopyup: make read-only")?;
+            }
+        }
         if typ == "proc" {
             ensure_magic(&after, PROC_SUPER_MAGIC, "proc")?;
         } else if typ == "sysfs" {

@@ -380,12 +380,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             .iter()
             .flatten()
             .any(|o| o == "idmap" || o == "ridmap");
-        if m.options().iter().flatten().any(|o| o == "tmpcopyup") {
-            bail!(
-                "config.json: mounts: {}: option tmpcopyup is not supported by this rt yet",
-                m.destination().display()
-            );
-        }
         let has_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
         if has_maps || idmap_opt {
             let d = m.destination().display();

@@ -622,3 +622,42 @@ pub fn proc_start_time(pid: libc::pid_t) -> Option<(u64, char)> {
     let start = fields.nth(18)?.parse().ok()?;
     Some((start, state))
 }
+
+/// openat of one directory entry given as a C string (no path parsing of ours).
+pub fn openat_c(dirfd: RawFd, name: &std::ffi::CStr, flags: i32) -> io::Result<OwnedFd> {
+    openat_c_mode(dirfd, name, flags, 0)
+}
+
+pub fn openat_c_mode(
+    dirfd: RawFd,
+    name: &std::ffi::CStr,
+    flags: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    // SAFETY: name is NUL-terminated; the new fd is owned right away.
+    let fd =
+        check_int(unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// fstatat without following a final symlink.
+pub fn fstatat_nofollow(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: name is NUL-terminated, st a valid out pointer.
+    check_int(unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(st)
+}
+
+/// A symlink's target, as bytes.
+pub fn readlinkat(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<CString> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is valid for its length; name is NUL-terminated.
+    let n = unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    CString::new(buf).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}

@@ -335,10 +335,10 @@ const CAP_NAMES: &[&str] = &[
 fn every_listed_mount_option_is_accepted() {
     let f = features();
     // idmap/ridmap need a user namespace with mappings: idmap_claim_holds and tests/idmap.rs
-    // check those two.
+    // check those two; tmpcopyup is for tmpfs mounts (tests/rootfs.rs checks it).
     let opts: Vec<String> = str_list(&f["mountOptions"], "mountOptions")
         .into_iter()
-        .filter(|o| o != "idmap" && o != "ridmap")
+        .filter(|o| o != "idmap" && o != "ridmap" && o != "tmpcopyup")
         .collect();
     let rt = Rt::new();
     let mut b = Bundle::new(&["sleep", "1000"]);

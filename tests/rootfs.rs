@@ -519,3 +519,53 @@ fn symlink_mount_destination_resolved_inside_rootfs() {
     o.ok();
     assert_eq!(o.stdout, "pwned\npwned\n");
 }
+
+/// The `tmpcopyup` mount option (runtime-spec 1.3, as runc): a tmpfs over a directory starts
+/// with a copy of it (subdirectories, files, symlinks, FIFOs, with modes and owners); writes go
+/// to the tmpfs, never to the image; with `ro`, read-only once filled.
+#[test]
+fn tmpcopyup_seeds_the_tmpfs_with_the_directory() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "cat /data/sub/file /data/link; stat -c '%a %u:%g' /data/sub/file /data/sub; \
+         test -p /data/fifo && echo FIFO; touch /data/new && echo WRITABLE; \
+         touch /ro/new 2>/dev/null && echo RO-WRITABLE || echo RO-READONLY; cat /ro/sub/file; \
+         grep -E ' /(data|ro) ' /proc/mounts | cut -d' ' -f2,3",
+    );
+    let rootfs = b.private_rootfs();
+    for top in ["data", "ro"] {
+        let sub = rootfs.join(top).join("sub");
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join("file"), "seeded\n").unwrap();
+        fs::set_permissions(sub.join("file"), fs::Permissions::from_mode(0o604)).unwrap();
+        std::os::unix::fs::chown(sub.join("file"), Some(1000), Some(1001)).unwrap();
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o751)).unwrap();
+    }
+    symlink("sub/file", rootfs.join("data/link")).unwrap();
+    nix::unistd::mkfifo(
+        &rootfs.join("data/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    b.add_mount("/data", "tmpfs", "tmpfs", &["tmpcopyup", "size=1m"]);
+    b.add_mount("/ro", "tmpfs", "tmpfs", &["tmpcopyup", "ro"]);
+    let out = rt.run_stdout(&b);
+    assert_eq!(
+        out,
+        "seeded\nseeded\n604 1000:1001\n751 0:0\nFIFO\nWRITABLE\nRO-READONLY\nseeded\n\
+         /data tmpfs\n/ro tmpfs\n",
+        "{out:?}"
+    );
+    assert!(
+        !rootfs.join("data/new").exists(),
+        "a write reached the image"
+    );
+
+    // Only a tmpfs can be seeded: anything else is refused by name.
+    let mut bad = Bundle::new(&["true"]);
+    bad.add_mount("/mnt", "proc", "proc", &["tmpcopyup"]);
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[]).fails_with(&["/mnt", "tmpcopyup"]);
+    rt.assert_no_leftovers(&id, &bad, &[]);
+}
