@@ -429,6 +429,9 @@ fn check_sysctl(spec: &Spec, key: &str) -> Result<()> {
         LinuxNamespaceType::Network
     } else if k == "kernel.hostname" || k == "kernel.domainname" {
         LinuxNamespaceType::Uts
+    } else if k.starts_with("user.") {
+        // The ucounts limits are per user namespace (runc 1.4 allows them with one).
+        LinuxNamespaceType::User
     } else {
         bail!("config.json: linux.sysctl: {key:?} is not namespaced and would change the host");
     };

@@ -569,3 +569,28 @@ fn tmpcopyup_seeds_the_tmpfs_with_the_directory() {
     rt.create(&bad, &id, &[]).fails_with(&["/mnt", "tmpcopyup"]);
     rt.assert_no_leftovers(&id, &bad, &[]);
 }
+
+/// user.* sysctls (the ucounts limits) are per user namespace: set in a user-namespaced
+/// container (runc 1.4), refused without one, and the host's value never changes.
+#[test]
+fn user_sysctls_in_a_new_user_namespace() {
+    let rt = Rt::new();
+    let host = fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
+    let mut b = Bundle::sh("cat /proc/sys/user/max_user_namespaces");
+    b.add_namespace("user", None);
+    b.linux()["uidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["gidMappings"] = json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["sysctl"] = json!({"user.max_user_namespaces": "7"});
+    assert_eq!(rt.run_stdout(&b), "7\n");
+    assert_eq!(
+        fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
+        host
+    );
+
+    let mut bad = Bundle::new(&["true"]);
+    bad.linux()["sysctl"] = json!({"user.max_user_namespaces": "7"});
+    let id = rt.new_id();
+    rt.create(&bad, &id, &[])
+        .fails_with(&["user.max_user_namespaces", "user namespace"]);
+    rt.assert_no_leftovers(&id, &bad, &[]);
+}
