@@ -699,8 +699,8 @@ fn process_file_is_checked_as_create_checks_and_gets_its_oom_score() {
     for (field, value, needle) in [
         (
             "execCPUAffinity",
-            json!({"initial": "0"}),
-            "execCPUAffinity",
+            json!({"final": "99999"}),
+            "execCPUAffinity.final",
         ),
         ("env", json!(["NOEQ"]), "KEY=VALUE"),
         (
