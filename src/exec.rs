@@ -437,7 +437,14 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
             .with_context(|| format!("join cgroup {}", d.display()))?;
     }
     if a.ns_flags != 0 {
-        sys::setns(a.pidfd, a.ns_flags).context("join the container's namespaces")?;
+        match sys::setns(a.pidfd, a.ns_flags) {
+            Ok(()) => {}
+            // The init died since the state was read (a racing kill or delete).
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                bail!("cannot exec in a stopped container")
+            }
+            Err(e) => return Err(e).context("join the container's namespaces"),
+        }
     }
     if let Some(fd) = a.chroot {
         // SAFETY: fchdir on an fd we hold.
