@@ -156,6 +156,20 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
 
 /// Runs the exec; returns the process's exit status (0 when detached).
 pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
+    exec_in(root, id, o).map_err(|e| {
+        // A container that stopped (or went) while we set up, as a racing kill or delete
+        // makes it, is told as such, whichever step noticed first.
+        match crate::state::snapshot(root, id) {
+            Err(gone) => gone,
+            Ok((dir, st)) if st.status(&dir) == Status::Stopped => {
+                anyhow::anyhow!("cannot exec in a stopped container")
+            }
+            Ok(_) => e,
+        }
+    })
+}
+
+fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     crate::container::note_passed_fds(o.preserve_fds);
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
