@@ -479,15 +479,7 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
     }
     // As for the init: the exec'd process would otherwise keep rt's own score.
     if let Some(adj) = a.process.oom_score_adj() {
-        let f = sys::openat(
-            a.hostproc,
-            Path::new("self/oom_score_adj"),
-            libc::O_WRONLY,
-            0,
-        )
-        .context("process.oomScoreAdj")?;
-        sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
-            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+        crate::security::set_oom_score_adj(a.hostproc, adj)?;
     }
     if a.process.terminal().unwrap_or(false) {
         // SAFETY: setsid has no arguments; the new session gets the pty as its terminal.

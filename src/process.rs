@@ -733,15 +733,7 @@ fn init(
             .with_context(|| format!("linux.sysctl {k}={v}"))?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        let f = sys::openat(
-            a.hostproc,
-            Path::new("self/oom_score_adj"),
-            libc::O_WRONLY,
-            0,
-        )
-        .context("process.oomScoreAdj")?;
-        sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
-            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+        crate::security::set_oom_score_adj(a.hostproc, adj)?;
     }
     if let Some(pty) = &pty {
         if let Some(sock) = a.console_socket {

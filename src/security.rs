@@ -450,3 +450,18 @@ pub fn apply_memory_policy(p: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<(
     }
     Ok(())
 }
+
+/// process.oomScoreAdj for the calling process, through rt's checked host procfs handle.
+pub fn set_oom_score_adj(hostproc: std::os::fd::RawFd, adj: i32) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = crate::sys::openat(
+        hostproc,
+        std::path::Path::new("self/oom_score_adj"),
+        libc::O_WRONLY,
+        0,
+    )
+    .context("process.oomScoreAdj")?;
+    crate::sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
+        .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    Ok(())
+}
