@@ -95,6 +95,26 @@ fn main() {
         m
     };
     out.insert("umask".into(), serde_json::json!(mask));
+    // SAFETY: plain integer syscalls about this process (IOPRIO_WHO_PROCESS = 1, pid 0).
+    let (policy, nice, ioprio) = unsafe {
+        (
+            libc::sched_getscheduler(0),
+            libc::getpriority(libc::PRIO_PROCESS, 0),
+            libc::syscall(libc::SYS_ioprio_get, 1, 0),
+        )
+    };
+    out.insert(
+        "sched".into(),
+        serde_json::json!({"policy": policy, "nice": nice, "ioprio": ioprio}),
+    );
+    out.insert(
+        "personality".into(),
+        serde_json::json!(read("/proc/self/personality").trim()),
+    );
+    out.insert(
+        "Cpus_allowed_list".into(),
+        serde_json::json!(status_field(&status, "Cpus_allowed_list")),
+    );
     out.insert(
         "oom_score_adj".into(),
         serde_json::json!(read("/proc/self/oom_score_adj").trim()),

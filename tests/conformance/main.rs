@@ -302,6 +302,35 @@ fn main() {
         check(r["Seccomp"] == "2", || format!("Seccomp {}", r["Seccomp"]))
     });
 
+    t.case(
+        "config (1.3): process.scheduler, ioPriority and linux.personality, memoryPolicy",
+        || {
+            let mut b = Bundle::new(&["true"]);
+            b.process()["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 3});
+            b.process()["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+            b.linux()["personality"] = json!({"domain": "LINUX32"});
+            let numa = Path::new("/proc/self/numa_maps").exists();
+            if numa {
+                b.linux()["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
+            }
+            let r = report(&rt, &mut b, &["/proc/self/numa_maps"]);
+            let s = &r["sched"];
+            check(
+                s["policy"] == libc::SCHED_BATCH
+                    && s["nice"] == 3
+                    && s["ioprio"] == 3 << 13
+                    && r["personality"] == "00000008",
+                || format!("sched {s}, personality {}", r["personality"]),
+            )?;
+            let maps = r["paths"]["/proc/self/numa_maps"]["text"]
+                .as_str()
+                .unwrap_or("");
+            check(!numa || maps.contains(" bind:0 "), || {
+                format!("numa_maps {maps:?}")
+            })
+        },
+    );
+
     // runtime.md: lifecycle, state and errors.
     t.case(
         "config-linux: sysctls are set in the container's namespaces",
