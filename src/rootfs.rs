@@ -327,35 +327,18 @@ fn copy_tree(from: OwnedFd, to: OwnedFd) -> Result<()> {
         let mode = st.st_mode & 0o7777;
         // SAFETY (all blocks below): *at() calls on directory fds we hold, with a name that
         // is one path component (a directory entry).
-        match st.st_mode & libc::S_IFMT {
+        let kind = st.st_mode & libc::S_IFMT;
+        match kind {
             libc::S_IFDIR => {
                 if unsafe { libc::mkdirat(to_raw, name.as_ptr(), 0o700) } != 0 {
                     return Err(std::io::Error::last_os_error()).with_context(|| shown);
                 }
-                let sub_from = sys::openat_c(
-                    from_raw,
-                    &name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                )
-                .with_context(|| shown.clone())?;
-                let sub_to = sys::openat_c(
-                    to_raw,
-                    &name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                )
-                .with_context(|| shown.clone())?;
+                let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+                let sub_from =
+                    sys::openat_c(from_raw, &name, dir_flags).with_context(|| shown.clone())?;
+                let sub_to =
+                    sys::openat_c(to_raw, &name, dir_flags).with_context(|| shown.clone())?;
                 copy_tree(sub_from, sub_to).with_context(|| shown.clone())?;
-                // Owner and mode last: a read-only directory was still filled.
-                unsafe {
-                    libc::fchownat(
-                        to_raw,
-                        name.as_ptr(),
-                        st.st_uid,
-                        st.st_gid,
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    );
-                    libc::fchmodat(to_raw, name.as_ptr(), mode, 0);
-                }
             }
             libc::S_IFREG => {
                 let src = sys::openat_c(from_raw, &name, libc::O_RDONLY | libc::O_NOFOLLOW)
@@ -369,42 +352,34 @@ fn copy_tree(from: OwnedFd, to: OwnedFd) -> Result<()> {
                 .with_context(|| shown.clone())?;
                 let (mut src, mut dst) = (std::fs::File::from(src), std::fs::File::from(dst));
                 std::io::copy(&mut src, &mut dst).with_context(|| shown.clone())?;
-                unsafe {
-                    libc::fchown(dst.as_raw_fd(), st.st_uid, st.st_gid);
-                    libc::fchmod(dst.as_raw_fd(), mode);
-                }
             }
             libc::S_IFLNK => {
                 let target = sys::readlinkat(from_raw, &name).with_context(|| shown.clone())?;
                 if unsafe { libc::symlinkat(target.as_ptr(), to_raw, name.as_ptr()) } != 0 {
                     return Err(std::io::Error::last_os_error()).with_context(|| shown);
                 }
-                unsafe {
-                    libc::fchownat(
-                        to_raw,
-                        name.as_ptr(),
-                        st.st_uid,
-                        st.st_gid,
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    );
-                }
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
                 if unsafe { libc::mknodat(to_raw, name.as_ptr(), st.st_mode, st.st_rdev) } != 0 {
                     return Err(std::io::Error::last_os_error()).with_context(|| shown);
                 }
-                unsafe {
-                    libc::fchownat(
-                        to_raw,
-                        name.as_ptr(),
-                        st.st_uid,
-                        st.st_gid,
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    );
-                }
             }
             // Sockets belong to whoever listened on them: nothing to copy.
-            _ => {}
+            _ => continue,
+        }
+        // Owner and mode last, for every kind alike: a read-only directory was still filled,
+        // and no umask trims the mode (a symlink has none to set).
+        unsafe {
+            libc::fchownat(
+                to_raw,
+                name.as_ptr(),
+                st.st_uid,
+                st.st_gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+            if kind != libc::S_IFLNK {
+                libc::fchmodat(to_raw, name.as_ptr(), mode, 0);
+            }
         }
     }
     Ok(())
