@@ -1,6 +1,7 @@
 //! cgroup v2 membership: where the container's cgroup lives, creating it so the init can be
 //! cloned straight into it, listing and signalling its processes, and removing it.
-//! The limits themselves are written by `resources`.
+//! Which controllers reach it is decided here (`enable_controllers`); the limits themselves are
+//! written by `resources`.
 
 use anyhow::{Context, Result, bail};
 use std::os::fd::OwnedFd;
@@ -104,9 +105,12 @@ impl Drop for Created {
     }
 }
 
-/// Makes the container's cgroup (and missing parents). An existing non-empty cgroup is an error:
-/// two containers sharing one would kill each other's processes on delete.
-pub fn create(rel: &str) -> Result<Option<Created>> {
+/// Makes the container's cgroup (and missing parents) and gives it the controllers its parent
+/// can offer (see `enable_controllers`). An existing non-empty cgroup is an error: two
+/// containers sharing one would kill each other's processes on delete. `domain_limit` is the
+/// first limit (field, controller) that needs a controller threaded cgroups lack (see
+/// `settle_thread_mode`).
+pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Created>> {
     let Some(mount) = v2_mount() else {
         crate::logging::debug("no cgroup v2 mount: the container gets no cgroup of its own");
         return Ok(None);
@@ -140,18 +144,227 @@ pub fn create(rel: &str) -> Result<Option<Created>> {
         }
         return Err(e).with_context(|| format!("create cgroup {}", dir.display()));
     }
-    if !procs(rel).unwrap_or_default().is_empty() {
-        bail!("cgroup {rel} already has processes: is another container using it?");
-    }
-    let fd = crate::sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .with_context(|| format!("open cgroup {}", dir.display()))?;
-    Ok(Some(Created {
+    // Armed from here: a refusal below leaves nothing behind.
+    let created = Created {
         rel: rel.to_string(),
-        fd,
+        fd: crate::sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .with_context(|| format!("open cgroup {}", dir.display()))?,
         owned,
         parents,
         armed: true,
-    }))
+    };
+    if !procs(rel).unwrap_or_default().is_empty() {
+        bail!("cgroup {rel} already has processes: is another container using it?");
+    }
+    // A domain controller can't reach the container past a cgroup with processes of its own;
+    // refused before enabling the threaded ones there, which would turn that cgroup into a
+    // threaded domain for nothing.
+    if let Some((field, c)) = domain_limit
+        && let Some((dir, _)) = ancestors(&mount, rel)
+            .into_iter()
+            .find(|(d, top)| !top && has_processes(d))
+    {
+        return Err(crowded(field, c, &dir));
+    }
+    enable_controllers(&mount, rel, false);
+    settle_thread_mode(&mount, rel, domain_limit.map(|(field, _)| field))?;
+    Ok(Some(created))
+}
+
+/// The controllers systemd switches on and off by itself in the cgroups it manages, from its
+/// units' accounting and limits: there they are systemd's alone, and a change rt made would be
+/// undone the next time systemd realizes the cgroup (it writes `-cpu` where no unit of its
+/// needs cpu). The others (hugetlb, rdma, misc) systemd never touches, so rt enables them
+/// wherever runc does.
+pub const SYSTEMD_MANAGED: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// The controllers a threaded cgroup can't have.
+pub const DOMAIN_ONLY: [&str; 5] = ["hugetlb", "io", "memory", "misc", "rdma"];
+
+/// Whether systemd booted this host (sd_booted(3)'s test): only then do unit cgroups belong
+/// to it.
+fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Whether the cgroup `dir` (`top`: the mount's root) is systemd's to configure: on a host
+/// systemd booted, the root and every unit's cgroup (a name with a unit suffix), but for a
+/// unit that delegates its subtree (`Delegate=yes`, which systemd marks with a
+/// `trusted.delegate` or, for unprivileged owners, `user.delegate` xattr).
+fn systemd_owns(dir: &Path, top: bool) -> bool {
+    if !systemd_booted() {
+        return false;
+    }
+    if top {
+        return true;
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let unit = [".slice", ".scope", ".service", ".socket", ".mount", ".swap"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    unit && !["trusted.delegate", "user.delegate"]
+        .iter()
+        .any(|x| crate::sys::getxattr(dir, x).is_some_and(|v| v == b"1"))
+}
+
+fn words(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cgroups from the mount's root down to the container's parent, each with whether it is
+/// the root.
+fn ancestors(mount: &Path, rel: &str) -> Vec<(PathBuf, bool)> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let mut dir = mount.to_path_buf();
+    let mut out = vec![(dir.clone(), true)];
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        out.push((dir.clone(), false));
+    }
+    out
+}
+
+/// Gives the container's cgroup every controller its parent can offer, as runc does, not only
+/// those its limits name: Docker and containerd create containers without limits and set them
+/// later with `update`, and `events`, `docker stats` and cAdvisor read usage from any
+/// container. Each ancestor's subtree_control gets the controllers it has: all at once, or
+/// else one at a time, leaving out one that can't be enabled (a domain controller in a cgroup
+/// with processes of its own, say); a limit that needs it fails later, saying why
+/// (`missing_controller`). Controllers systemd manages are left to it in its cgroups, and
+/// everywhere under the systemd driver (`systemd_unit`).
+pub fn enable_controllers(mount: &Path, rel: &str, systemd_unit: bool) {
+    for (dir, top) in ancestors(mount, rel) {
+        let systemds = systemd_unit || systemd_owns(&dir, top);
+        let have = words(&dir.join("cgroup.subtree_control"));
+        let missing: Vec<String> = words(&dir.join("cgroup.controllers"))
+            .into_iter()
+            .filter(|c| !have.contains(c))
+            .filter(|c| !(systemds && SYSTEMD_MANAGED.contains(&c.as_str())))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let control = dir.join("cgroup.subtree_control");
+        let all: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
+        if std::fs::write(&control, all.join(" ")).is_ok() {
+            continue;
+        }
+        for c in &all {
+            if let Err(e) = std::fs::write(&control, c) {
+                crate::logging::debug(&format!(
+                    "cgroup: {c} in {}: {}",
+                    control.display(),
+                    crate::sys::errno_str(&e)
+                ));
+            }
+        }
+    }
+}
+
+/// cgroup v2's thread mode, handled as runc does. Enabling a threaded controller (cpu, pids,
+/// cpuset) in a cgroup that has processes of its own makes it a threaded domain, and a cgroup
+/// made beneath it is then "domain invalid": it can hold no process until it is made threaded.
+/// That is done when the container's limits need only threaded controllers; a limit that needs
+/// a domain one (`domain_limit`) is refused, as it is in a cgroup that is threaded already.
+fn settle_thread_mode(mount: &Path, rel: &str, domain_limit: Option<&str>) -> Result<()> {
+    let mut dir = mount.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        dir.push(part);
+        let Ok(kind) = std::fs::read_to_string(dir.join("cgroup.type")) else {
+            continue;
+        };
+        let kind = kind.trim();
+        match (kind, domain_limit) {
+            ("domain invalid" | "threaded" | "domain threaded", Some(field)) => bail!(
+                "{field}: cgroup {} is in cgroup v2's thread mode ({kind:?}), which has no domain controllers (memory, io, hugetlb)",
+                dir.display()
+            ),
+            ("domain invalid", None) => {
+                std::fs::write(dir.join("cgroup.type"), "threaded").with_context(|| {
+                    format!(
+                        "make cgroup {} threaded (it is \"domain invalid\")",
+                        dir.display()
+                    )
+                })?;
+                crate::logging::debug(&format!(
+                    "cgroup {} was \"domain invalid\": made threaded",
+                    dir.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The error for a limit whose controller the container's cgroup lacks, naming the cgroup
+/// that didn't pass it down and why.
+pub fn missing_controller(
+    mount: &Path,
+    rel: &str,
+    field: &str,
+    c: &str,
+    systemd_unit: bool,
+) -> anyhow::Error {
+    for (dir, top) in ancestors(mount, rel) {
+        if words(&dir.join("cgroup.subtree_control"))
+            .iter()
+            .any(|h| h == c)
+        {
+            continue;
+        }
+        let offered = words(&dir.join("cgroup.controllers"));
+        let d = dir.display();
+        if !offered.iter().any(|o| o == c) {
+            return anyhow::anyhow!(
+                "{field}: the {c} controller is not available on this host (cgroup v2 at {d} offers: {})",
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(" ")
+                }
+            );
+        }
+        if SYSTEMD_MANAGED.contains(&c) && systemd_unit {
+            return anyhow::anyhow!(
+                "{field}: systemd did not enable the {c} controller in {d} for the container's unit"
+            );
+        }
+        if SYSTEMD_MANAGED.contains(&c) && systemd_owns(&dir, top) {
+            return anyhow::anyhow!(
+                "{field}: the {c} controller is not enabled in {d}, which systemd manages (rt leaves its controllers to systemd): use --systemd-cgroup, or a cgroupsPath inside a cgroup delegated to you (Delegate=yes)"
+            );
+        }
+        if !top && has_processes(&dir) {
+            return crowded(field, c, &dir);
+        }
+        let why = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))
+            .err()
+            .map_or("it was off".to_string(), |e| crate::sys::errno_str(&e));
+        return anyhow::anyhow!(
+            "{field}: could not enable the {c} controller in {d}/cgroup.subtree_control: {why}"
+        );
+    }
+    anyhow::anyhow!("{field}: the container's cgroup {rel} has no {c} controller")
+}
+
+fn has_processes(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+}
+
+/// The error for a domain controller a cgroup with processes of its own can't pass down.
+fn crowded(field: &str, c: &str, dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{field}: the {c} controller can't reach the container through {}: it has processes of its own, and cgroup v2 gives such a cgroup's children no domain controllers (move its processes into a child cgroup, as a Delegate=yes service should)",
+        dir.display()
+    )
 }
 
 /// Makes the missing parents of `dir`, outermost first, recording each one made.

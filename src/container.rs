@@ -196,19 +196,19 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         Some(r) => crate::resources::plan(r)?,
         None => Vec::new(),
     };
-    let mut cgroup = match systemd {
-        Some(_) => None,
-        None => crate::cgroups::create(&cgroup_rel)?,
-    };
     let v2_mount = crate::cgroups::v2_mount();
     let (on_v2, on_v1) = crate::resources::split(v2_mount.as_deref(), &limits);
+    let mut cgroup = match systemd {
+        Some(_) => None,
+        None => crate::cgroups::create(&cgroup_rel, crate::resources::domain_limit(&on_v2))?,
+    };
     if !on_v2.is_empty() && systemd.is_none() {
         let (Some(c), Some(mount)) = (&cgroup, &v2_mount) else {
             bail!(
                 "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
             );
         };
-        crate::resources::apply(mount, &c.rel, &on_v2)?;
+        crate::resources::apply(mount, &c.rel, &on_v2, false)?;
     }
     // v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
     // so `update` finds them later); what v2 can't take is written there.
@@ -268,8 +268,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
                 // Ours from here: stopped again if anything below fails.
                 *unit.borrow_mut() = Some(u);
                 let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
-                crate::resources::enable_non_systemd_controllers(mount, &rel, &on_v2)?;
-                crate::resources::write_files(mount, &rel, &on_v2)?;
+                crate::cgroups::enable_controllers(mount, &rel, true);
+                crate::resources::apply(mount, &rel, &on_v2, true)?;
                 if let Some(rules) = &unit_device_rules {
                     crate::devices::attach(rules, &mount.join(rel.trim_start_matches('/')))?;
                 }

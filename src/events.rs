@@ -185,7 +185,8 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
         }
     } else if !on_v2.is_empty() {
         let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
-        crate::resources::apply(mount, rel, &on_v2)?;
+        crate::cgroups::enable_controllers(mount, rel, false);
+        crate::resources::apply(mount, rel, &on_v2, false)?;
     }
     let mut on_v1 = on_v1;
     // v1 wants memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every step: when the

@@ -3,7 +3,7 @@
 //! are written, all before the init is cloned into the cgroup. A limit whose controller the
 //! host doesn't offer is an error naming both, never a silent skip.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use oci_spec::runtime::LinuxResources;
 use std::path::Path;
 
@@ -466,75 +466,37 @@ pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, 
     })
 }
 
-/// Enables the controllers `writes` need in every ancestor's cgroup.subtree_control (from
-/// the mount down to the container's parent), then writes the files.
-pub fn apply(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
-    enable_controllers(mount, rel, writes)?;
+/// Writes the limits into the container's cgroup after checking it has each controller they
+/// need (`cgroups::enable_controllers` gave it those its parent offers); a missing one is an
+/// error naming the limit and why the controller isn't there. `systemd_unit`: the cgroup is a
+/// unit of the systemd driver.
+pub fn apply(mount: &Path, rel: &str, writes: &[&Write], systemd_unit: bool) -> Result<()> {
+    let have = std::fs::read_to_string(
+        mount
+            .join(rel.trim_start_matches('/'))
+            .join("cgroup.controllers"),
+    )
+    .unwrap_or_default();
+    for w in writes {
+        if !w.controller.is_empty() && !have.split_whitespace().any(|c| c == w.controller) {
+            return Err(crate::cgroups::missing_controller(
+                mount,
+                rel,
+                w.field,
+                w.controller,
+                systemd_unit,
+            ));
+        }
+    }
     write_files(mount, rel, writes)
 }
 
-/// The controllers systemd enables for its units by itself (with accounting on).
-const SYSTEMD_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
-
-/// Under the systemd driver: the controllers systemd leaves alone (hugetlb, rdma, misc) are
-/// enabled down to the unit as runc does, since systemd never does; its own it manages itself.
-pub fn enable_non_systemd_controllers(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
-    let others: Vec<&Write> = writes
+/// The first limit (field, controller) that needs a controller threaded cgroups can't have.
+pub fn domain_limit(writes: &[&Write]) -> Option<(&'static str, &'static str)> {
+    writes
         .iter()
-        .copied()
-        .filter(|w| !w.controller.is_empty() && !SYSTEMD_CONTROLLERS.contains(&w.controller))
-        .collect();
-    enable_controllers(mount, rel, &others)
-}
-
-/// Makes the controllers `writes` need available to the container's cgroup.
-fn enable_controllers(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
-    let mut needed: Vec<&str> = writes
-        .iter()
-        .map(|w| w.controller)
-        .filter(|c| !c.is_empty())
-        .collect();
-    needed.sort_unstable();
-    needed.dedup();
-    if !needed.is_empty() {
-        let offered = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-        let offered: Vec<&str> = offered.split_whitespace().collect();
-        for c in &needed {
-            if !offered.contains(c) {
-                let field = writes
-                    .iter()
-                    .find(|w| w.controller == *c)
-                    .map_or("", |w| w.field);
-                bail!(
-                    "{field}: the {c} controller is not available on this host (cgroup v2 at {} offers: {})",
-                    mount.display(),
-                    if offered.is_empty() {
-                        "none".to_string()
-                    } else {
-                        offered.join(" ")
-                    }
-                );
-            }
-        }
-        let mut dir = mount.to_path_buf();
-        let parts: Vec<&str> = rel.trim_matches('/').split('/').collect();
-        for part in &parts {
-            let control = dir.join("cgroup.subtree_control");
-            let have = std::fs::read_to_string(&control).unwrap_or_default();
-            let missing: Vec<String> = needed
-                .iter()
-                .filter(|c| !have.split_whitespace().any(|h| h == **c))
-                .map(|c| format!("+{c}"))
-                .collect();
-            if !missing.is_empty() {
-                std::fs::write(&control, missing.join(" ")).with_context(|| {
-                    format!("enable {} in {}", missing.join(" "), control.display())
-                })?;
-            }
-            dir = dir.join(part);
-        }
-    }
-    Ok(())
+        .find(|w| crate::cgroups::DOMAIN_ONLY.contains(&w.controller))
+        .map(|w| (w.field, w.controller))
 }
 
 /// Writes the files into the container's cgroup, whose controllers are there already (its

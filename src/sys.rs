@@ -466,6 +466,17 @@ pub fn fstatfs_magic(fd: RawFd) -> io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// An extended attribute's value (up to 64 bytes: rt reads only short flags), or None when
+/// it is unset or unreadable.
+pub fn getxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = cstring(path).ok()?;
+    let n = cstr(name).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated, and buf is writable for its length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(len).ok().map(|l| buf[..l].to_vec())
+}
+
 pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     // SAFETY: zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -426,3 +426,242 @@ fn an_unreachable_bus_or_a_failed_create_leaves_nothing() {
     rt.assert_no_leftovers(&id, &b, &[]);
     assert_unit_gone(&unit, &b);
 }
+
+/// A transient unit the test started, stopped again on drop.
+struct Transient(String);
+
+impl Transient {
+    /// `systemd-run --unit NAME ARGS...` (no --wait: it runs on once started).
+    fn start(name: &str, args: &[&str]) -> Transient {
+        let st = Command::new("systemd-run")
+            .args(["--quiet", "--collect", "--unit", name])
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .expect("systemd-run");
+        assert!(st.success(), "systemd-run --unit {name}: {st}");
+        Transient(name.to_string())
+    }
+}
+
+impl Drop for Transient {
+    fn drop(&mut self) {
+        let _ = Command::new("systemctl")
+            .args(["stop", &self.0])
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+fn words(file: &std::path::Path) -> Vec<String> {
+    let mut w: Vec<String> = fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    w.sort();
+    w
+}
+
+const SYSTEMD_MANAGED: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// The controllers systemd manages that `cgroup`'s subtree_control has.
+fn managed_enabled(cgroup: &str) -> Vec<String> {
+    words(&cgroup_dir(cgroup).join("cgroup.subtree_control"))
+        .into_iter()
+        .filter(|c| SYSTEMD_MANAGED.contains(&c.as_str()))
+        .collect()
+}
+
+/// With the cgroupfs driver, a cgroupsPath inside systemd's own cgroups (a slice, here) is
+/// allowed, but the controllers systemd manages are its business there: it enables what its
+/// units need and takes away the rest the next time it realizes the cgroup. rt never writes
+/// them into a cgroup systemd owns (runc does, and loses them again); a limit that needs one
+/// systemd did not enable is refused, saying what to do.
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn cgroupfs_driver_leaves_the_controllers_of_systemds_cgroups_alone() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let name = unique("rttestowned").replace('-', "_");
+    let slice = format!("{name}.slice");
+    // A unit in the slice (with only the default accounting) makes systemd realize it.
+    let _svc = Transient::start(
+        &format!("{name}.service"),
+        &["--slice", &slice, "sleep", "1000"],
+    );
+    let _slice = Transient(slice.clone());
+    let slice_cg = format!("/{slice}");
+    assert!(wait_for(WAIT, || cgroup_dir(&slice_cg).exists()));
+    let (root_before, slice_before) = (managed_enabled("/"), managed_enabled(&slice_cg));
+    let (off, limit) = [
+        ("cpu", json!({"cpu": {"quota": 10000, "period": 100000}})),
+        ("io", json!({"blockIO": {"weight": 100}})),
+        ("cpuset", json!({"cpu": {"cpus": "0"}})),
+    ]
+    .into_iter()
+    .find(|(c, _)| !slice_before.iter().any(|h| h == c))
+    .expect("systemd enabled cpu, io and cpuset in a slice whose unit needs none of them");
+
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.cgroup = format!("{slice_cg}/{}", unique("ctr"));
+    b.linux()["cgroupsPath"] = json!(b.cgroup);
+    let c = rt.start_ok(&b);
+    let have = words(&b.cgroup_dir().join("cgroup.controllers"));
+    assert_eq!(
+        have,
+        words(&cgroup_dir(&slice_cg).join("cgroup.subtree_control")),
+        "the container has what the slice enables"
+    );
+    assert!(
+        have.iter().any(|c| c == "memory") && have.iter().any(|c| c == "pids"),
+        "{have:?}"
+    );
+    rt.delete_force(&c.id).ok();
+
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.cgroup = format!("{slice_cg}/{}", unique("ctr"));
+    b.linux()["cgroupsPath"] = json!(b.cgroup);
+    b.linux()["resources"] = limit;
+    let id = rt.new_id();
+    rt.create(&b, &id, &[]).fails_with(&[
+        &format!("the {off} controller is not enabled"),
+        "systemd",
+        "--systemd-cgroup",
+    ]);
+    rt.assert_no_leftovers(&id, &b, &[]);
+    assert_eq!(
+        managed_enabled("/"),
+        root_before,
+        "the root cgroup's controllers"
+    );
+    assert_eq!(
+        managed_enabled(&slice_cg),
+        slice_before,
+        "{slice}'s controllers"
+    );
+}
+
+/// rt started by a Delegate=yes service (as containerd.service and docker.service start runc),
+/// with the cgroupfs driver and its containers in the service's delegated cgroup.
+/// While the service's own processes sit in that cgroup, cgroup v2 refuses its children the
+/// domain controllers (EBUSY): a memory limit is refused naming why, and a pids-only container
+/// runs in a threaded cgroup (runc's handling). Once the service moved its processes to a leaf
+/// (as systemd's delegation rules ask), its containers get every controller it was delegated.
+#[test]
+#[ignore = "needs systemd as PID 1 with pure cgroup v2: make test-vm"]
+fn cgroupfs_containers_in_a_delegate_yes_service() {
+    assert!(systemd_is_pid1());
+    let rt = Rt::new();
+    let out = std::env::temp_dir().join(unique("rt-test-deleg"));
+    fs::create_dir(&out).unwrap();
+    let out_s = out.to_str().unwrap().to_string();
+    let create = |bundle: &Bundle, id: &str, tag: &str| {
+        format!(
+            "{} --root {} create -b {} {id} > {out_s}/{tag}.err 2>&1; echo $? > {out_s}/{tag}.rc; ",
+            rt_bin().display(),
+            rt.root_str(),
+            bundle.path()
+        )
+    };
+    let rc = |tag: &str| -> i32 {
+        let f = out.join(format!("{tag}.rc"));
+        assert!(
+            wait_for(Duration::from_secs(30), || f.exists()),
+            "no {tag}.rc"
+        );
+        wait_for(WAIT, || {
+            fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n'))
+        });
+        fs::read_to_string(&f).unwrap().trim().parse().unwrap()
+    };
+    let err = |tag: &str| fs::read_to_string(out.join(format!("{tag}.err"))).unwrap();
+    let bundle = |cgroup: String, resources: serde_json::Value| {
+        let mut b = Bundle::new(&["sleep", "1000"]);
+        b.cgroup = cgroup;
+        b.linux()["cgroupsPath"] = json!(b.cgroup);
+        b.linux()["resources"] = resources;
+        b.save();
+        rt.track_cgroup(&b.cgroup);
+        b
+    };
+    let marker = format!("{MARKER_VAR}={}", rt.marker);
+
+    // The service's processes stay in its cgroup.
+    let unit = format!("{}.service", unique("rt-test-deleg"));
+    let svc = format!("/system.slice/{unit}");
+    let mem = bundle(format!("{svc}/mem"), json!({"memory": {"limit": 67108864}}));
+    let pids = bundle(format!("{svc}/pids"), json!({"pids": {"limit": 10}}));
+    let (mem_id, pids_id) = (rt.new_id(), rt.new_id());
+    let script = format!(
+        "{}{}exec sleep 1000",
+        create(&mem, &mem_id, "mem"),
+        create(&pids, &pids_id, "pids")
+    );
+    let _a = Transient::start(
+        &unit,
+        &[
+            "-p",
+            "Delegate=yes",
+            "--setenv",
+            &marker,
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_ne!(rc("mem"), 0, "{}", err("mem"));
+    let e = err("mem");
+    assert!(
+        e.contains("linux.resources.memory") && e.contains("processes of its own"),
+        "{e}"
+    );
+    assert_eq!(rc("pids"), 0, "{}", err("pids"));
+    assert!(
+        !mem.cgroup_dir().exists(),
+        "the refused container left its cgroup"
+    );
+    let pid = rt.pid(&pids_id);
+    assert_eq!(proc_cgroup2(pid).as_deref(), Some(pids.cgroup.as_str()));
+    let file = |b: &Bundle, f: &str| {
+        fs::read_to_string(b.cgroup_dir().join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(file(&pids, "cgroup.type"), "threaded");
+    assert_eq!(file(&pids, "pids.max"), "10");
+    rt.cmd(&["delete", "-f", &pids_id]).ok();
+
+    // The service moves its processes to a leaf first.
+    let unit = format!("{}.service", unique("rt-test-deleg"));
+    let svc = format!("/system.slice/{unit}");
+    let mem2 = bundle(format!("{svc}/ctr"), json!({"memory": {"limit": 67108864}}));
+    let mem2_id = rt.new_id();
+    let script = format!(
+        "mkdir /sys/fs/cgroup{svc}/supervisor && echo 0 > /sys/fs/cgroup{svc}/supervisor/cgroup.procs; {}exec sleep 1000",
+        create(&mem2, &mem2_id, "mem2")
+    );
+    let _b = Transient::start(
+        &unit,
+        &[
+            "-p",
+            "Delegate=yes",
+            "--setenv",
+            &marker,
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(rc("mem2"), 0, "{}", err("mem2"));
+    assert_eq!(file(&mem2, "memory.max"), "67108864");
+    let have = words(&mem2.cgroup_dir().join("cgroup.controllers"));
+    assert_eq!(
+        have,
+        words(&cgroup_dir(&svc).join("cgroup.controllers")),
+        "every delegated controller"
+    );
+    rt.cmd(&["delete", "-f", &mem2_id]).ok();
+    let _ = fs::remove_dir_all(&out);
+}

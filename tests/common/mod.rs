@@ -42,7 +42,11 @@ pub fn systemd_driver() -> bool {
     std::env::var("RT_TEST_CGROUP_DRIVER").is_ok_and(|v| v == "systemd")
 }
 
-/// A fresh cgroupsPath for a bundle, and its cgroup relative to the cgroup2 mount.
+/// A fresh cgroupsPath for a bundle, and its cgroup relative to the cgroup2 mount. With the
+/// cgroupfs driver, under `RT_TEST_CGROUP_PARENT` when set: in the VM that boots systemd, the
+/// tests run in a `Delegate=yes` service, as containerd and dockerd do, and put their
+/// containers in the cgroup it delegates (rt leaves the controllers of systemd's own cgroups
+/// alone).
 pub fn new_cgroups_path() -> (String, String) {
     let name = unique("rt-test-cg");
     if systemd_driver() {
@@ -51,7 +55,9 @@ pub fn new_cgroups_path() -> (String, String) {
             format!("/system.slice/rt-test-{name}.scope"),
         )
     } else {
-        (format!("/{name}"), format!("/{name}"))
+        let parent = std::env::var("RT_TEST_CGROUP_PARENT").unwrap_or_default();
+        let path = format!("{}/{name}", parent.trim_end_matches('/'));
+        (path.clone(), path)
     }
 }
 
