@@ -506,3 +506,58 @@ fn a_parent_with_processes_gives_threaded_cgroups_or_a_clear_refusal() {
     rt.delete_force(&c.id).ok();
     drop(resident);
 }
+
+/// The RDMA device the VM has, made if there is none yet: soft-RoCE (the VM's kernel loads
+/// rdma_rxe) over a veth pair of its own.
+fn rdma_device() -> String {
+    let existing = || {
+        fs::read_dir("/sys/class/infiniband")
+            .ok()?
+            .flatten()
+            .next()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    };
+    if let Some(dev) = existing() {
+        return dev;
+    }
+    for args in [
+        "ip link add rt-rxe0 type veth peer name rt-rxe1",
+        "ip link set rt-rxe0 up",
+        "ip link set rt-rxe1 up",
+        "rdma link add rxe0 type rxe netdev rt-rxe0",
+    ] {
+        let a: Vec<&str> = args.split(' ').collect();
+        run_cmd(std::process::Command::new(a[0]).args(&a[1..])).ok();
+    }
+    existing().expect("no RDMA device after adding soft-RoCE")
+}
+
+/// linux.resources.rdma reaches the container's rdma.max for a real RDMA device, and
+/// `features` says rdma limits are supported.
+#[test]
+#[ignore = "needs a pure cgroup v2 host: make test-vm"]
+fn rdma_limits_reach_the_device() {
+    assert!(pure_v2());
+    let dev = rdma_device();
+    let rt = Rt::new();
+    let f: serde_json::Value = serde_json::from_str(&rt.cmd(&["features"]).ok().stdout).unwrap();
+    assert_eq!(f["linux"]["cgroup"]["rdma"], true);
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.linux()["resources"] = json!({"rdma": {&dev: {"hcaHandles": 3, "hcaObjects": 100}}});
+    let c = rt.create_ok(&b);
+    assert_eq!(
+        read(&b, "rdma.max"),
+        format!("{dev} hca_handle=3 hca_object=100")
+    );
+    rt_with_stdin(
+        &rt,
+        &["update", "-r", "-", &c.id],
+        &json!({"rdma": {&dev: {"hcaHandles": 5}}}).to_string(),
+    )
+    .ok();
+    assert_eq!(
+        read(&b, "rdma.max"),
+        format!("{dev} hca_handle=5 hca_object=100")
+    );
+    rt.delete_force(&c.id).ok();
+}
