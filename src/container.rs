@@ -298,6 +298,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
+    crate::failpoint("create");
     // Normally joined already (see InitArgs::v1_cgroups); this covers an init that could not
     // join by itself. The init waits for start, so this is still before the user's program.
     crate::cgroupv1::attach(&v1.dirs, spawned.pid)?;

@@ -26,3 +26,16 @@ pub mod spec;
 pub mod state;
 pub mod sys;
 pub mod systemd;
+
+/// Test builds only: panics at `point` when `RT_TEST_PANIC` names it, so the tests can prove a
+/// bug's panic still undoes what the command did (tests/errors.rs). Release builds have none.
+#[cfg(debug_assertions)]
+pub fn failpoint(point: &str) {
+    if std::env::var("RT_TEST_PANIC").is_ok_and(|v| v == point) {
+        panic!("RT_TEST_PANIC at {point}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn failpoint(_point: &str) {}

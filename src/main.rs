@@ -35,13 +35,21 @@ fn main() {
     } else {
         1
     };
-    match cli::dispatch(cli) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
+    // A panic is a bug: it is logged like an error (where --log points, for the shims) and
+    // exits like one, after the cleanup guards ran as it unwound.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = format!("rt panicked (a bug; please report it): {info}");
+        logging::error(&msg);
+        eprintln!("{msg}");
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::dispatch(cli))) {
+        Ok(Ok(code)) => std::process::exit(code),
+        Ok(Err(e)) => {
             let msg = format!("{e:#}");
             logging::error(&msg);
             eprintln!("{msg}");
             std::process::exit(failure);
         }
+        Err(_) => std::process::exit(failure),
     }
 }

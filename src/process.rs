@@ -608,6 +608,7 @@ fn init(
     if !staged {
         wait_for_cgroup(a, chan)?;
     }
+    crate::failpoint("init");
     if needs_map {
         chan.send("map")?;
         chan.expect("go")?;

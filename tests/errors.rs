@@ -299,3 +299,46 @@ fn huge_hook_timeout_and_events_interval_are_errors() {
     rt.cmd(&["events", "--interval", "1e30h", &id])
         .fails_with(&["--interval", "invalid duration"]);
 }
+
+/// A bug's panic in `create`, in rt or in the forked init, still undoes everything (the
+/// cleanup guards run as it unwinds; the init's is caught before it could unwind into rt's
+/// copied stack) and is reported like an error. The panics come from `rt::failpoint`, which
+/// only test builds have; release builds unwind the same way (Cargo.toml).
+#[test]
+fn a_panic_during_create_leaves_nothing_behind() {
+    for (point, says) in [
+        ("create", "rt panicked"),
+        ("init", "container init panicked"),
+    ] {
+        let rt = Rt::new();
+        let b = Bundle::new(&["sleep", "1000"]);
+        let id = rt.new_id();
+        b.save();
+        rt.track(&id);
+        rt.track_cgroup(&b.cgroup);
+        let log = b.host_dir("log").join("rt.json");
+        let log_s = log.to_str().unwrap();
+        let mut c = rt.command(&[
+            "--log",
+            log_s,
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.path(),
+            &id,
+        ]);
+        c.env("RT_TEST_PANIC", point);
+        let o = run_cmd(&mut c);
+        o.code_is(1);
+        assert!(o.stderr.contains(says), "{point}: {}", o.stderr);
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged
+                .lines()
+                .any(|l| l.contains(r#""level":"error""#) && l.contains(says)),
+            "{point}: {logged}"
+        );
+        rt.assert_no_leftovers(&id, &b, &[]);
+    }
+}
