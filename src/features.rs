@@ -51,7 +51,7 @@ pub fn document() -> serde_json::Value {
             "selinux": {"enabled": crate::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
-            "netDevices": {"enabled": false}
+            "netDevices": {"enabled": true}
         },
         "annotations": {
             "io.github.rt.version": env!("CARGO_PKG_VERSION")

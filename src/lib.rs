@@ -15,6 +15,7 @@ pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod lsm;
+pub mod netdev;
 pub mod notify;
 pub mod passwd;
 pub mod process;

@@ -166,6 +166,13 @@ fn plan(spec: &Spec) -> NsPlan {
     p
 }
 
+fn has_net_devices(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.net_devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+}
+
 /// Runs `f` as a forked child: errors go to the parent over the channel, and the child never
 /// returns into the parent's stack (whose Drop guards would undo the parent's work).
 pub fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
@@ -248,6 +255,18 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
             // init child, if any, is born there).
             crate::cgroupv1::attach(a.v1_cgroups, first_pid)?;
             write_id_maps(first_pid, spec)?;
+            parent_end.send("go")?;
+        } else if msg == "netdevs" {
+            let pid = init_pid.context("sync: netdevs before the init's pid was known")?;
+            let devices = spec.linux().as_ref().and_then(|l| l.net_devices().as_ref());
+            let netns = sys::openat(
+                a.hostproc,
+                Path::new(&format!("{pid}/ns/net")),
+                libc::O_RDONLY,
+                0,
+            )
+            .context("open the init's network namespace")?;
+            crate::netdev::move_all(devices.context("sync: netdevs without any")?, &netns)?;
             parent_end.send("go")?;
         } else if msg == "hooks" {
             // The namespaces and mounts exist, pivot_root has not happened: the point where
@@ -613,6 +632,12 @@ fn init(
         chan.send("map")?;
         chan.expect("go")?;
         become_root();
+    }
+    // Before any hook: prestart and createRuntime hooks find the devices in place, as with
+    // runc.
+    if has_net_devices(&a.bundle.spec) {
+        chan.send("netdevs")?;
+        chan.expect("go")?;
     }
     // Until execve, /proc/<init> must not let anything in the container (or another user)
     // ptrace us or open our fds.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The runtime-spec version rt implements.
-pub const SPEC_VERSION: &str = "1.2.0";
+pub const SPEC_VERSION: &str = "1.3.0";
 
 /// A loaded, validated bundle.
 pub struct Bundle {
@@ -355,6 +355,16 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
     Ok(())
 }
 
+fn resctrl_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        m.lines().any(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("resctrl "))
+        })
+    })
+}
+
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let l = spec.linux().as_ref();
     if let Some(m) = l.and_then(|l| l.memory_policy().as_ref()) {
@@ -362,17 +372,18 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
     }
     crate::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
-    let checks = [
-        ("linux.intelRdt", l.is_some_and(|l| l.intel_rdt().is_some())),
-        (
-            "linux.netDevices",
-            l.is_some_and(|l| l.net_devices().as_ref().is_some_and(|d| !d.is_empty())),
-        ),
-    ];
-    for (field, present) in checks {
-        if present {
-            bail!("config.json: {field} is not supported by this rt yet");
+    if let Some(d) = l.and_then(|l| l.net_devices().as_ref()) {
+        crate::netdev::check(d, has_namespace(spec, LinuxNamespaceType::Network))?;
+    }
+    if l.is_some_and(|l| l.intel_rdt().is_some()) {
+        // runc refuses it the same way where the host has no resctrl; where it has one, rt
+        // can't yet do what runc would (no RDT hardware to prove it on: see the README).
+        if resctrl_mounted() {
+            bail!("config.json: linux.intelRdt is not supported by this rt yet");
         }
+        bail!(
+            "config.json: linux.intelRdt is specified, but Intel RDT is not enabled on this host (no resctrl filesystem mounted)"
+        );
     }
     for m in spec.mounts().iter().flatten() {
         let idmap_opt = m

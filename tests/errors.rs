@@ -342,3 +342,26 @@ fn a_panic_during_create_leaves_nothing_behind() {
         rt.assert_no_leftovers(&id, &b, &[]);
     }
 }
+
+/// linux.intelRdt on a host without resctrl (this one: no RDT in the CPU, none in QEMU's
+/// either) is refused as runc refuses it there, and nothing is left behind.
+#[test]
+fn intel_rdt_without_resctrl_is_refused_as_runc_does() {
+    let resctrl = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - resctrl ");
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["true"]);
+    b.linux()["intelRdt"] = json!({"closID": "rt-test", "l3CacheSchema": "L3:0=f"});
+    let id = rt.new_id();
+    let o = rt.create(&b, &id, &[]);
+    if resctrl {
+        o.fails_with(&["linux.intelRdt", "not supported"]);
+    } else {
+        o.fails_with(&["linux.intelRdt", "Intel RDT is not enabled"]);
+    }
+    rt.assert_no_leftovers(&id, &b, &[]);
+    let f: serde_json::Value = serde_json::from_str(&rt.cmd(&["features"]).ok().stdout).unwrap();
+    assert_eq!(f["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(f["ociVersionMax"], "1.3.0");
+}
