@@ -90,6 +90,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     state::validate_id(id)?;
     note_passed_fds(o.preserve_fds);
     let mut bundle = crate::spec::load(&o.bundle)?;
+    crate::logging::phase("config loaded");
     let preserve_fds = o.preserve_fds + socket_activation(&mut bundle.spec);
     let terminal = bundle
         .spec
@@ -196,6 +197,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         Some(r) => crate::resources::plan(r)?,
         None => Vec::new(),
     };
+    crate::logging::phase("state dir, fifo, trampoline, filters ready");
     let v2_mount = crate::cgroups::v2_mount();
     let (on_v2, on_v1) = crate::resources::split(v2_mount.as_deref(), &limits);
     let mut cgroup = match systemd {
@@ -254,6 +256,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         }
     }
 
+    crate::logging::phase("cgroups ready");
     // The systemd driver: once the init (or the first stage it comes from) exists, systemd
     // moves it into a new unit; its limits and device filter follow before the init goes on.
     let unit: std::cell::RefCell<Option<crate::systemd::Unit>> = Default::default();
@@ -299,6 +302,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
     crate::failpoint("create");
+    crate::logging::phase("init ready, waiting for start");
     // Normally joined already (see InitArgs::v1_cgroups); this covers an init that could not
     // join by itself. The init waits for start, so this is still before the user's program.
     crate::cgroupv1::attach(&v1.dirs, spawned.pid)?;
@@ -373,6 +377,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let console_master = console_rx
         .map(|rx| crate::console::receive_master(&rx))
         .transpose()?;
+    crate::logging::phase("created");
     Ok(Created {
         dir,
         state: st,
@@ -879,6 +884,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
         undo_run(c, o);
         return Err(e);
     }
+    crate::logging::phase("started");
     let Created {
         dir,
         state,
@@ -893,6 +899,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
             .map(|_| crate::console::RawMode::enter());
         wait_forwarding(state.pid, &pidfd, console_master.as_ref(), &mask)
     };
+    crate::logging::phase("container exited");
     if !keep {
         // Someone may have deleted it meanwhile (delete --force), even made a new container
         // with the id: only what is still ours is removed.

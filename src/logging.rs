@@ -80,6 +80,14 @@ pub fn debug(msg: &str) {
     emit("debug", msg)
 }
 
+/// A debug line marking where a command has got to: `--debug` output read by
+/// bench/breakdown.py for the per-phase breakdown of a `run` (its timestamps are what count).
+pub fn phase(name: &str) {
+    if LOGGER.lock().unwrap_or_else(|e| e.into_inner()).debug {
+        emit("debug", &format!("phase: {name}"));
+    }
+}
+
 /// Current UTC time as RFC 3339 with nanoseconds, like Go's time.RFC3339Nano.
 pub fn rfc3339_now() -> String {
     let now = std::time::SystemTime::now()

@@ -28,6 +28,7 @@ fn main() {
         eprintln!("{e:#}");
         std::process::exit(1);
     }
+    logging::phase("rt started");
     // runc's exec exits 255 when it could not run the process, so that callers can tell
     // that from the process's own exit status (conmon and the shims do).
     let failure = if matches!(cli.cmd, Some(cli::Cmd::Exec(_))) {
@@ -43,7 +44,10 @@ fn main() {
         eprintln!("{msg}");
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::dispatch(cli))) {
-        Ok(Ok(code)) => std::process::exit(code),
+        Ok(Ok(code)) => {
+            logging::phase("rt done");
+            std::process::exit(code)
+        }
         Ok(Err(e)) => {
             let msg = format!("{e:#}");
             logging::error(&msg);

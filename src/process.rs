@@ -628,6 +628,7 @@ fn init(
         wait_for_cgroup(a, chan)?;
     }
     crate::failpoint("init");
+    crate::logging::phase("init: in its namespaces");
     if needs_map {
         chan.send("map")?;
         chan.expect("go")?;
@@ -691,6 +692,7 @@ fn init(
             host_source: plan.host_sources.then_some(&ask_host),
         };
         let root = setup.prepare()?;
+        crate::logging::phase("init: rootfs mounted");
         let hooks = spec.hooks().as_ref();
         if !crate::hooks::of(hooks, Phase::Prestart).is_empty()
             || !crate::hooks::of(hooks, Phase::CreateRuntime).is_empty()
@@ -729,6 +731,7 @@ fn init(
                 sys::mount(None, "/", None, p, None).context("linux.rootfsPropagation")?;
             }
         }
+        crate::logging::phase("init: pivoted");
     }
 
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -777,6 +780,8 @@ fn init(
     }
     // execCPUAffinity is for exec'd processes; the init gets every CPU of its cpuset.
     crate::security::reset_affinity();
+    // Before the seccomp filter, which may not allow its write.
+    crate::logging::phase("init: ready (user, caps, seccomp next)");
     let mut ready = finalize(
         process,
         a.hostproc,
@@ -845,6 +850,8 @@ pub struct Ready<'a> {
 
 impl Ready<'_> {
     pub fn exec(&self) -> Result<Infallible> {
+        // Before the filter, which may not allow its write.
+        crate::logging::phase("init: exec");
         if let Some(f) = self.seccomp_late {
             f.load()?;
         }

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Where one `rt run` of /bin/true spends its time, phase by phase.
+
+Python 3 standard library only. Run as root:
+
+    python3 bench/breakdown.py [--iterations 50] [--out bench-results/breakdown.md]
+
+rt marks the phases of a command in its `--debug` output ("phase: NAME" lines, written by
+rt and by the container's init, each with a nanosecond timestamp; see logging::phase). Each
+iteration runs `rt --debug --root STATE run -b BUNDLE ID`, and the time between consecutive
+marks is charged to the phase that ends at the later one; the medians over the iterations make
+the table. The marks cost a few microseconds each (one write), so the total is a little above
+a plain `make bench` run. Beside it, the namespace floor: `unshare -pfmnui --fork /bin/true`,
+the kernel's cost of the namespaces alone, timed the same way.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import bench_config  # noqa: E402  (the same bundle the benchmark runs)
+
+MARK = re.compile(r'time="\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d\.\d+)Z" level=debug msg="phase: (.*)"')
+
+# What happens between the previous mark and this one.
+WHAT = {
+    "rt started": "exec of rt, argument parsing, logging",
+    "config loaded": "config.json read and checked",
+    "state dir, fifo, trampoline, filters ready": "state dir and lock, exec fifo, trampoline memfd, seccomp and device filters compiled",
+    "cgroups ready": "cgroup v2 made (controllers, BPF device filter attached), v1 hierarchies joined",
+    "init: in its namespaces": "clone3 into the new namespaces and cgroup",
+    "init: rootfs mounted": "mounts: rootfs, /proc, /sys, /dev and its nodes, the bundle's mounts",
+    "init: pivoted": "pivot_root, old root detached",
+    "init: ready (user, caps, seccomp next)": "hostname, sysctls, rlimits and the rest before the credentials",
+    "init ready, waiting for start": "user, groups, capabilities, seccomp, fd closing; rt hears 'ready'",
+    "created": "state.json written (create's work is done)",
+    "init: exec": "start: exec fifo opened, the init released",
+    "started": "start's state update and reply",
+    "container exited": "trampoline exec of /bin/true, /bin/true, the wait",
+    "rt done": "delete: cgroups removed, state dir removed",
+}
+
+
+def seconds(h, m, s):
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def one_run(rt, bundle, state, cid):
+    p = subprocess.run([rt, "--debug", "--root", state, "run", "-b", bundle, cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        raise SystemExit(f"breakdown: rt run failed ({p.returncode}):\n{p.stderr}")
+    marks = [(seconds(*m.groups()[:3]), m.group(4)) for m in map(MARK.search, p.stderr.splitlines()) if m]
+    return [(name, (t - t0) * 1000) for (t0, _), (t, name) in zip(marks, marks[1:])]
+
+
+def timed(argv, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--rt", default=os.path.join(REPO, "target/x86_64-unknown-linux-gnu/release/rt"))
+    ap.add_argument("--bundle", default=os.path.join(REPO, "bundles/busybox"))
+    ap.add_argument("--out", default=os.path.join(REPO, "bench-results/breakdown.md"))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("breakdown: run as root")
+    work = tempfile.mkdtemp(prefix="rt-breakdown.")
+    try:
+        bundle = os.path.join(work, "bundle")
+        os.makedirs(bundle)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(bench_config(args.bundle), f)
+        state = os.path.join(work, "state")
+        phases, totals = {}, []
+        order = []
+        for i in range(args.iterations + 3):
+            runs = one_run(args.rt, bundle, state, f"breakdown-{os.getpid()}-{i}")
+            if i < 3:  # warm-up
+                continue
+            totals.append(sum(ms for _, ms in runs))
+            for name, ms in runs:
+                if name not in phases:
+                    order.append(name)
+                phases.setdefault(name, []).append(ms)
+        floor = timed(["unshare", "-pfmnui", "--fork", "/bin/true"], args.iterations)
+        plain = timed(["/bin/true"], args.iterations)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [(n, statistics.median(phases[n]), WHAT.get(n, "")) for n in order]
+    total = statistics.median(totals)
+    lines = [
+        "# Where `rt run` of /bin/true spends its time",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- host: {platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs",
+        f"- {args.iterations} runs of `rt --debug run` (medians; from the first mark to the last)",
+        "",
+        "| phase ends at | median ms | what happens in it |",
+        "|---|---:|---|",
+    ]
+    lines += [f"| {n} | {ms:.2f} | {what} |" for n, ms, what in rows]
+    lines += [
+        f"| **total** (median of sums) | **{total:.2f}** | |",
+        "",
+        f"- namespace floor, `unshare -pfmnui --fork /bin/true`: {floor:.2f} ms "
+        f"(`/bin/true` alone: {plain:.2f} ms)",
+        "",
+        "Produced by `make bench` (bench/breakdown.py); method described at the top of that script.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
