@@ -5,6 +5,7 @@ CARGO ?= flock /tmp/rt-cargo.lock cargo
 RT := target/x86_64-unknown-linux-gnu/release/rt
 BUSYBOX ?= /bin/busybox
 # Extra arguments for bench/bench.py, e.g. make bench BENCH_ARGS="--runtimes runc,crun --iterations 5"
+# or BENCH_ARGS="--scenarios run,exec" (scenarios: run lifecycle exec parallel cycles, default all).
 BENCH_ARGS ?=
 
 # Debian 12 packages the project needs, and the ones only the benchmark needs.
@@ -153,13 +154,20 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# rt vs runc vs crun, interleaved: run, lifecycle (create/start/state/delete), exec, parallel
+# (100 containers, 8 and 100 at a time) and cycles (1000 lifecycles each: no growth, no
+# leftovers); a few minutes in all. The tables are bench-results/latest.md; then where one rt
+# run spends its time, phase by phase (bench-results/breakdown.md).
 bench: bench-deps build rootfs
 	python3 bench/bench.py $(BENCH_ARGS)
+	python3 bench/breakdown.py
 
 # The same on a host like users' (the VM that boots systemd, pure cgroup v2), each runtime with
 # either cgroup driver; TCG inflates absolute times, so read the ratios. The table is
-# bench-results/vm-systemd.md.
-BENCH_VM_ARGS ?= --runtimes rt,rt+systemd,runc,runc+systemd,crun,crun+systemd --iterations 20 --rss-iterations 5
+# bench-results/vm-systemd.md. Not parallel and cycles: 100 containers at once in the VM's 2 GiB and
+# 6000 cycles under TCG would not fit vm/run.sh's timeout.
+BENCH_VM_ARGS ?= --runtimes rt,rt+systemd,runc,runc+systemd,crun,crun+systemd --iterations 20 --rss-iterations 5 \
+	--scenarios run,lifecycle,exec
 bench-vm: bench-deps build rootfs
 	@$(call apt_install,$(VM_PACKAGES))
 	@mkdir -p bench-results
