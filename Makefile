@@ -12,7 +12,8 @@ BENCH_ARGS ?=
 DEB_PACKAGES := busybox-static gcc libc6-dev libseccomp-dev pkg-config make python3 curl uidmap
 BENCH_PACKAGES := runc crun
 # Only the VM tests need these (one VM boots the host's systemd and D-Bus as PID 1 and bus).
-VM_PACKAGES := qemu-system-x86 cpio systemd dbus dbus-user-session
+# criu: tests/checkpoint.rs runs it in the VM.
+VM_PACKAGES := qemu-system-x86 cpio systemd dbus dbus-user-session criu
 # The tools that drive rt in make e2e.
 E2E_PACKAGES := podman buildah containerd docker.io skopeo umoci slirp4netns conmon uidmap iptables iproute2 procps util-linux
 E2E_TOOLS ?= umoci podman buildah containerd docker
@@ -104,17 +105,20 @@ test: deps rootfs
 	@$(MAKE) --no-print-directory fuzz
 
 # The tests that need a pure cgroup v2 kernel run in VMs (vm/run.sh): tests/cgroup_v2.rs's
-# ignored ones on a plain init (a v2 host without systemd), then, in a VM that boots systemd as
+# ignored ones on a plain init (a v2 host without systemd) with tests/checkpoint.rs's (CRIU
+# works on the VM's kernel, not on the build machines'), then, in a VM that boots systemd as
 # PID 1 like users' hosts: tests/cgroup_v2.rs under both cgroup drivers (cgroupfs, then every
 # rt call with --systemd-cgroup) and tests/systemd_cgroup.rs.
 test-vm: deps rootfs build
 	@$(call apt_install,$(VM_PACKAGES))
-	@bins=$$($(CARGO) test --test cgroup_v2 --test systemd_cgroup --no-run 2>&1 | \
-		sed -n 's/.*Executable tests\/\(cgroup_v2\|systemd_cgroup\).rs (\(.*\))/\1=\2/p'); \
+	@bins=$$($(CARGO) test --test cgroup_v2 --test systemd_cgroup --test checkpoint --no-run 2>&1 | \
+		sed -n 's/.*Executable tests\/\(cgroup_v2\|systemd_cgroup\|checkpoint\).rs (\(.*\))/\1=\2/p'); \
 	v2=$$(echo "$$bins" | sed -n 's/^cgroup_v2=//p'); sd=$$(echo "$$bins" | sed -n 's/^systemd_cgroup=//p'); \
-	[ -n "$$v2" ] && [ -n "$$sd" ] || { echo "test-vm: could not build the VM tests" >&2; exit 1; }; \
-	echo "+ vm/run.sh $$v2 --ignored --test-threads=1"; \
-	vm/run.sh $$v2 --ignored --test-threads=1 || exit 1; \
+	cr=$$(echo "$$bins" | sed -n 's/^checkpoint=//p'); \
+	[ -n "$$v2" ] && [ -n "$$sd" ] && [ -n "$$cr" ] || { echo "test-vm: could not build the VM tests" >&2; exit 1; }; \
+	echo "+ vm/run.sh $$v2 --ignored --test-threads=1; $$cr --ignored --test-threads=1"; \
+	vm/run.sh sh -c '"$$0" --ignored --test-threads=1; a=$$?; "$$1" --ignored --test-threads=1 && [ $$a -eq 0 ]' \
+		$$v2 $$cr || exit 1; \
 	echo "+ VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd"; \
 	VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd
 

@@ -136,6 +136,54 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// CRIU options of both checkpoint and restore (runc's).
+#[derive(Args)]
+pub struct CriuArgs {
+    /// Directory for the image files
+    #[arg(long, value_name = "DIR", default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Directory for CRIU's log and work files [default: the image path]
+    #[arg(long, value_name = "DIR")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a terminal container)
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft (default), full, strict or ignore
+    #[arg(long, value_name = "MODE")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Namespace to leave empty rather than save or restore (network)
+    #[arg(long, value_name = "NS")]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate the memory pages of incremental images
+    #[arg(long)]
+    pub auto_dedup: bool,
+}
+
+impl CriuArgs {
+    fn opts(&self) -> crate::checkpoint::CriuOpts {
+        crate::checkpoint::CriuOpts {
+            image_path: self.image_path.clone(),
+            work_path: self.work_path.clone(),
+            tcp_established: self.tcp_established,
+            ext_unix_sk: self.ext_unix_sk,
+            shell_job: self.shell_job,
+            file_locks: self.file_locks,
+            manage_cgroups_mode: self.manage_cgroups_mode.clone(),
+            empty_ns: self.empty_ns.clone(),
+            auto_dedup: self.auto_dedup,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct UpdateArgs {
     /// JSON LinuxResources file, or - for stdin
@@ -294,6 +342,42 @@ pub enum Cmd {
     Resume { id: String },
     /// Run a new process inside a running container
     Exec(Box<ExecArgs>),
+    /// Save a running container's processes to disk with CRIU
+    Checkpoint {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Images of an earlier (pre-)dump to build on, relative to the image path
+        #[arg(long, value_name = "DIR")]
+        parent_path: Option<PathBuf>,
+        /// Leave the container running after the dump
+        #[arg(long)]
+        leave_running: bool,
+        /// Dump memory only, leaving the container running (for a later dump)
+        #[arg(long)]
+        pre_dump: bool,
+        id: String,
+    },
+    /// Restore a container from a checkpoint's images
+    Restore {
+        #[command(flatten)]
+        criu: CriuArgs,
+        /// Path to the bundle directory
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+        /// Return once the container is restored
+        #[arg(short, long)]
+        detach: bool,
+        /// Write the restored init's pid here
+        #[arg(long, value_name = "PATH")]
+        pid_file: Option<PathBuf>,
+        /// Don't make rt the subreaper of the container's orphaned processes
+        #[arg(long)]
+        no_subreaper: bool,
+        /// Close restored TCP connections
+        #[arg(long)]
+        tcp_close: bool,
+        id: String,
+    },
     /// List the processes of a container
     Ps {
         #[arg(short, long, value_enum, default_value = "table")]
@@ -402,6 +486,47 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             interval,
             id,
         } => crate::events::events(root, &id, stats, parse_duration(&interval)?)?,
+        Cmd::Checkpoint {
+            criu,
+            parent_path,
+            leave_running,
+            pre_dump,
+            id,
+        } => crate::checkpoint::checkpoint(
+            root,
+            &id,
+            &crate::checkpoint::CheckpointOpts {
+                criu: criu.opts(),
+                parent_path,
+                leave_running,
+                pre_dump,
+            },
+        )?,
+        Cmd::Restore {
+            criu,
+            bundle,
+            detach,
+            pid_file,
+            no_subreaper,
+            tcp_close,
+            id,
+        } => {
+            if cli.systemd_cgroup {
+                bail!("restore: the systemd cgroup driver is not supported for restore yet");
+            }
+            return crate::checkpoint::restore(
+                root,
+                &id,
+                &crate::checkpoint::RestoreOpts {
+                    criu: criu.opts(),
+                    bundle,
+                    detach,
+                    pid_file,
+                    subreaper: !no_subreaper,
+                    tcp_close,
+                },
+            );
+        }
         Cmd::Pause { id } => container::pause(root, &id)?,
         Cmd::Resume { id } => container::resume(root, &id)?,
         Cmd::Features => {

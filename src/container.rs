@@ -803,7 +803,7 @@ fn kill_and_wait(st: &State) -> Result<()> {
 
 /// Removes everything the container left: processes still in its cgroup (when it had no pid
 /// namespace of its own, the init's death did not take them along), the cgroup, the state.
-fn destroy(dir: Dir, st: &State) -> Result<()> {
+pub(crate) fn destroy(dir: Dir, st: &State) -> Result<()> {
     let spec = if st.has_hooks {
         state::load_spec(&dir.path).ok()
     } else {

@@ -54,7 +54,9 @@ pub fn document() -> serde_json::Value {
             "netDevices": {"enabled": true}
         },
         "annotations": {
-            "io.github.rt.version": env!("CARGO_PKG_VERSION")
+            "io.github.rt.version": env!("CARGO_PKG_VERSION"),
+            // checkpoint and restore, by the criu binary (as runc's annotation says it).
+            "io.github.rt.checkpoint.enabled": "true"
         }
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod cgroupv1;
+pub mod checkpoint;
 pub mod cli;
 pub mod console;
 pub mod container;

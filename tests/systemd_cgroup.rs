@@ -449,6 +449,7 @@ impl Drop for Transient {
         let _ = Command::new("systemctl")
             .args(["stop", &self.0])
             .stdin(Stdio::null())
+            .stderr(Stdio::null())
             .status();
     }
 }

@@ -32,10 +32,13 @@ mkdir -p "$cache"
 
 # The kernel modules the VMs load, in dependency order: 9p and overlay for the root, a disk
 # for the device-filter tests, tun (slirp4netns), bridge and veth (dockerd's network), and
-# soft-RoCE (an RDMA device over a veth, for the rdma controller's test).
+# soft-RoCE (an RDMA device over a veth, for the rdma controller's test), and what CRIU's
+# checkpoint/restore needs (nftables, the socket diag modules).
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache
 9pnet 9pnet_virtio 9p overlay virtio_blk tun llc stp bridge veth
-crc32_generic udp_tunnel ip6_udp_tunnel ib_core ib_uverbs rdma_rxe"
+crc32_generic udp_tunnel ip6_udp_tunnel ib_core ib_uverbs rdma_rxe
+crc32c_generic libcrc32c nfnetlink nf_tables unix_diag inet_diag tcp_diag udp_diag netlink_diag
+af_packet_diag"
 modules=$(echo $modules)
 
 # The kernel Debian's linux-image-amd64 currently points to, unpacked once (again when the

@@ -1,0 +1,362 @@
+//! `checkpoint` and `restore`: a running container saved to disk and brought back, by CRIU
+//! (the `criu` binary, driven through its command line). rt describes the container to CRIU:
+//! its root, the bind mounts whose sources live outside it (external mounts, mapped back to
+//! the bundle's sources on restore), its cgroup, and which of the init's stdio fds to hand
+//! over on restore (`descriptors.json` in the image directory, as runc writes).
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::state::{self, Dir, State, Status};
+
+/// CRIU options shared by checkpoint and restore (runc's flags of the same names).
+#[derive(Default, Clone)]
+pub struct CriuOpts {
+    pub image_path: PathBuf,
+    pub work_path: Option<PathBuf>,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub manage_cgroups_mode: Option<String>,
+    pub empty_ns: Vec<String>,
+    pub auto_dedup: bool,
+}
+
+pub struct CheckpointOpts {
+    pub criu: CriuOpts,
+    pub parent_path: Option<PathBuf>,
+    pub leave_running: bool,
+    pub pre_dump: bool,
+}
+
+pub struct RestoreOpts {
+    pub criu: CriuOpts,
+    pub bundle: PathBuf,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub subreaper: bool,
+    pub tcp_close: bool,
+}
+
+const DESCRIPTORS: &str = "descriptors.json";
+
+fn criu_binary() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("criu"))
+        .find(|p| p.is_file())
+        .context(
+            "checkpoint and restore need CRIU: no criu binary in PATH (install the criu package)",
+        )
+}
+
+/// The bind mounts CRIU can't see the source of from inside the container: their
+/// destinations, each with its host source.
+fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind")
+        })
+        .filter_map(|m| {
+            let src = m.source().as_ref()?;
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.join(src)
+            };
+            Some((m.destination().to_string_lossy().into_owned(), src))
+        })
+        .collect()
+}
+
+impl CriuOpts {
+    fn common_args(&self, cmd: &mut Command, log: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.image_path)
+            .with_context(|| format!("--image-path {}", self.image_path.display()))?;
+        let work = self.work_path.as_ref().unwrap_or(&self.image_path);
+        std::fs::create_dir_all(work).with_context(|| format!("--work-path {}", work.display()))?;
+        cmd.arg("--images-dir")
+            .arg(&self.image_path)
+            .arg("--work-dir")
+            .arg(work)
+            .args(["--log-file", log, "-v4"]);
+        for (on, flag) in [
+            (self.tcp_established, "--tcp-established"),
+            (self.ext_unix_sk, "--ext-unix-sk"),
+            (self.shell_job, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+            (self.auto_dedup, "--auto-dedup"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
+        let mode = self.manage_cgroups_mode.as_deref().unwrap_or("soft");
+        if !["soft", "full", "strict", "ignore"].contains(&mode) {
+            bail!("--manage-cgroups-mode {mode:?}: must be soft, full, strict or ignore");
+        }
+        if mode != "ignore" {
+            cmd.arg(format!("--manage-cgroups={mode}"));
+        }
+        for ns in &self.empty_ns {
+            if ns != "network" {
+                bail!("--empty-ns {ns:?}: only network is supported (as with runc)");
+            }
+            cmd.args(["--empty-ns", "net"]);
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self, log: &str) -> String {
+        let work = self.work_path.as_ref().unwrap_or(&self.image_path);
+        let text = std::fs::read_to_string(work.join(log)).unwrap_or_default();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
+        let pick = if errors.is_empty() {
+            text.lines().rev().take(3).collect::<Vec<_>>()
+        } else {
+            errors.into_iter().rev().take(3).collect()
+        };
+        let mut pick = pick;
+        pick.reverse();
+        format!("{} (see {})", pick.join("; "), work.join(log).display())
+    }
+}
+
+fn run_criu(mut cmd: Command, what: &str, opts: &CriuOpts, log: &str) -> Result<()> {
+    crate::logging::debug(&format!("criu: {cmd:?}"));
+    let status = cmd.status().with_context(|| format!("run criu {what}"))?;
+    if !status.success() {
+        bail!("criu {what} failed ({status}): {}", opts.log_tail(log));
+    }
+    Ok(())
+}
+
+/// `rt checkpoint`: the container's processes dumped into the image directory; the container
+/// is then gone (as with runc), unless --leave-running or --pre-dump.
+pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
+    let dir = Dir::open(root, id)?;
+    let st = dir.load()?;
+    match st.status(&dir.path) {
+        Status::Running | Status::Paused => {}
+        s => bail!(
+            "container {id} is {}: only a running container can be checkpointed",
+            s.as_str()
+        ),
+    }
+    let spec = state::load_spec(&dir.path)?;
+    let criu = criu_binary()?;
+    let log = if o.pre_dump {
+        "pre-dump.log"
+    } else {
+        "dump.log"
+    };
+    let mut cmd = Command::new(criu);
+    cmd.arg(if o.pre_dump { "pre-dump" } else { "dump" })
+        .arg("--tree")
+        .arg(st.pid.to_string())
+        .arg("--root")
+        .arg(&st.rootfs);
+    o.criu.common_args(&mut cmd, log)?;
+    if let Some(parent) = &o.parent_path {
+        cmd.arg("--prev-images-dir").arg(parent).arg("--track-mem");
+    }
+    if o.pre_dump {
+        cmd.arg("--track-mem");
+    }
+    if o.leave_running && !o.pre_dump {
+        cmd.arg("--leave-running");
+    }
+    for (dest, _) in external_mounts(&spec, &st.bundle) {
+        cmd.arg("--ext-mount-map").arg(format!("{dest}:{dest}"));
+    }
+    // What the init's stdio are, for restore to hand its own in their place.
+    let fds: Vec<String> = (0..3)
+        .map(|n| {
+            std::fs::read_link(format!("/proc/{}/fd/{n}", st.pid))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    std::fs::create_dir_all(&o.criu.image_path)
+        .with_context(|| format!("--image-path {}", o.criu.image_path.display()))?;
+    std::fs::write(
+        o.criu.image_path.join(DESCRIPTORS),
+        serde_json::to_string(&fds)?,
+    )
+    .context("write descriptors.json")?;
+    run_criu(
+        cmd,
+        if o.pre_dump { "pre-dump" } else { "dump" },
+        &o.criu,
+        log,
+    )?;
+    if !o.leave_running && !o.pre_dump {
+        // CRIU killed the processes: what is left of the container goes, as runc does.
+        crate::container::destroy(dir, &st)?;
+    }
+    Ok(())
+}
+
+/// `rt restore`: a new container from the bundle whose processes are those of the image.
+pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
+    state::validate_id(id)?;
+    let bundle = crate::spec::load(&o.bundle)?;
+    let criu = criu_binary()?;
+    let spec = &bundle.spec;
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let cgroup_rel = crate::cgroups::resolve(cgroups_path.as_deref(), id)?;
+    let descriptors: Vec<String> = std::fs::read_to_string(o.criu.image_path.join(DESCRIPTORS))
+        .with_context(|| {
+            format!(
+                "--image-path {}: no {DESCRIPTORS} (not an image of rt checkpoint?)",
+                o.criu.image_path.display()
+            )
+        })
+        .and_then(|t| serde_json::from_str(&t).context(DESCRIPTORS))?;
+
+    let dir = Dir::create(root, id)?;
+    let guard = RestoreGuard {
+        dir: Some(dir.path.clone()),
+    };
+    let mut cgroup = crate::cgroups::create(&cgroup_rel, None)?;
+    let criu_root = dir.path.join("criu-root");
+    std::fs::create_dir(&criu_root).context("create criu-root")?;
+    let pidfile = dir.path.join("criu.pid");
+    let log = "restore.log";
+
+    let mut cmd = Command::new(criu);
+    cmd.arg("restore")
+        .arg("--root")
+        .arg(&criu_root)
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .args(["--restore-detached", "--restore-sibling"]);
+    o.criu.common_args(&mut cmd, log)?;
+    if o.tcp_close {
+        cmd.arg("--tcp-close");
+    }
+    if let Some(c) = &cgroup {
+        cmd.arg("--cgroup-root").arg(&c.rel);
+    }
+    for (dest, src) in external_mounts(spec, &bundle.dir) {
+        cmd.arg("--ext-mount-map")
+            .arg(format!("{dest}:{}", src.display()));
+    }
+    // The init's pipes and sockets come back as rt's own stdio (runc does the same).
+    for (n, what) in descriptors.iter().enumerate() {
+        if what.starts_with("pipe:") || what.starts_with("socket:") {
+            cmd.arg("--inherit-fd").arg(format!("fd[{n}]:{what}"));
+        }
+    }
+    // CRIU needs the rootfs as a mount point of its own: bound there in a mount namespace of
+    // criu's own, so nothing is left on the host whatever happens to it.
+    let rootfs = bundle.rootfs.clone();
+    let target = criu_root.clone();
+    // SAFETY: the closure only makes syscalls (unshare, mount) before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            bind_root_privately(&rootfs, &target)
+        });
+    }
+    if o.subreaper && !o.detach {
+        crate::sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
+    }
+    let mask = crate::container::forwarded_signals();
+    if !o.detach {
+        // SAFETY: mask is a valid sigset_t.
+        unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
+    }
+    let restored = run_criu(cmd, "restore", &o.criu, log).and_then(|_| {
+        std::fs::read_to_string(&pidfile)
+            .context("criu restore wrote no pid")?
+            .trim()
+            .parse::<i32>()
+            .context("criu restore: bad pid file")
+    });
+    let pid = match restored {
+        Ok(pid) => pid,
+        Err(e) => {
+            drop(cgroup);
+            drop(guard);
+            return Err(e);
+        }
+    };
+    let _ = std::fs::remove_dir(&criu_root);
+    let (start_time, _) =
+        crate::sys::proc_start_time(pid).context("the restored init is gone already")?;
+    let st = State {
+        id: id.to_string(),
+        pid,
+        start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        owner: String::new(),
+        cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
+        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
+        systemd_unit: None,
+        systemd_user: false,
+        cgroup_v1: Vec::new(),
+        cgroup_v1_created: Vec::new(),
+        shared_mounts: None,
+        own_pidns: crate::spec::has_namespace(spec, oci_spec::runtime::LinuxNamespaceType::Pid),
+        has_hooks: spec.hooks().is_some(),
+    };
+    dir.save(&st)?;
+    std::fs::write(dir.path.join(state::CONFIG_COPY), &bundle.raw).context("save config")?;
+    // The exec fifo is long gone in a restored container: start must find it started.
+    if let Some(p) = &o.pid_file {
+        state::write_pid_file(p, pid)?;
+    }
+    if let Some(c) = cgroup.as_mut() {
+        c.disarm();
+    }
+    std::mem::forget(guard);
+    if o.detach {
+        return Ok(0);
+    }
+    let pidfd = crate::sys::pidfd_open(pid).context("pidfd of the restored init")?;
+    drop(dir);
+    let status = crate::container::wait_forwarding(pid, &pidfd, None, &mask);
+    if let Ok(dir) = Dir::open(root, id)
+        && let Ok(st2) = dir.load()
+        && st2.pid == st.pid
+        && let Err(e) = crate::container::destroy(dir, &st2)
+    {
+        crate::logging::warn(&format!("clean up after the container: {e:#}"));
+    }
+    status
+}
+
+/// In criu's process, before exec: a private mount namespace with the rootfs bound onto
+/// `target`.
+fn bind_root_privately(rootfs: &Path, target: &Path) -> std::io::Result<()> {
+    crate::sys::unshare(libc::CLONE_NEWNS)?;
+    crate::sys::mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    let (Some(src), Some(dst)) = (rootfs.to_str(), target.to_str()) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    crate::sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)
+}
+
+/// Removes the state dir of a restore that failed.
+struct RestoreGuard {
+    dir: Option<PathBuf>,
+}
+
+impl Drop for RestoreGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
