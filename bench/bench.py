@@ -629,20 +629,26 @@ def section(title, method, header, rows, notes):
     return md + [""]
 
 
-def report_run(runtimes, args):
+def report_timed(runtimes, title, text, times, rss):
+    """A table of one timed call per iteration with its peak RSS; times(rt) and rss(rt) give
+    the samples (ns, KiB)."""
     by_name, rows = {}, []
     for rt in runtimes:
-        t = [ms(x) for x in rt.times_ns]
-        by_name[rt.name] = {"time": statistics.median(t), "rss": statistics.median(rt.rss_kib) / 1024}
+        t = [ms(x) for x in times(rt)]
+        by_name[rt.name] = {"time": statistics.median(t), "rss": statistics.median(rss(rt)) / 1024}
         rows.append([rt.name, f"{statistics.median(t):.2f}", f"{p90(t):.2f}", f"{min(t):.2f}",
                      f"{by_name[rt.name]['rss']:.2f}"])
-    return section(
-        "run: `RUNTIME run` of /bin/true",
+    return section(title, text, ["runtime", "median ms", "p90 ms", "min ms", "median peak RSS MiB"], rows,
+                   ratio_lines(by_name, [("median time", "time"), ("median peak RSS", "rss")]))
+
+
+def report_run(runtimes, args):
+    return report_timed(
+        runtimes, "run: `RUNTIME run` of /bin/true",
         f"One `RUNTIME --root STATE run -b BUNDLE ID` (create, start, wait, delete in one call); "
         f"{args.iterations} timed + {args.rss_iterations} RSS runs per runtime (interleaved, rotating order), "
         f"{args.warmup} warm-up runs each.",
-        ["runtime", "median ms", "p90 ms", "min ms", "median peak RSS MiB"], rows,
-        ratio_lines(by_name, [("median time", "time"), ("median peak RSS", "rss")]))
+        lambda rt: rt.times_ns, lambda rt: rt.rss_kib)
 
 
 def report_lifecycle(runtimes, args):
@@ -671,19 +677,12 @@ def report_lifecycle(runtimes, args):
 
 
 def report_exec(runtimes, args):
-    by_name, rows = {}, []
-    for rt in runtimes:
-        t = [ms(x) for x in rt.exec_ns]
-        by_name[rt.name] = {"time": statistics.median(t), "rss": statistics.median(rt.exec_rss_kib) / 1024}
-        rows.append([rt.name, f"{statistics.median(t):.2f}", f"{p90(t):.2f}", f"{min(t):.2f}",
-                     f"{by_name[rt.name]['rss']:.2f}"])
-    return section(
-        "exec: `RUNTIME exec ID /bin/true` in a running container",
+    return report_timed(
+        runtimes, "exec: `RUNTIME exec ID /bin/true` in a running container",
         f"One `{' '.join(SLEEP_ARGS)}` container per runtime, created and started before the loop; "
         f"{args.iterations} timed + {args.rss_iterations} RSS execs per runtime (interleaved, rotating order), "
         f"{args.warmup} warm-up each; exit 0 required.",
-        ["runtime", "median ms", "p90 ms", "min ms", "median peak RSS MiB"], rows,
-        ratio_lines(by_name, [("median time", "time"), ("median peak RSS", "rss")]))
+        lambda rt: rt.exec_ns, lambda rt: rt.exec_rss_kib)
 
 
 def report_parallel(runtimes, args):

@@ -75,21 +75,33 @@ fn criu_log(dir: &str, log: &str) -> String {
         .join("\n")
 }
 
+/// A CRIU-driving rt call that must have worked; CRIU's errors from `log` in `dir` if not.
+fn criu_ok(o: &Output, dir: &str, log: &str) {
+    assert!(o.success(), "{}\n{}", o.stderr, criu_log(dir, log));
+}
+
+/// The counter run detached with its stdio on the test's pipes, once it has counted to `n`:
+/// its id and pid, and the pipes (kept open while it runs).
+fn run_counter(rt: &Rt, b: &Bundle, n: u64) -> (String, i32, Child) {
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    let (o, pipes) = with_pipes(rt, &["run", "-d", "-b", b.path(), &id]);
+    o.ok();
+    let pid = rt.pid(&id);
+    assert!(wait_for(Duration::from_secs(20), || count(pid) >= n));
+    (id, pid, pipes)
+}
+
 #[test]
 #[ignore = "needs CRIU on a kernel it supports: make test-vm"]
 fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
     let rt = Rt::new();
     let b = counter();
-    b.save();
-    let id = rt.new_id();
-    rt.track_cgroup(&b.cgroup);
-    let (o, _pipes) = with_pipes(&rt, &["run", "-d", "-b", b.path(), &id]);
-    o.ok();
-    let pid = rt.pid(&id);
-    assert!(wait_for(Duration::from_secs(20), || count(pid) >= 5));
+    let (id, pid, _pipes) = run_counter(&rt, &b, 5);
     let img = images(&b, "img");
     let o = rt.cmd(&["checkpoint", "--image-path", &img, &id]);
-    assert!(o.success(), "{}\n{}", o.stderr, criu_log(&img, "dump.log"));
+    criu_ok(&o, &img, "dump.log");
     let saved = fs::read_to_string(format!("{img}/descriptors.json")).unwrap();
     assert!(saved.contains("pipe:"), "{saved}");
     assert!(!pid_alive(pid), "checkpoint ends the container");
@@ -100,12 +112,7 @@ fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
         &rt,
         &["restore", "-d", "--image-path", &img, "-b", b.path(), &id2],
     );
-    assert!(
-        o.success(),
-        "{}\n{}",
-        o.stderr,
-        criu_log(&img, "restore.log")
-    );
+    criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id2);
     let at = count(pid2);
     // A fresh start would count from 1: it goes on from where the checkpoint left it.
@@ -124,21 +131,10 @@ fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
 fn pre_dump_then_dump_and_leave_running() {
     let rt = Rt::new();
     let b = counter();
-    b.save();
-    let id = rt.new_id();
-    rt.track_cgroup(&b.cgroup);
-    let (o, _pipes) = with_pipes(&rt, &["run", "-d", "-b", b.path(), &id]);
-    o.ok();
-    let pid = rt.pid(&id);
-    assert!(wait_for(Duration::from_secs(20), || count(pid) >= 3));
+    let (id, pid, _pipes) = run_counter(&rt, &b, 3);
     let pre = images(&b, "pre");
     let o = rt.cmd(&["checkpoint", "--pre-dump", "--image-path", &pre, &id]);
-    assert!(
-        o.success(),
-        "{}\n{}",
-        o.stderr,
-        criu_log(&pre, "pre-dump.log")
-    );
+    criu_ok(&o, &pre, "pre-dump.log");
     assert!(pid_alive(pid), "a pre-dump leaves it running");
     let img = images(&b, "img");
     let o = rt.cmd(&[
@@ -150,7 +146,7 @@ fn pre_dump_then_dump_and_leave_running() {
         &img,
         &id,
     ]);
-    assert!(o.success(), "{}\n{}", o.stderr, criu_log(&img, "dump.log"));
+    criu_ok(&o, &img, "dump.log");
     let at = count(pid);
     assert!(
         wait_for(Duration::from_secs(20), || count(pid) > at + 2),
@@ -162,12 +158,7 @@ fn pre_dump_then_dump_and_leave_running() {
         &rt,
         &["restore", "-d", "--image-path", &img, "-b", b.path(), &id],
     );
-    assert!(
-        o.success(),
-        "{}\n{}",
-        o.stderr,
-        criu_log(&img, "restore.log")
-    );
+    criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id);
     assert!(
         count(pid2) >= at,
@@ -204,16 +195,18 @@ fn failures_leave_the_container_running_or_nothing_behind() {
 
     let empty = images(&b, "empty");
     let id2 = rt.new_id();
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--image-path",
-        &empty,
-        "-b",
-        b.path(),
-        &id2,
-    ])
-    .fails_with(&["descriptors.json"]);
+    let restore = || {
+        rt.cmd(&[
+            "restore",
+            "-d",
+            "--image-path",
+            &empty,
+            "-b",
+            b.path(),
+            &id2,
+        ])
+    };
+    restore().fails_with(&["descriptors.json"]);
     rt.assert_no_leftovers(&id2, &b, &[]);
     // An image CRIU can't use: the same, and no cgroup either.
     fs::write(
@@ -221,16 +214,7 @@ fn failures_leave_the_container_running_or_nothing_behind() {
         "[\"/dev/null\",\"/dev/null\",\"/dev/null\"]",
     )
     .unwrap();
-    rt.cmd(&[
-        "restore",
-        "-d",
-        "--image-path",
-        &empty,
-        "-b",
-        b.path(),
-        &id2,
-    ])
-    .fails_with(&["criu restore failed"]);
+    restore().fails_with(&["criu restore failed"]);
     rt.assert_no_leftovers(&id2, &b, &[]);
 }
 
@@ -290,7 +274,7 @@ fn hello_web_answers_again_after_restore() {
     assert!(wait_for(Duration::from_secs(10), hello), "never answered");
     let img = images(&b, "img");
     let o = rt.cmd(&["checkpoint", "--leave-running", "--image-path", &img, &id]);
-    assert!(o.success(), "{}\n{}", o.stderr, criu_log(&img, "dump.log"));
+    criu_ok(&o, &img, "dump.log");
     assert!(hello(), "answers on after a --leave-running checkpoint");
     rt.delete_force(&id).ok();
     assert!(
@@ -302,12 +286,7 @@ fn hello_web_answers_again_after_restore() {
         &rt,
         &["restore", "-d", "--image-path", &img, "-b", b.path(), &id],
     );
-    assert!(
-        o.success(),
-        "{}\n{}",
-        o.stderr,
-        criu_log(&img, "restore.log")
-    );
+    criu_ok(&o, &img, "restore.log");
     assert!(
         wait_for(Duration::from_secs(10), hello),
         "answers after restore"

@@ -543,6 +543,14 @@ fn cgroupfs_driver_leaves_the_controllers_of_systemds_cgroups_alone() {
     );
 }
 
+/// A Delegate=yes service running `sh -c SCRIPT` with `env` (KEY=VALUE) set.
+fn delegated(unit: &str, env: &str, script: &str) -> Transient {
+    Transient::start(
+        unit,
+        &["-p", "Delegate=yes", "--setenv", env, "sh", "-c", script],
+    )
+}
+
 /// rt started by a Delegate=yes service (as containerd.service and docker.service start runc),
 /// with the cgroupfs driver and its containers in the service's delegated cgroup.
 /// While the service's own processes sit in that cgroup, cgroup v2 refuses its children the
@@ -599,18 +607,7 @@ fn cgroupfs_containers_in_a_delegate_yes_service() {
         create(&mem, &mem_id, "mem"),
         create(&pids, &pids_id, "pids")
     );
-    let _a = Transient::start(
-        &unit,
-        &[
-            "-p",
-            "Delegate=yes",
-            "--setenv",
-            &marker,
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
+    let _a = delegated(&unit, &marker, &script);
     assert_ne!(rc("mem"), 0, "{}", err("mem"));
     let e = err("mem");
     assert!(
@@ -643,18 +640,7 @@ fn cgroupfs_containers_in_a_delegate_yes_service() {
         "mkdir /sys/fs/cgroup{svc}/supervisor && echo 0 > /sys/fs/cgroup{svc}/supervisor/cgroup.procs; {}exec sleep 1000",
         create(&mem2, &mem2_id, "mem2")
     );
-    let _b = Transient::start(
-        &unit,
-        &[
-            "-p",
-            "Delegate=yes",
-            "--setenv",
-            &marker,
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
+    let _b = delegated(&unit, &marker, &script);
     assert_eq!(rc("mem2"), 0, "{}", err("mem2"));
     assert_eq!(file(&mem2, "memory.max"), "67108864");
     let have = words(&mem2.cgroup_dir().join("cgroup.controllers"));
