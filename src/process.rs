@@ -166,6 +166,27 @@ fn plan(spec: &Spec) -> NsPlan {
     p
 }
 
+/// stdio on the host's /dev/null (a detached container's, from conmon or `run -d`) is
+/// reopened on the container's own, as runc does: a file of a mount the container can't see
+/// is one CRIU can't checkpoint, and the container needn't hold the host's /dev open.
+fn reopen_dev_null() {
+    let is_null = |st: &libc::stat| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+    };
+    let Ok(null) = sys::open(Path::new("/dev/null"), libc::O_RDWR, 0) else {
+        return;
+    };
+    if !sys::fstat(null.as_raw_fd()).is_ok_and(|st| is_null(&st)) {
+        return;
+    }
+    for fd in 0..3 {
+        if sys::fstat(fd).is_ok_and(|st| is_null(&st)) {
+            // SAFETY: dup3 onto a stdio number; both fds are valid.
+            unsafe { libc::dup3(null.as_raw_fd(), fd, 0) };
+        }
+    }
+}
+
 fn has_net_devices(spec: &oci_spec::runtime::Spec) -> bool {
     spec.linux()
         .as_ref()
@@ -732,6 +753,7 @@ fn init(
             }
         }
         crate::logging::phase("init: pivoted");
+        reopen_dev_null();
     }
 
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {

@@ -168,8 +168,8 @@ fn pre_dump_then_dump_and_leave_running() {
     rt.delete_force(&id).ok();
 }
 
-/// A checkpoint CRIU refuses (the init's stdin is the host's /dev/null, a file the container
-/// can't name) leaves the container running; a restore that fails leaves nothing.
+/// A checkpoint CRIU refuses (the init's stdout is a file on the host, of a mount the
+/// container can't see) leaves the container running; a restore that fails leaves nothing.
 #[test]
 #[ignore = "needs CRIU on a kernel it supports: make test-vm"]
 fn failures_leave_the_container_running_or_nothing_behind() {
@@ -179,7 +179,8 @@ fn failures_leave_the_container_running_or_nothing_behind() {
     let id = rt.new_id();
     rt.track_cgroup(&b.cgroup);
     let mut c = rt.command(&["run", "-d", "-b", b.path(), &id]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let out = fs::File::create(b.host_dir("out").join("stdout")).unwrap();
+    c.stdout(out).stderr(Stdio::null());
     assert!(c.status().unwrap().success());
     let pid = rt.pid(&id);
     let img = images(&b, "img");

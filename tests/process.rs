@@ -539,3 +539,41 @@ fn memory_policy_applies_to_the_init_and_exec() {
         rt.assert_no_leftovers(&id, &bad, &[]);
     }
 }
+
+/// The mount id an fd is on (/proc/PID/fdinfo/FD).
+fn fd_mnt_id(pid: u32, fd: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// stdio on the host's /dev/null (a detached container's) is reopened on the container's own
+/// /dev/null, as runc does (CRIU can't checkpoint a file of a mount the container can't see).
+#[test]
+fn stdio_on_the_hosts_dev_null_is_reopened_in_the_container() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let host_null = std::fs::File::open("/dev/null").unwrap();
+    let host = fd_mnt_id(
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&host_null),
+    );
+    for fd in 0..3 {
+        let link = std::fs::read_link(format!("/proc/{}/fd/{fd}", c.pid)).unwrap();
+        if link.to_str() == Some("/dev/null") {
+            assert_ne!(
+                fd_mnt_id(c.pid as u32, fd),
+                host,
+                "fd {fd} is still the host's /dev/null"
+            );
+        }
+    }
+    // start_ok's stdin is /dev/null: at least that one was checked.
+    let link = std::fs::read_link(format!("/proc/{}/fd/0", c.pid)).unwrap();
+    assert_eq!(link.to_str(), Some("/dev/null"));
+    rt.delete_force(&c.id).ok();
+}
