@@ -119,8 +119,8 @@ test-vm: deps rootfs build
 	echo "+ vm/run.sh $$v2 --ignored --test-threads=1; $$cr --ignored --test-threads=1"; \
 	vm/run.sh sh -c '"$$0" --ignored --test-threads=1; a=$$?; "$$1" --ignored --test-threads=1 && [ $$a -eq 0 ]' \
 		$$v2 $$cr || exit 1; \
-	echo "+ VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd"; \
-	VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd
+	echo "+ VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd $$cr"; \
+	VM_INIT=systemd vm/run.sh vm/systemd-tests.sh $$v2 $$sd $$cr
 
 # umoci, Podman, buildah, containerd and Docker drive rt end to end (e2e/*.sh), each with
 # private roots and daemons; one PASS/FAIL line per step. E2E_TOOLS picks some of them.
@@ -135,8 +135,8 @@ e2e-run:
 # The tools with their default settings on a modern host: in the VM that boots systemd as
 # PID 1 with pure cgroup v2, each told to use the systemd cgroup driver (Podman's and Docker's
 # default there, and containerd's SystemdCgroup, as Kubernetes recommends). Then Podman with
-# cgroupfs on a plain v2 VM, where its checkpoint/restore steps run (CRIU works on the VMs'
-# kernel; rt restore does not make systemd units yet).
+# cgroupfs on a plain v2 VM (its checkpoint/restore steps run in both: CRIU works on the VMs'
+# kernel).
 e2e-vm: e2e-deps build rootfs
 	@$(call apt_install,$(VM_PACKAGES))
 	VM_INIT=systemd vm/run.sh $(MAKE) --no-print-directory e2e-run E2E_TOOLS="$(E2E_VM_TOOLS)" E2E_CGROUP_MANAGER=systemd

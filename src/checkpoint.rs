@@ -33,6 +33,8 @@ pub struct CheckpointOpts {
 
 pub struct RestoreOpts {
     pub criu: CriuOpts,
+    /// `--systemd-cgroup`: the restored container gets a unit of its own.
+    pub systemd_cgroup: bool,
     pub bundle: PathBuf,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
@@ -211,8 +213,18 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let bundle = crate::spec::load(&o.bundle)?;
     let criu = criu_binary()?;
     let spec = &bundle.spec;
+    let systemd = o
+        .systemd_cgroup
+        .then(|| crate::container::systemd_plan(spec, id))
+        .transpose()?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cgroup_rel = crate::cgroups::resolve(cgroups_path.as_deref(), id)?;
+    let limits = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        Some(r) => crate::resources::plan(r)?,
+        None => Vec::new(),
+    };
+    let v2_mount = crate::cgroups::v2_mount();
+    let (on_v2, _) = crate::resources::split(v2_mount.as_deref(), &limits);
+    let device_rules = crate::container::device_rules(spec)?;
     let descriptors: Vec<String> = std::fs::read_to_string(o.criu.image_path.join(DESCRIPTORS))
         .with_context(|| {
             format!(
@@ -226,7 +238,36 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let guard = RestoreGuard {
         dir: Some(dir.path.clone()),
     };
-    let mut cgroup = crate::cgroups::create(&cgroup_rel, None)?;
+    let mut cgroup = match systemd {
+        Some(_) => None,
+        None => crate::cgroups::create(
+            &crate::cgroups::resolve(cgroups_path.as_deref(), id)?,
+            crate::resources::domain_limit(&on_v2),
+        )?,
+    };
+    // The same limits and device filter as create gives, before any restored process runs.
+    if let (Some(c), Some(mount)) = (&cgroup, &v2_mount) {
+        crate::resources::apply(mount, &c.rel, &on_v2, false)?;
+        if let Some(rules) = &device_rules {
+            crate::devices::attach(rules, &mount.join(c.rel.trim_start_matches('/')))?;
+        }
+    } else if !on_v2.is_empty() && systemd.is_none() {
+        bail!(
+            "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
+        );
+    }
+    // The systemd driver: the unit is made first, holding a placeholder process, so that CRIU
+    // restores the processes straight into its cgroup (their cgroup namespace rooted there).
+    let mut placeholder = None;
+    let unit = match &systemd {
+        Some(sd) => {
+            let p = Placeholder::spawn()?;
+            let u = enter_unit(sd, p.pid, &on_v2, device_rules.as_deref())?;
+            placeholder = Some(p);
+            Some(u)
+        }
+        None => None,
+    };
     let criu_root = dir.path.join("criu-root");
     std::fs::create_dir(&criu_root).context("create criu-root")?;
     let pidfile = dir.path.join("criu.pid");
@@ -243,8 +284,12 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     if o.tcp_close {
         cmd.arg("--tcp-close");
     }
-    if let Some(c) = &cgroup {
-        cmd.arg("--cgroup-root").arg(&c.rel);
+    if let Some(rel) = unit
+        .as_ref()
+        .map(|u| &u.rel)
+        .or(cgroup.as_ref().map(|c| &c.rel))
+    {
+        cmd.arg("--cgroup-root").arg(rel);
     }
     for (dest, src) in external_mounts(spec, &bundle.dir) {
         cmd.arg("--ext-mount-map")
@@ -284,12 +329,15 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let pid = match restored {
         Ok(pid) => pid,
         Err(e) => {
+            drop(placeholder);
+            drop(unit);
             drop(cgroup);
             drop(guard);
             return Err(e);
         }
     };
     let _ = std::fs::remove_dir(&criu_root);
+    drop(placeholder);
     let (start_time, _) =
         crate::sys::proc_start_time(pid).context("the restored init is gone already")?;
     let st = State {
@@ -301,10 +349,13 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
         created: crate::logging::rfc3339_now(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         owner: String::new(),
-        cgroup: cgroup.as_ref().map(|c| c.rel.clone()),
-        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned),
-        systemd_unit: None,
-        systemd_user: false,
+        cgroup: match &unit {
+            Some(u) => Some(u.rel.clone()),
+            None => cgroup.as_ref().map(|c| c.rel.clone()),
+        },
+        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned) || unit.is_some(),
+        systemd_unit: unit.as_ref().map(|u| u.name.clone()),
+        systemd_user: unit.as_ref().is_some_and(|u| u.user),
         cgroup_v1: Vec::new(),
         cgroup_v1_created: Vec::new(),
         shared_mounts: None,
@@ -319,6 +370,9 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     }
     if let Some(c) = cgroup.as_mut() {
         c.disarm();
+    }
+    if let Some(mut u) = unit {
+        u.disarm();
     }
     std::mem::forget(guard);
     if o.detach {
@@ -337,11 +391,62 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     status
 }
 
-/// In criu's process, before exec: a private mount namespace with the rootfs bound onto
-/// `target`.
+/// The systemd driver: a new unit for the container (its first process `pid`), with the
+/// limits systemd leaves to rt and the device filter, as at create.
+fn enter_unit(
+    sd: &crate::container::SystemdPlan,
+    pid: i32,
+    on_v2: &[&crate::resources::Write],
+    device_rules: Option<&[crate::devices::Rule]>,
+) -> Result<crate::systemd::Unit> {
+    let manager = crate::systemd::Manager::connect(sd.user)?;
+    let u = crate::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
+    let mount = crate::cgroups::v2_mount().context("no cgroup v2 mount")?;
+    crate::cgroups::enable_controllers(&mount, &u.rel, true);
+    crate::resources::apply(&mount, &u.rel, on_v2, true)?;
+    if let Some(rules) = device_rules.filter(|_| !crate::sys::rootless()) {
+        crate::devices::attach(rules, &mount.join(u.rel.trim_start_matches('/')))?;
+    }
+    Ok(u)
+}
+
+/// A child of rt that only waits to be killed: a new unit's first process (systemd starts a
+/// scope with at least one), killed and reaped on drop.
+struct Placeholder {
+    pid: i32,
+}
+
+impl Placeholder {
+    fn spawn() -> Result<Placeholder> {
+        // SAFETY: rt is single-threaded, so the child may run anything; it only pauses.
+        match unsafe { libc::fork() } {
+            -1 => Err(std::io::Error::last_os_error()).context("fork a placeholder"),
+            0 => loop {
+                // SAFETY: pause has no preconditions; the child never returns into rt.
+                unsafe { libc::pause() };
+            },
+            pid => Ok(Placeholder { pid }),
+        }
+    }
+}
+
+impl Drop for Placeholder {
+    fn drop(&mut self) {
+        // SAFETY: our own unreaped child, so the pid can't have been reused.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// In criu's process, before exec: a mount namespace of its own with the rootfs bound onto
+/// `target`. Slave, not private: nothing propagates back to the host, and the bind keeps the
+/// host's peer group as its master, which CRIU copies to the restored mounts that had it (on
+/// a systemd host, where / is shared).
 fn bind_root_privately(rootfs: &Path, target: &Path) -> std::io::Result<()> {
     crate::sys::unshare(libc::CLONE_NEWNS)?;
-    crate::sys::mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    crate::sys::mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
     let (Some(src), Some(dst)) = (rootfs.to_str(), target.to_str()) else {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     };

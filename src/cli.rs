@@ -511,14 +511,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             tcp_close,
             id,
         } => {
-            if cli.systemd_cgroup {
-                bail!("restore: the systemd cgroup driver is not supported for restore yet");
-            }
             return crate::checkpoint::restore(
                 root,
                 &id,
                 &crate::checkpoint::RestoreOpts {
                     criu: criu.opts(),
+                    systemd_cgroup: cli.systemd_cgroup,
                     bundle,
                     detach,
                     pid_file,

@@ -25,14 +25,14 @@ pub struct CreateOpts {
 
 /// What the systemd driver needs to make a container's unit, all checked before create
 /// touches anything.
-struct SystemdPlan {
-    path: crate::systemd::CgroupsPath,
-    user: bool,
+pub(crate) struct SystemdPlan {
+    pub(crate) path: crate::systemd::CgroupsPath,
+    pub(crate) user: bool,
     /// The unit's properties but its PIDs (the init does not exist yet).
-    props: Vec<crate::systemd::Property>,
+    pub(crate) props: Vec<crate::systemd::Property>,
 }
 
-fn systemd_plan(spec: &oci_spec::runtime::Spec, id: &str) -> Result<SystemdPlan> {
+pub(crate) fn systemd_plan(spec: &oci_spec::runtime::Spec, id: &str) -> Result<SystemdPlan> {
     let linux = spec.linux().as_ref();
     let user = crate::systemd::user_manager();
     let path = crate::systemd::CgroupsPath::parse(
@@ -503,7 +503,9 @@ fn asks_for_device_rules(spec: &oci_spec::runtime::Spec) -> bool {
         .is_some_and(|d| !d.is_empty())
 }
 
-fn device_rules(spec: &oci_spec::runtime::Spec) -> Result<Option<Vec<crate::devices::Rule>>> {
+pub(crate) fn device_rules(
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<Vec<crate::devices::Rule>>> {
     let Some(linux) = spec.linux() else {
         return crate::devices::rules(&[], &[]);
     };

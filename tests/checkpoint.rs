@@ -97,7 +97,9 @@ fn run_counter(rt: &Rt, b: &Bundle, n: u64) -> (String, i32, Child) {
 #[ignore = "needs CRIU on a kernel it supports: make test-vm"]
 fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
     let rt = Rt::new();
-    let b = counter();
+    let mut b = counter();
+    b.linux()["resources"] =
+        serde_json::json!({"memory": {"limit": 67108864}, "pids": {"limit": 20}});
     let (id, pid, _pipes) = run_counter(&rt, &b, 5);
     let img = images(&b, "img");
     let o = rt.cmd(&["checkpoint", "--image-path", &img, &id]);
@@ -119,6 +121,10 @@ fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
     assert!(at >= 5, "restored at {at}");
     assert!(wait_for(Duration::from_secs(20), || count(pid2) > at + 3));
     assert_eq!(proc_cgroup2(pid2).as_deref(), Some(b.cgroup.as_str()));
+    // The bundle's limits, as create gives them.
+    let file = |f: &str| fs::read_to_string(b.cgroup_dir().join(f)).unwrap();
+    assert_eq!(file("memory.max").trim(), "67108864");
+    assert_eq!(file("pids.max").trim(), "20");
     let st: serde_json::Value =
         serde_json::from_str(&rt.cmd(&["state", &id2]).ok().stdout).unwrap();
     assert_eq!(st["status"], "running");
@@ -294,4 +300,63 @@ fn hello_web_answers_again_after_restore() {
     );
     rt.delete_force(&id).ok();
     rt.assert_no_leftovers(&id, &b, &[]);
+}
+
+/// Under the systemd driver (users' default): the restored container is a scope unit of its
+/// own, with its limits, and goes on from its count. Runs in the VM that boots systemd
+/// (vm/systemd-tests.sh); elsewhere it has nothing to test.
+#[test]
+#[ignore = "needs CRIU and systemd as PID 1: make test-vm"]
+fn restore_under_the_systemd_driver_makes_a_unit() {
+    if !fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd") {
+        return;
+    }
+    // rt's global flags go after --root too.
+    const SD: &str = "--systemd-cgroup";
+    let rt = Rt::new();
+    let mut b = counter();
+    let name = unique("ck");
+    b.linux()["cgroupsPath"] = serde_json::json!(format!("system.slice:rt-test:{name}"));
+    b.linux()["resources"] = serde_json::json!({"memory": {"limit": 67108864}});
+    b.cgroup = format!("/system.slice/rt-test-{name}.scope");
+    b.save();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    let (o, _pipes) = with_pipes(&rt, &[SD, "run", "-d", "-b", b.path(), &id]);
+    o.ok();
+    let pid = rt.pid(&id);
+    assert!(wait_for(Duration::from_secs(20), || count(pid) >= 5));
+    let img = images(&b, "img");
+    let o = rt.cmd(&[SD, "checkpoint", "--image-path", &img, &id]);
+    criu_ok(&o, &img, "dump.log");
+    // The unit went with the checkpointed container.
+    assert!(wait_for(Duration::from_secs(10), || !b
+        .cgroup_dir()
+        .exists()));
+
+    let (o, _pipes2) = with_pipes(
+        &rt,
+        &[
+            SD,
+            "restore",
+            "-d",
+            "--image-path",
+            &img,
+            "-b",
+            b.path(),
+            &id,
+        ],
+    );
+    criu_ok(&o, &img, "restore.log");
+    let pid2 = rt.pid(&id);
+    assert!(count(pid2) >= 5, "restored at {}", count(pid2));
+    assert_eq!(proc_cgroup2(pid2).as_deref(), Some(b.cgroup.as_str()));
+    let max = fs::read_to_string(b.cgroup_dir().join("memory.max")).unwrap();
+    assert_eq!(max.trim(), "67108864");
+    let at = count(pid2);
+    assert!(wait_for(Duration::from_secs(20), || count(pid2) > at + 2));
+    rt.cmd(&[SD, "delete", "-f", &id]).ok();
+    assert!(wait_for(Duration::from_secs(10), || !b
+        .cgroup_dir()
+        .exists()));
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run inside the VM that boots systemd (make test-vm): the cgroup tests under both drivers,
-# then the systemd driver's own. $1: tests/cgroup_v2.rs's binary, $2: tests/systemd_cgroup.rs's.
+# then the systemd driver's own, and restore under it. $1: tests/cgroup_v2.rs's binary, $2:
+# tests/systemd_cgroup.rs's, $3: tests/checkpoint.rs's.
 set -u
 rc=0
 # With the cgroupfs driver on a systemd host, a container manager runs as a Delegate=yes
@@ -18,4 +19,6 @@ echo "== cgroup_v2, systemd driver (every rt call with --systemd-cgroup)"
 RT_TEST_CGROUP_DRIVER=systemd "$1" --include-ignored --test-threads=1 || rc=1
 echo "== systemd_cgroup"
 "$2" --include-ignored --test-threads=1 || rc=1
+echo "== checkpoint, systemd driver"
+"$3" --ignored --test-threads=1 systemd || rc=1
 exit $rc
