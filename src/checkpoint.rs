@@ -80,6 +80,18 @@ fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String
 }
 
 impl CriuOpts {
+    /// The option values CRIU would refuse, checked before anything is made or run.
+    fn check(&self) -> Result<()> {
+        let mode = self.manage_cgroups_mode.as_deref().unwrap_or("soft");
+        if !["soft", "full", "strict", "ignore"].contains(&mode) {
+            bail!("--manage-cgroups-mode {mode:?}: must be soft, full, strict or ignore");
+        }
+        if let Some(ns) = self.empty_ns.iter().find(|ns| *ns != "network") {
+            bail!("--empty-ns {ns:?}: only network is supported (as with runc)");
+        }
+        Ok(())
+    }
+
     fn common_args(&self, cmd: &mut Command, log: &str) -> Result<()> {
         std::fs::create_dir_all(&self.image_path)
             .with_context(|| format!("--image-path {}", self.image_path.display()))?;
@@ -102,16 +114,10 @@ impl CriuOpts {
             }
         }
         let mode = self.manage_cgroups_mode.as_deref().unwrap_or("soft");
-        if !["soft", "full", "strict", "ignore"].contains(&mode) {
-            bail!("--manage-cgroups-mode {mode:?}: must be soft, full, strict or ignore");
-        }
         if mode != "ignore" {
             cmd.arg(format!("--manage-cgroups={mode}"));
         }
-        for ns in &self.empty_ns {
-            if ns != "network" {
-                bail!("--empty-ns {ns:?}: only network is supported (as with runc)");
-            }
+        for _ in &self.empty_ns {
             cmd.args(["--empty-ns", "net"]);
         }
         Ok(())
@@ -144,6 +150,7 @@ fn run_criu(mut cmd: Command, what: &str, opts: &CriuOpts, log: &str) -> Result<
 /// `rt checkpoint`: the container's processes dumped into the image directory; the container
 /// is then gone (as with runc), unless --leave-running or --pre-dump.
 pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
+    o.criu.check()?;
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     match st.status(&dir.path) {
@@ -209,6 +216,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
 
 /// `rt restore`: a new container from the bundle whose processes are those of the image.
 pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
+    o.criu.check()?;
     state::validate_id(id)?;
     let bundle = crate::spec::load(&o.bundle)?;
     let criu = criu_binary()?;

@@ -360,3 +360,40 @@ fn restore_under_the_systemd_driver_makes_a_unit() {
         .cgroup_dir()
         .exists()));
 }
+
+/// Option values CRIU would refuse are one-line errors naming the flag, before anything is
+/// made: no image directory, no state, and the container runs on.
+#[test]
+fn bad_criu_options_are_refused_before_anything_is_made() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    let c = rt.start_ok(&b);
+    let img = b.dir.join("never-made");
+    let img = img.to_str().unwrap();
+    for (flag, value) in [
+        ("--manage-cgroups-mode", "sometimes"),
+        ("--empty-ns", "pid"),
+    ] {
+        rt.cmd(&["checkpoint", flag, value, "--image-path", img, &c.id])
+            .fails_with(&[flag, value]);
+        let id2 = rt.new_id();
+        rt.cmd(&[
+            "restore",
+            flag,
+            value,
+            "--image-path",
+            img,
+            "-b",
+            b.path(),
+            &id2,
+        ])
+        .fails_with(&[flag, value]);
+        assert!(!rt.state_dir(&id2).exists());
+    }
+    assert!(
+        !std::path::Path::new(img).exists(),
+        "an image directory was made"
+    );
+    assert!(pid_alive(c.pid));
+    rt.delete_force(&c.id).ok();
+}
