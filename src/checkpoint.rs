@@ -5,6 +5,7 @@
 //! over on restore (`descriptors.json` in the image directory, as runc writes).
 
 use anyhow::{Context, Result, bail};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,6 +23,7 @@ pub struct CriuOpts {
     pub manage_cgroups_mode: Option<String>,
     pub empty_ns: Vec<String>,
     pub auto_dedup: bool,
+    pub lazy_pages: bool,
 }
 
 pub struct CheckpointOpts {
@@ -29,6 +31,11 @@ pub struct CheckpointOpts {
     pub parent_path: Option<PathBuf>,
     pub leave_running: bool,
     pub pre_dump: bool,
+    /// `ADDRESS:PORT`: pages go to (or, lazily, are served from) there.
+    pub page_server: Option<String>,
+    pub status_fd: Option<i32>,
+    pub tcp_skip_in_flight: bool,
+    pub link_remap: bool,
 }
 
 pub struct RestoreOpts {
@@ -40,9 +47,15 @@ pub struct RestoreOpts {
     pub pid_file: Option<PathBuf>,
     pub subreaper: bool,
     pub tcp_close: bool,
+    pub console_socket: Option<PathBuf>,
+    pub lsm_profile: Option<String>,
+    pub lsm_mount_context: Option<String>,
 }
 
 const DESCRIPTORS: &str = "descriptors.json";
+/// The image's terminal, if the init's stdio was one: CRIU's key for it (`tty[rdev:dev]`),
+/// left out of the dump as external, for restore to put a new pty in its place.
+const TERMINAL: &str = "rt-terminal";
 
 fn criu_binary() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -120,6 +133,9 @@ impl CriuOpts {
         for _ in &self.empty_ns {
             cmd.args(["--empty-ns", "net"]);
         }
+        if self.lazy_pages {
+            cmd.arg("--lazy-pages");
+        }
         Ok(())
     }
 
@@ -147,10 +163,70 @@ fn run_criu(mut cmd: Command, what: &str, opts: &CriuOpts, log: &str) -> Result<
     Ok(())
 }
 
+impl CheckpointOpts {
+    /// `--page-server` as CRIU's address and port.
+    fn page_server(&self) -> Result<Option<(&str, u16)>> {
+        let Some(ps) = &self.page_server else {
+            return Ok(None);
+        };
+        let bad = || anyhow::anyhow!("--page-server {ps:?}: must be ADDRESS:PORT");
+        let (addr, port) = ps.rsplit_once(':').ok_or_else(bad)?;
+        let addr = addr.trim_start_matches('[').trim_end_matches(']');
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)?;
+        if addr.is_empty() {
+            return Err(bad());
+        }
+        Ok(Some((addr, port)))
+    }
+
+    fn check(&self) -> Result<()> {
+        self.criu.check()?;
+        self.page_server()?;
+        if let Some(fd) = self.status_fd {
+            // SAFETY: F_GETFL on any number is harmless; a closed one gives EBADF.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags < 0 {
+                bail!("--status-fd {fd}: not an open file descriptor");
+            }
+            if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                bail!("--status-fd {fd}: not writable");
+            }
+            if !self.criu.lazy_pages {
+                bail!(
+                    "--status-fd {fd}: only with --lazy-pages (CRIU says when pages can be fetched)"
+                );
+            }
+        }
+        if self.criu.lazy_pages && self.pre_dump {
+            bail!(
+                "--lazy-pages and --pre-dump: a pre-dump leaves the container running, nothing to serve"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// CRIU's key for the init's terminal (`tty[rdev:dev]`, hex), if its stdio is a pty slave.
+fn terminal_key(pid: i32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    (0..3).find_map(|n| {
+        let m = std::fs::metadata(format!("/proc/{pid}/fd/{n}")).ok()?;
+        // UNIX98 pty slaves: majors 136 to 143.
+        let major = libc::major(m.rdev());
+        (std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())
+            && (136..=143).contains(&major))
+        .then(|| format!("tty[{:x}:{:x}]", m.rdev(), m.dev()))
+    })
+}
+
 /// `rt checkpoint`: the container's processes dumped into the image directory; the container
 /// is then gone (as with runc), unless --leave-running or --pre-dump.
 pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
-    o.criu.check()?;
+    o.check()?;
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     match st.status(&dir.path) {
@@ -183,8 +259,38 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
     if o.leave_running && !o.pre_dump {
         cmd.arg("--leave-running");
     }
+    for (on, flag) in [
+        (o.tcp_skip_in_flight, "--skip-in-flight"),
+        (o.link_remap, "--link-remap"),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    if let Some((addr, port)) = o.page_server()? {
+        // Lazily, CRIU serves the pages there itself; otherwise it sends them to a page server.
+        if !o.criu.lazy_pages {
+            cmd.arg("--page-server");
+        }
+        cmd.arg("--address")
+            .arg(addr)
+            .arg("--port")
+            .arg(port.to_string());
+    }
+    if let Some(fd) = o.status_fd {
+        cmd.arg("--status-fd").arg(fd.to_string());
+    }
     for (dest, _) in external_mounts(&spec, &st.bundle) {
         cmd.arg("--ext-mount-map").arg(format!("{dest}:{dest}"));
+    }
+    // The terminal's master is held outside (by the console socket's reader), so the pty is
+    // left out as external, and /dev/console (bound to its slave) with it.
+    let tty = terminal_key(st.pid);
+    if let Some(key) = &tty {
+        cmd.arg("--external").arg(key);
+        if has_console(&spec) {
+            cmd.args(["--ext-mount-map", "/dev/console:/dev/console"]);
+        }
     }
     // What the init's stdio are, for restore to hand its own in their place.
     let fds: Vec<String> = (0..3)
@@ -201,6 +307,13 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
         serde_json::to_string(&fds)?,
     )
     .context("write descriptors.json")?;
+    let terminal = o.criu.image_path.join(TERMINAL);
+    match &tty {
+        Some(key) => std::fs::write(&terminal, key).context("write the image's terminal key")?,
+        None => {
+            let _ = std::fs::remove_file(&terminal);
+        }
+    }
     run_criu(
         cmd,
         if o.pre_dump { "pre-dump" } else { "dump" },
@@ -214,13 +327,69 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
     Ok(())
 }
 
+fn has_console(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+}
+
+/// The restored container's terminal: a new pty in the place of the image's external one.
+struct Terminal {
+    key: String,
+    pty: crate::console::Pty,
+    slave_path: PathBuf,
+    /// The caller's --console-socket, connected; None: rt relays it (foreground restore).
+    socket: Option<std::os::fd::OwnedFd>,
+}
+
+/// The terminal a restore needs, refused before anything is made when the image, the bundle
+/// and the flags disagree.
+fn restore_terminal(o: &RestoreOpts, spec: &oci_spec::runtime::Spec) -> Result<Option<Terminal>> {
+    let terminal = has_console(spec);
+    crate::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
+    let key = std::fs::read_to_string(o.criu.image_path.join(TERMINAL)).ok();
+    let key = match (terminal, key) {
+        (false, None) => return Ok(None),
+        (true, Some(k)) => k,
+        (true, None) => bail!(
+            "process.terminal is true but the checkpoint in {} has no terminal",
+            o.criu.image_path.display()
+        ),
+        (false, Some(_)) => bail!(
+            "the checkpoint in {} has a terminal: the bundle needs process.terminal true",
+            o.criu.image_path.display()
+        ),
+    };
+    let socket = o
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()
+        .context("--console-socket")?;
+    let (pty, slave_path) = crate::console::open_host_pty()?;
+    Ok(Some(Terminal {
+        key,
+        pty,
+        slave_path,
+        socket,
+    }))
+}
+
 /// `rt restore`: a new container from the bundle whose processes are those of the image.
 pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     o.criu.check()?;
+    if let Some(p) = &o.lsm_profile {
+        match p.split_once(':') {
+            Some(("apparmor" | "selinux", name)) if !name.is_empty() => {}
+            _ => bail!("--lsm-profile {p:?}: must be apparmor:NAME or selinux:LABEL"),
+        }
+    }
     state::validate_id(id)?;
     let bundle = crate::spec::load(&o.bundle)?;
     let criu = criu_binary()?;
     let spec = &bundle.spec;
+    let terminal = restore_terminal(o, spec)?;
     let systemd = o
         .systemd_cgroup
         .then(|| crate::container::systemd_plan(spec, id))
@@ -292,6 +461,22 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     if o.tcp_close {
         cmd.arg("--tcp-close");
     }
+    if let Some(p) = &o.lsm_profile {
+        cmd.arg("--lsm-profile").arg(p);
+    }
+    if let Some(c) = &o.lsm_mount_context {
+        cmd.arg("--lsm-mount-context").arg(c);
+    }
+    let mut inherit_slave = None;
+    if let Some(t) = &terminal {
+        let fd = t.pty.slave.as_raw_fd();
+        cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:{}", t.key));
+        if has_console(spec) {
+            cmd.arg("--ext-mount-map")
+                .arg(format!("/dev/console:{}", t.slave_path.display()));
+        }
+        inherit_slave = Some(fd);
+    }
     if let Some(rel) = unit
         .as_ref()
         .map(|u| &u.rel)
@@ -313,9 +498,15 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     // criu's own, so nothing is left on the host whatever happens to it.
     let rootfs = bundle.rootfs.clone();
     let target = criu_root.clone();
-    // SAFETY: the closure only makes syscalls (unshare, mount) before exec.
+    // SAFETY: the closure only makes syscalls (fcntl, unshare, mount) before exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if let Some(fd) = inherit_slave {
+                // The new terminal's slave, for CRIU to give the restored processes.
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             bind_root_privately(&rootfs, &target)
         });
     }
@@ -346,6 +537,26 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     };
     let _ = std::fs::remove_dir(&criu_root);
     drop(placeholder);
+    // The restored processes hold the new terminal's slave now; its master goes to the
+    // caller, as at create, or stays with rt to relay.
+    let mut console_master = None;
+    if let Some(t) = terminal {
+        match &t.socket {
+            Some(sock) => {
+                if let Err(e) = crate::console::send_master(sock.as_raw_fd(), &t.pty.master) {
+                    // A container nobody can reach: gone again, with what was made for it.
+                    // SAFETY: the restored init is rt's child (CRIU restores it as criu's
+                    // sibling) and unreaped, so the pid is still its.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    }
+                    return Err(e);
+                }
+            }
+            None => console_master = Some(t.pty.master),
+        }
+    }
     let (start_time, _) =
         crate::sys::proc_start_time(pid).context("the restored init is gone already")?;
     let st = State {
@@ -388,7 +599,12 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     }
     let pidfd = crate::sys::pidfd_open(pid).context("pidfd of the restored init")?;
     drop(dir);
-    let status = crate::container::wait_forwarding(pid, &pidfd, None, &mask);
+    let status = {
+        let _raw = console_master
+            .as_ref()
+            .map(|_| crate::console::RawMode::enter());
+        crate::container::wait_forwarding(pid, &pidfd, console_master.as_ref(), &mask)
+    };
     if let Ok(dir) = Dir::open(root, id)
         && let Ok(st2) = dir.load()
         && st2.pid == st.pid

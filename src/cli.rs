@@ -166,6 +166,10 @@ pub struct CriuArgs {
     /// Deduplicate the memory pages of incremental images
     #[arg(long)]
     pub auto_dedup: bool,
+    /// Memory pages served on demand (userfaultfd) rather than all at once: a checkpoint
+    /// serves them (see --page-server), a restore asks `criu lazy-pages` for them
+    #[arg(long)]
+    pub lazy_pages: bool,
 }
 
 impl CriuArgs {
@@ -180,6 +184,7 @@ impl CriuArgs {
             manage_cgroups_mode: self.manage_cgroups_mode.clone(),
             empty_ns: self.empty_ns.clone(),
             auto_dedup: self.auto_dedup,
+            lazy_pages: self.lazy_pages,
         }
     }
 }
@@ -355,6 +360,18 @@ pub enum Cmd {
         /// Dump memory only, leaving the container running (for a later dump)
         #[arg(long)]
         pre_dump: bool,
+        /// Send the memory pages to a CRIU page server (with --lazy-pages: serve them there)
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        page_server: Option<String>,
+        /// With --lazy-pages: a writable fd CRIU writes \0 to once the pages can be fetched
+        #[arg(long, value_name = "FD", default_value_t = -1, allow_hyphen_values = true)]
+        status_fd: i32,
+        /// Skip in-flight TCP connections
+        #[arg(long)]
+        tcp_skip_in_flight: bool,
+        /// Allow CRIU to link unlinked files back
+        #[arg(long)]
+        link_remap: bool,
         id: String,
     },
     /// Restore a container from a checkpoint's images
@@ -376,6 +393,19 @@ pub enum Cmd {
         /// Close restored TCP connections
         #[arg(long)]
         tcp_close: bool,
+        /// Unix socket to send the restored terminal's pty master to (a container with a terminal)
+        #[arg(long, value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+        /// Accepted for runc's callers: the restored mounts are CRIU's image of them, made at
+        /// create with or without pivot_root, so there is nothing to pivot
+        #[arg(long)]
+        no_pivot: bool,
+        /// LSM profile of the restored processes, TYPE:NAME (apparmor or selinux)
+        #[arg(long, value_name = "TYPE:NAME")]
+        lsm_profile: Option<String>,
+        /// LSM mount context of the restored mounts (SELinux)
+        #[arg(long, value_name = "CONTEXT")]
+        lsm_mount_context: Option<String>,
         id: String,
     },
     /// List the processes of a container
@@ -491,6 +521,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             parent_path,
             leave_running,
             pre_dump,
+            page_server,
+            status_fd,
+            tcp_skip_in_flight,
+            link_remap,
             id,
         } => crate::checkpoint::checkpoint(
             root,
@@ -500,6 +534,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 parent_path,
                 leave_running,
                 pre_dump,
+                page_server,
+                status_fd: (status_fd >= 0).then_some(status_fd),
+                tcp_skip_in_flight,
+                link_remap,
             },
         )?,
         Cmd::Restore {
@@ -509,6 +547,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             pid_file,
             no_subreaper,
             tcp_close,
+            console_socket,
+            no_pivot: _,
+            lsm_profile,
+            lsm_mount_context,
             id,
         } => {
             return crate::checkpoint::restore(
@@ -522,6 +564,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                     pid_file,
                     subreaper: !no_subreaper,
                     tcp_close,
+                    console_socket,
+                    lsm_profile,
+                    lsm_mount_context,
                 },
             );
         }

@@ -65,6 +65,42 @@ pub fn open_pty(root: &Root, process: &Process) -> Result<Pty> {
     Ok(Pty { master, slave })
 }
 
+/// A pty from the host's devpts, for a restored container whose terminal was outside its
+/// checkpoint: the pair and the slave's path. The slave is close-on-exec; whoever hands it
+/// on clears that in the child.
+pub fn open_host_pty() -> Result<(Pty, PathBuf)> {
+    let master = sys::open(
+        Path::new("/dev/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        0,
+    )
+    .context("terminal: open /dev/ptmx")?;
+    let mut unlock: libc::c_int = 0;
+    let mut index: libc::c_uint = 0;
+    // SAFETY: TIOCSPTLCK and TIOCGPTN take pointers to ints that live through the calls;
+    // TIOCGPTPEER returns a new fd, owned from here on.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0
+            || libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut index) != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("terminal: set up the pty");
+        }
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: open pty peer");
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    Ok((
+        Pty { master, slave },
+        PathBuf::from(format!("/dev/pts/{index}")),
+    ))
+}
+
 /// The init's terminal: a pty as above, with the slave bound over /dev/console.
 pub fn open_in(root: &Root, spec: &Spec) -> Result<Pty> {
     let process = spec

@@ -390,10 +390,250 @@ fn bad_criu_options_are_refused_before_anything_is_made() {
         .fails_with(&[flag, value]);
         assert!(!rt.state_dir(&id2).exists());
     }
+    let stdout_fd = "1";
+    for args in [
+        &["--page-server", "nowhere"][..],
+        &["--page-server", "127.0.0.1:0"],
+        &["--lazy-pages", "--status-fd", "999"],
+        &["--status-fd", stdout_fd],
+        &["--lazy-pages", "--pre-dump"],
+    ] {
+        let mut all = vec!["checkpoint"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--image-path", img, &c.id]);
+        let flag = args.iter().rev().find(|a| a.starts_with("--")).unwrap();
+        rt.cmd(&all).fails_with(&[flag]);
+    }
+    let id2 = rt.new_id();
+    rt.cmd(&[
+        "restore",
+        "--lsm-profile",
+        "smack",
+        "--image-path",
+        img,
+        "-b",
+        b.path(),
+        &id2,
+    ])
+    .fails_with(&["--lsm-profile", "smack"]);
+    assert!(!rt.state_dir(&id2).exists());
     assert!(
         !std::path::Path::new(img).exists(),
         "an image directory was made"
     );
     assert!(pid_alive(c.pid));
     rt.delete_force(&c.id).ok();
+}
+
+/// A restore whose bundle, image and console flags disagree about a terminal is refused
+/// before anything is made.
+#[test]
+fn terminal_mismatches_are_refused_before_restore() {
+    let rt = Rt::new();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    b.process()["terminal"] = serde_json::json!(true);
+    b.save();
+    let img = b.host_dir("img");
+    fs::write(img.join("descriptors.json"), "[]").unwrap();
+    let img = img.to_str().unwrap();
+    let sock = b.dir.join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let dir = b.path().to_string();
+    let restore = |extra: &[&str]| {
+        let id = rt.new_id();
+        let mut args = vec!["restore", "-d", "--image-path", img, "-b", &dir];
+        args.extend_from_slice(extra);
+        args.push(&id);
+        let o = rt.cmd(&args);
+        assert!(!rt.state_dir(&id).exists(), "state left by {args:?}");
+        o
+    };
+    restore(&[]).fails_with(&["--console-socket"]);
+    restore(&["--console-socket", sock.to_str().unwrap()])
+        .fails_with(&["process.terminal", "no terminal"]);
+    // An image with a terminal and a bundle without one.
+    fs::write(format!("{img}/rt-terminal"), "tty[8800:d]").unwrap();
+    b.process()["terminal"] = serde_json::json!(false);
+    b.save();
+    restore(&[]).fails_with(&["has a terminal", "process.terminal"]);
+}
+
+fn write_master(fd: std::os::fd::RawFd, text: &str) {
+    // SAFETY: a write from a live buffer to an fd the test owns.
+    let n = unsafe { libc::write(fd, text.as_ptr().cast(), text.len()) };
+    assert_eq!(n, text.len() as isize);
+}
+
+/// A container with a terminal (`podman run -t`): its pty's master is outside the container,
+/// so the dump leaves the pty out; restore puts a new one in its place and sends its master
+/// to --console-socket. The same shell goes on from its count and answers on the new pty.
+#[test]
+#[ignore = "needs CRIU on a kernel it supports: make test-vm"]
+fn a_terminal_container_goes_on_on_a_new_pty_after_restore() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixListener;
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; \
+         if read -t 1 line; then echo \"got:$line\"; fi; done",
+    );
+    b.remove_namespace("network");
+    b.process()["terminal"] = serde_json::json!(true);
+    b.save();
+    let sock = b.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let id = rt.new_id();
+    rt.track_cgroup(&b.cgroup);
+    rt.cmd(&[
+        "run",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "-b",
+        b.path(),
+        &id,
+    ])
+    .ok();
+    let master = receive_console(&listener).unwrap_or_else(|e| panic!("{e}"));
+    let master = master[0].as_raw_fd();
+    let pid = rt.pid(&id);
+    write_master(master, "before\n");
+    let out = read_master_until(master, "got:before", Duration::from_secs(10));
+    assert!(out.contains("got:before"), "{out:?}");
+
+    let img = images(&b, "img");
+    let o = rt.cmd(&["checkpoint", "--image-path", &img, &id]);
+    criu_ok(&o, &img, "dump.log");
+    assert!(!pid_alive(pid));
+    let at = count(pid);
+    let key = fs::read_to_string(format!("{img}/rt-terminal")).unwrap();
+    assert!(key.starts_with("tty["), "{key}");
+
+    let sock2 = b.dir.join("console2.sock");
+    let listener2 = UnixListener::bind(&sock2).unwrap();
+    let id2 = rt.new_id();
+    let o = rt.cmd(&[
+        "restore",
+        "-d",
+        "--console-socket",
+        sock2.to_str().unwrap(),
+        "--image-path",
+        &img,
+        "-b",
+        b.path(),
+        &id2,
+    ]);
+    criu_ok(&o, &img, "restore.log");
+    let master2 = receive_console(&listener2).unwrap_or_else(|e| panic!("{e}"));
+    let master2 = master2[0].as_raw_fd();
+    assert!(is_pty_master(master2));
+    let pid2 = rt.pid(&id2);
+    assert!(count(pid2) >= at.max(1), "restored at {}", count(pid2));
+    // The shell's stdin is the new pty: what is typed there reaches it, its answer comes back.
+    write_master(master2, "after\n");
+    let out = read_master_until(master2, "got:after", Duration::from_secs(10));
+    assert!(out.contains("got:after"), "{out:?}");
+    rt.delete_force(&id2).ok();
+    rt.assert_no_leftovers(&id2, &b, &[]);
+}
+
+/// Lazy migration: the checkpoint serves the memory pages on a page server, CRIU saying on
+/// --status-fd when it is ready; `criu lazy-pages` fetches them for a restore --lazy-pages,
+/// and the counter goes on from its count.
+#[test]
+#[ignore = "needs CRIU on a kernel it supports: make test-vm"]
+fn lazy_pages_come_from_the_checkpoints_page_server() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let rt = Rt::new();
+    let b = counter();
+    let (id, pid, _pipes) = run_counter(&rt, &b, 5);
+    let img = images(&b, "img");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-int array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh fds, owned from here on.
+    let (mut ready, status_w) = unsafe {
+        (
+            fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let ps = format!("127.0.0.1:{port}");
+    let mut dump = rt.command(&[
+        "checkpoint",
+        "--lazy-pages",
+        "--page-server",
+        &ps,
+        "--status-fd",
+        "5",
+        "--image-path",
+        &img,
+        &id,
+    ]);
+    pass_fds(&mut dump, &[(status_w.as_raw_fd(), 5)]);
+    let mut dump = dump.spawn().unwrap();
+    drop(status_w);
+    let mut byte = [1u8; 1];
+    ready
+        .read_exact(&mut byte)
+        .expect("CRIU said nothing on --status-fd");
+    assert_eq!(byte[0], 0);
+
+    // The dumped processes stay (frozen) until their pages are served: the restored ones get a
+    // cgroup of their own, as on the other host of a migration.
+    let mut b = b;
+    let (path, cgroup) = new_cgroups_path();
+    b.linux()["cgroupsPath"] = serde_json::json!(path);
+    b.cgroup = cgroup;
+    b.save();
+    rt.track_cgroup(&b.cgroup);
+    let mut lazy = std::process::Command::new("criu")
+        .args(["lazy-pages", "--page-server", "--address", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "-D", &img, "-W", &img])
+        .args(["-o", "lazy-pages.log", "-v4"])
+        .spawn()
+        .unwrap();
+    let id2 = rt.new_id();
+    let (o, _pipes2) = with_pipes(
+        &rt,
+        &[
+            "restore",
+            "-d",
+            "--lazy-pages",
+            "--image-path",
+            &img,
+            "-b",
+            b.path(),
+            &id2,
+        ],
+    );
+    criu_ok(&o, &img, "restore.log");
+    let pid2 = rt.pid(&id2);
+    let at = count(pid2);
+    assert!(at >= 5, "restored at {at}");
+    assert!(wait_for(Duration::from_secs(20), || count(pid2) > at + 3));
+    // Every page fetched: the page server and the lazy-pages daemon are done.
+    assert!(
+        wait_for(Duration::from_secs(30), || dump
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the checkpoint's page server never finished"
+    );
+    assert!(
+        dump.wait().unwrap().success(),
+        "{}",
+        criu_log(&img, "dump.log")
+    );
+    assert!(!pid_alive(pid));
+    assert!(lazy.wait().unwrap().success(), "criu lazy-pages failed");
+    rt.cmd(&["state", &id]).fails_with(&["does not exist"]);
+    rt.delete_force(&id2).ok();
+    rt.assert_no_leftovers(&id2, &b, &[]);
 }

@@ -75,43 +75,6 @@ fn console_receiver(path: &Path) -> mpsc::Receiver<Result<Received, String>> {
     rx
 }
 
-fn is_pty_master(fd: RawFd) -> bool {
-    let mut n: libc::c_uint = 0;
-    // TIOCGPTN only succeeds on a pty master
-    unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut n) == 0 }
-}
-
-/// Read from the master until `needle` shows up, EOF/EIO, or the timeout.
-fn read_master_until(fd: RawFd, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    loop {
-        if String::from_utf8_lossy(&out).contains(needle) {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
-        if r <= 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-        if n <= 0 {
-            break; // EIO once the slave side is closed
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn console_socket_receives_pty_master() {
     let rt = Rt::new();
