@@ -101,25 +101,37 @@ fi
 step "podman rm -f" podman rm -f -t 0 mem
 
 # podman container checkpoint / restore through rt's (CRIU): where criu works on the running
-# kernel (the VMs' 6.1, not the build machines' 6.18), on the host network (criu 3.17 can't
-# dump a network namespace on these kernels; see the README).
+# kernel (the VMs' 6.1, not the build machines' 6.18). Podman's own network namespace (a
+# path in the config: external to the dump, rejoined on restore), a terminal (-t: a new pty
+# through --console-socket), and the seed's web server answering again.
 if criu check >/dev/null 2>&1; then
-    count() { podman exec ck cat /tmp/count; }
-    counted() { [ "$(count)" -ge "$1" ] 2>/dev/null; }
-    step "podman run -d a counter (host network)" podman run -d --name ck --network host "$IMG" \
-        sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'
-    # Far enough that a fresh start could not catch up while restore runs.
-    step "it counts to 50" retry 100 counted 50
-    c0=$(count)
-    n=$(calls)
-    step "podman container checkpoint" podman container checkpoint ck
-    step "rt checkpoint was called" since "$n" " checkpoint "
-    at=$(podman inspect --format '{{.State.Status}}' ck)
-    step "checkpointed: it stopped" expect_eq exited echo "$at"
-    step "podman container restore" podman container restore ck
-    step "rt restore was called" since "$n" " restore "
-    step "it goes on from its count ($c0), not from 1" counted "$c0"
-    step "podman rm -f the restored container" podman rm -f -t 0 ck
+    count() { podman exec "$1" cat /tmp/count; }
+    counted() { [ "$(count "$1")" -ge "$2" ] 2>/dev/null; }
+    COUNTER='i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'
+    for ck in ck ckt; do
+        tty=; [ $ck = ckt ] && tty=-t
+        step "podman run -d ${tty:+$tty }a counter ($ck)" podman run -d $tty --name $ck "$IMG" sh -c "$COUNTER"
+        # Far enough that a fresh start could not catch up while restore runs.
+        step "it counts to 50" retry 100 counted $ck 50
+        c0=$(count $ck)
+        n=$(calls)
+        step "podman container checkpoint $ck" podman container checkpoint $ck
+        step "rt checkpoint was called" since "$n" " checkpoint "
+        at=$(podman inspect --format '{{.State.Status}}' $ck)
+        step "checkpointed: it stopped" expect_eq exited echo "$at"
+        step "podman container restore $ck" podman container restore $ck
+        step "rt restore was called" since "$n" " restore "
+        step "it goes on from its count ($c0), not from 1" counted $ck "$c0"
+        step "podman rm -f the restored container" podman rm -f -t 0 $ck
+    done
+    step "tty: rt restore was given a console socket" rt_called "restore .*--console-socket"
+    step "podman run -d -p 127.0.0.1:8083:8082 the web server" podman run -d --name ckweb -p 127.0.0.1:8083:8082 "$WEB"
+    step "it says Hello World" expect_eq "Hello World" retry 50 curl -fsS http://127.0.0.1:8083/index.html
+    step "podman container checkpoint ckweb" podman container checkpoint ckweb
+    step "checkpointed: nobody answers" bash -c '! curl -fsS -m 2 http://127.0.0.1:8083/index.html'
+    step "podman container restore ckweb" podman container restore ckweb
+    step "restored: it says Hello World again" expect_eq "Hello World" retry 50 curl -fsS http://127.0.0.1:8083/index.html
+    step "podman rm -f the restored web server" podman rm -f -t 0 ckweb
 else
     echo "SKIP $E2E_NAME: checkpoint/restore (criu does not work on this kernel)"
 fi

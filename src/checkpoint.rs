@@ -283,6 +283,13 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
     for (dest, _) in external_mounts(&spec, &st.bundle) {
         cmd.arg("--ext-mount-map").arg(format!("{dest}:{dest}"));
     }
+    for (kind, key, _) in external_namespaces(&spec) {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(format!("/proc/{}/ns/{kind}", st.pid))
+            .with_context(|| format!("the container's {kind} namespace"))?
+            .ino();
+        cmd.arg("--external").arg(format!("{kind}[{ino}]:{key}"));
+    }
     // The terminal's master is held outside (by the console socket's reader), so the pty is
     // left out as external, and /dev/console (bound to its slave) with it.
     let tty = terminal_key(st.pid);
@@ -325,6 +332,30 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
         crate::container::destroy(dir, &st)?;
     }
     Ok(())
+}
+
+/// The namespaces the container joined by path (a network namespace Podman or CNI made, a
+/// pod's pid namespace): not the container's to save. CRIU leaves them out as external, under
+/// runc's keys, and restore hands it the bundle's namespace in their place. CRIU's kind,
+/// the key, and the spec's path.
+fn external_namespaces(
+    spec: &oci_spec::runtime::Spec,
+) -> Vec<(&'static str, &'static str, PathBuf)> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ns| {
+            let (kind, key) = match ns.typ() {
+                T::Network => ("net", "extRootNetNS"),
+                T::Pid => ("pid", "extRootPidNS"),
+                _ => return None,
+            };
+            Some((kind, key, ns.path().clone()?))
+        })
+        .collect()
 }
 
 fn has_console(spec: &oci_spec::runtime::Spec) -> bool {
@@ -467,7 +498,8 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     if let Some(c) = &o.lsm_mount_context {
         cmd.arg("--lsm-mount-context").arg(c);
     }
-    let mut inherit_slave = None;
+    // The fds CRIU inherits: the new terminal's slave, the namespaces to restore into.
+    let mut inherit = Vec::new();
     if let Some(t) = &terminal {
         let fd = t.pty.slave.as_raw_fd();
         cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:{}", t.key));
@@ -475,7 +507,18 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
             cmd.arg("--ext-mount-map")
                 .arg(format!("/dev/console:{}", t.slave_path.display()));
         }
-        inherit_slave = Some(fd);
+        inherit.push(fd);
+    }
+    let mut namespaces = Vec::new();
+    for (kind, key, path) in external_namespaces(spec) {
+        let ns =
+            crate::sys::open(&path, libc::O_RDONLY | libc::O_CLOEXEC, 0).with_context(|| {
+                format!("linux.namespaces: the {kind} namespace {}", path.display())
+            })?;
+        cmd.arg("--inherit-fd")
+            .arg(format!("fd[{}]:{key}", ns.as_raw_fd()));
+        inherit.push(ns.as_raw_fd());
+        namespaces.push(ns);
     }
     if let Some(rel) = unit
         .as_ref()
@@ -501,8 +544,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     // SAFETY: the closure only makes syscalls (fcntl, unshare, mount) before exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if let Some(fd) = inherit_slave {
-                // The new terminal's slave, for CRIU to give the restored processes.
+            for &fd in &inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

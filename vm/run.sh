@@ -37,7 +37,7 @@ mkdir -p "$cache"
 modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache
 9pnet 9pnet_virtio 9p overlay virtio_blk tun llc stp bridge veth
 crc32_generic udp_tunnel ip6_udp_tunnel ib_core ib_uverbs rdma_rxe
-crc32c_generic libcrc32c nfnetlink nf_tables unix_diag inet_diag tcp_diag udp_diag netlink_diag
+crc32c_generic libcrc32c nfnetlink nf_tables nf_defrag_ipv4 nf_defrag_ipv6 nf_conntrack nf_conntrack_netlink unix_diag inet_diag tcp_diag udp_diag netlink_diag
 af_packet_diag"
 modules=$(echo $modules)
 
