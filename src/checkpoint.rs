@@ -89,7 +89,32 @@ fn external_mounts(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Vec<(String
             };
             Some((m.destination().to_string_lossy().into_owned(), src))
         })
+        .chain(device_binds(spec))
         .collect()
+}
+
+/// In a user namespace, where mknod is not allowed, the container's device nodes are bind
+/// mounts of the host's (rootfs.rs): external too, each from the host node of its path.
+fn device_binds(spec: &oci_spec::runtime::Spec) -> Vec<(String, PathBuf)> {
+    if !crate::spec::has_namespace(spec, oci_spec::runtime::LinuxNamespaceType::User) {
+        return Vec::new();
+    }
+    let defaults =
+        ["null", "zero", "full", "random", "urandom", "tty"].map(|n| format!("/dev/{n}"));
+    let listed = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|d| d.path().to_string_lossy().into_owned());
+    let mut all: Vec<(String, PathBuf)> = Vec::new();
+    for d in defaults.into_iter().chain(listed) {
+        if !all.iter().any(|(seen, _)| *seen == d) {
+            all.push((d.clone(), PathBuf::from(d)));
+        }
+    }
+    all
 }
 
 impl CriuOpts {

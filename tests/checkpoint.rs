@@ -672,3 +672,39 @@ fn a_container_in_a_joined_network_namespace_is_restored_into_it() {
     rt.delete_force(&id2).ok();
     rt.assert_no_leftovers(&id2, &b, &[]);
 }
+
+/// A container in a user namespace: its device nodes are bind mounts of the host's (mknod is
+/// not allowed there), described to CRIU as external mounts and bound again on restore; the
+/// restored processes keep their mapped ids.
+#[test]
+#[ignore = "needs CRIU on a kernel it supports: make test-vm"]
+fn a_user_namespace_container_goes_on_after_restore() {
+    let rt = Rt::new();
+    let mut b = counter();
+    b.add_namespace("user", None);
+    let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    b.linux()["uidMappings"] = map.clone();
+    b.linux()["gidMappings"] = map;
+    let (id, pid, _pipes) = run_counter(&rt, &b, 5);
+    let img = images(&b, "img");
+    let o = rt.cmd(&["checkpoint", "--image-path", &img, &id]);
+    criu_ok(&o, &img, "dump.log");
+    assert!(!pid_alive(pid));
+
+    let id2 = rt.new_id();
+    let (o, _pipes2) = with_pipes(
+        &rt,
+        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id2],
+    );
+    criu_ok(&o, &img, "restore.log");
+    let pid2 = rt.pid(&id2);
+    let at = count(pid2);
+    assert!(at >= 5, "restored at {at}");
+    assert!(wait_for(Duration::from_secs(20), || count(pid2) > at + 3));
+    assert_ne!(ns_link(pid2, "user"), host_ns("user"));
+    assert_eq!(proc_status_nums(pid2, "Uid")[0], 100000);
+    let null = find_mount(pid2, "/dev/null").expect("/dev/null is a mount in the container");
+    assert_eq!(null.fstype, "devtmpfs", "{}", null.line);
+    rt.delete_force(&id2).ok();
+    rt.assert_no_leftovers(&id2, &b, &[]);
+}
