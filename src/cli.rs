@@ -173,8 +173,8 @@ pub struct CriuArgs {
 }
 
 impl CriuArgs {
-    fn opts(&self) -> crate::checkpoint::CriuOpts {
-        crate::checkpoint::CriuOpts {
+    fn opts(&self) -> crate::container::checkpoint::CriuOpts {
+        crate::container::checkpoint::CriuOpts {
             image_path: self.image_path.clone(),
             work_path: self.work_path.clone(),
             tcp_established: self.tcp_established,
@@ -495,7 +495,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Update(a) => {
             let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();
-            let f = crate::events::UpdateFlags {
+            let f = crate::container::update::UpdateFlags {
                 memory: size(&a.memory)?,
                 memory_swap: size(&a.memory_swap)?,
                 memory_reservation: size(&a.memory_reservation)?,
@@ -509,13 +509,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 pids_limit: a.pids_limit,
                 blkio_weight: a.blkio_weight,
             };
-            crate::events::update(root, &a.id, a.resources.as_deref(), &f)?;
+            crate::container::update::update(root, &a.id, a.resources.as_deref(), &f)?;
         }
         Cmd::Events {
             stats,
             interval,
             id,
-        } => crate::events::events(root, &id, stats, parse_duration(&interval)?)?,
+        } => crate::container::events::events(root, &id, stats, parse_duration(&interval)?)?,
         Cmd::Checkpoint {
             criu,
             parent_path,
@@ -526,10 +526,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             tcp_skip_in_flight,
             link_remap,
             id,
-        } => crate::checkpoint::checkpoint(
+        } => crate::container::checkpoint::checkpoint(
             root,
             &id,
-            &crate::checkpoint::CheckpointOpts {
+            &crate::container::checkpoint::CheckpointOpts {
                 criu: criu.opts(),
                 parent_path,
                 leave_running,
@@ -553,10 +553,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             lsm_mount_context,
             id,
         } => {
-            return crate::checkpoint::restore(
+            return crate::container::checkpoint::restore(
                 root,
                 &id,
-                &crate::checkpoint::RestoreOpts {
+                &crate::container::checkpoint::RestoreOpts {
                     criu: criu.opts(),
                     systemd_cgroup: cli.systemd_cgroup,
                     bundle,
@@ -579,7 +579,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             );
         }
         Cmd::Exec(a) => {
-            let o = crate::exec::ExecOpts {
+            let o = crate::container::exec::ExecOpts {
                 process_file: a.process,
                 args: a.command,
                 tty: a.tty,
@@ -599,7 +599,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 process_label: a.process_label,
                 ignore_paused: a.ignore_paused,
             };
-            return crate::exec::exec(root, &a.id, &o);
+            return crate::container::exec::exec(root, &a.id, &o);
         }
         Cmd::List { format, quiet } => print_list(root, format, quiet)?,
         Cmd::Ps {

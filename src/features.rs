@@ -3,7 +3,7 @@
 //! the namespace table), so a claim can't drift from the truth; a test checks the rest.
 
 use crate::hooks::Phase;
-use crate::rootfs::{FLAG_OPTIONS, IDMAP_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS};
+use crate::process::rootfs::{FLAG_OPTIONS, IDMAP_OPTIONS, PROPAGATION_OPTIONS, RECURSIVE_OPTIONS};
 
 pub fn document() -> serde_json::Value {
     let mut mount_options: Vec<&str> = FLAG_OPTIONS
@@ -46,9 +46,9 @@ pub fn document() -> serde_json::Value {
             // root and on the caller's user manager otherwise. rdma: linux.resources.rdma
             // (resources.rs; proven on a soft-RoCE device in the VM, tests/cgroup_v2.rs).
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true},
-            "seccomp": crate::seccomp::features(),
-            "apparmor": {"enabled": crate::lsm::apparmor_enabled()},
-            "selinux": {"enabled": crate::lsm::selinux_enabled()},
+            "seccomp": crate::process::security::seccomp::features(),
+            "apparmor": {"enabled": crate::process::security::lsm::apparmor_enabled()},
+            "selinux": {"enabled": crate::process::security::lsm::selinux_enabled()},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
             "netDevices": {"enabled": true}

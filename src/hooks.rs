@@ -157,7 +157,7 @@ fn run_one(h: &Hook, input: &[u8], default_env: Option<&[String]>) -> Result<()>
             stdout.as_ref().map_or(-1, |s| s.as_raw_fd()),
             stderr.as_ref().map_or(-1, |s| s.as_raw_fd()),
         ];
-        let ev = crate::container::poll_in(&fds, timeout_ms)?;
+        let ev = crate::sys::poll_in(&fds, timeout_ms)?;
         for (i, pipe) in [(1, &mut stdout), (2, &mut stderr)] {
             if ev[i] != 0
                 && let Some(p) = pipe.as_mut()

@@ -19,7 +19,7 @@ fn main() {
         }
     };
     // Before the --log file (or anything else of rt's) can take a number the caller left free.
-    rt::container::note_passed_fds(cli.preserve_fds());
+    rt::process::fds::note_passed_fds(cli.preserve_fds());
     let format = match cli.log_format {
         cli::LogFormat::Text => logging::Format::Text,
         cli::LogFormat::Json => logging::Format::Json,

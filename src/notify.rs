@@ -69,7 +69,7 @@ pub fn wait_ready(sock: &UnixDatagram, init_pidfd: &std::os::fd::OwnedFd, pid: i
     };
     let mut buf = vec![0u8; 4096];
     loop {
-        let ev = crate::container::poll_in(&[sock.as_raw_fd(), init_pidfd.as_raw_fd()], -1)?;
+        let ev = crate::sys::poll_in(&[sock.as_raw_fd(), init_pidfd.as_raw_fd()], -1)?;
         if ev[0] != 0 {
             let n = sock
                 .recv(&mut buf)

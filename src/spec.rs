@@ -291,15 +291,15 @@ fn validate(spec: &Spec) -> Result<()> {
         check_uts_sysctl(spec, key, value)?;
     }
     if let Some(p) = linux.rootfs_propagation()
-        && crate::rootfs::propagation_flag(p).is_none()
+        && crate::process::rootfs::propagation_flag(p).is_none()
     {
         bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
     }
     if let Some(r) = linux.resources() {
-        crate::resources::plan(r).map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
+        crate::cgroups::resources::plan(r).map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
     }
     if let Some(s) = linux.seccomp()
-        && crate::seccomp::uses_notify(s)
+        && crate::process::security::seccomp::uses_notify(s)
         && s.listener_path()
             .as_ref()
             .is_none_or(|p| p.as_os_str().is_empty())
@@ -340,7 +340,7 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
             );
         }
     }
-    crate::lsm::check(
+    crate::process::security::lsm::check(
         process.apparmor_profile().as_deref(),
         process.selinux_label().as_deref(),
         None,
@@ -348,7 +348,10 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
     if let Some(a) = process.exec_cpu_affinity() {
         for (name, list) in [("initial", a.initial()), ("final", a.cpu_affinity_final())] {
             if let Some(list) = list {
-                crate::security::cpu_set(list, &format!("{field}.execCPUAffinity.{name}"))?;
+                crate::process::security::cpu_set(
+                    list,
+                    &format!("{field}.execCPUAffinity.{name}"),
+                )?;
             }
         }
     }
@@ -368,12 +371,12 @@ fn resctrl_mounted() -> bool {
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     let l = spec.linux().as_ref();
     if let Some(m) = l.and_then(|l| l.memory_policy().as_ref()) {
-        crate::security::check_memory_policy(m)
+        crate::process::security::check_memory_policy(m)
             .map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
     }
-    crate::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
+    crate::process::security::lsm::check(None, None, l.and_then(|l| l.mount_label().as_deref()))?;
     if let Some(d) = l.and_then(|l| l.net_devices().as_ref()) {
-        crate::netdev::check(d, has_namespace(spec, LinuxNamespaceType::Network))?;
+        crate::process::netdev::check(d, has_namespace(spec, LinuxNamespaceType::Network))?;
     }
     if l.is_some_and(|l| l.intel_rdt().is_some()) {
         // runc refuses it the same way where the host has no resctrl; where it has one, rt
@@ -394,7 +397,7 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         let has_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
         if has_maps || idmap_opt {
             let d = m.destination().display();
-            let opts = crate::rootfs::parse_options(m.options().as_deref().unwrap_or(&[]));
+            let opts = crate::process::rootfs::parse_options(m.options().as_deref().unwrap_or(&[]));
             if m.typ().as_deref() != Some("bind") && opts.flags & libc::MS_BIND == 0 {
                 bail!("config.json: mounts: {d}: id mappings need a bind mount");
             }

@@ -252,8 +252,8 @@ impl State {
         if !self.init_alive() {
             Status::Stopped
         } else if match self.cgroup.as_deref() {
-            Some(cg) => crate::cgroups::is_frozen(cg),
-            None => crate::cgroupv1::is_frozen(&self.cgroup_v1),
+            Some(cg) => crate::cgroups::v2::is_frozen(cg),
+            None => crate::cgroups::v1::is_frozen(&self.cgroup_v1),
         } {
             Status::Paused
         } else if dir.join(EXEC_FIFO).exists() {

@@ -672,3 +672,27 @@ pub fn readlinkat(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<CString> {
     buf.truncate(n as usize);
     CString::new(buf).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
+
+/// poll(2) for POLLIN on `fds`, retried on EINTR: the revents, in order.
+pub fn poll_in(fds: &[i32], timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: p is a valid array of pollfd of its length.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(p.iter().map(|x| x.revents).collect());
+    }
+}

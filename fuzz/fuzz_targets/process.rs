@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = rt::exec::parse_process(data);
+    let _ = rt::container::exec::parse_process(data);
 });

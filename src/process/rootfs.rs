@@ -536,8 +536,8 @@ impl Setup<'_> {
         // (A pure v2 host with only a named v1 hierarchy, such as name=systemd for old
         // images, keeps cgroup2: runc decides by what /sys/fs/cgroup is.)
         if typ == "cgroup"
-            && !crate::cgroupv1::hierarchies().is_empty()
-            && crate::cgroups::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup"))
+            && !crate::cgroups::v1::hierarchies().is_empty()
+            && crate::cgroups::v2::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup"))
         {
             return self.cgroup_v1_tree(root, dest, &o);
         }
@@ -553,7 +553,7 @@ impl Setup<'_> {
         let data = if matches!(typ, "proc" | "sysfs" | "cgroup2" | "mqueue") {
             data
         } else {
-            crate::lsm::mount_data(
+            crate::process::security::lsm::mount_data(
                 &data,
                 self.spec
                     .linux()
@@ -638,7 +638,7 @@ impl Setup<'_> {
 
     /// The container's v2 cgroup directory, else the host's v2 mount.
     fn v2_cgroup_source(&self) -> Option<PathBuf> {
-        self.v2_cgroup.clone().or_else(crate::cgroups::v2_mount)
+        self.v2_cgroup.clone().or_else(crate::cgroups::v2::v2_mount)
     }
 
     /// A `cgroup` mount on a v1 or hybrid host: a tmpfs at `dest` holding each v1 hierarchy
@@ -682,7 +682,7 @@ impl Setup<'_> {
                 (Err(e), None) => Err(e).with_context(|| format!("mount cgroup {name}")),
             }
         };
-        for h in crate::cgroupv1::hierarchies() {
+        for h in crate::cgroups::v1::hierarchies() {
             let name = h
                 .mount
                 .file_name()
@@ -726,7 +726,7 @@ impl Setup<'_> {
                 }
             }
         }
-        if crate::cgroups::v2_mount().is_some() {
+        if crate::cgroups::v2::v2_mount().is_some() {
             // The container's own v2 cgroup, never the host's whole tree.
             let own = self.v2_cgroup.clone();
             if self.cgroupns {

@@ -354,7 +354,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOpts) -> Result<()> {
     )?;
     if !o.leave_running && !o.pre_dump {
         // CRIU killed the processes: what is left of the container goes, as runc does.
-        crate::container::destroy(dir, &st)?;
+        crate::container::delete::destroy(dir, &st)?;
     }
     Ok(())
 }
@@ -393,7 +393,7 @@ fn has_console(spec: &oci_spec::runtime::Spec) -> bool {
 /// The restored container's terminal: a new pty in the place of the image's external one.
 struct Terminal {
     key: String,
-    pty: crate::console::Pty,
+    pty: crate::process::console::Pty,
     slave_path: PathBuf,
     /// The caller's --console-socket, connected; None: rt relays it (foreground restore).
     socket: Option<std::os::fd::OwnedFd>,
@@ -403,7 +403,7 @@ struct Terminal {
 /// and the flags disagree.
 fn restore_terminal(o: &RestoreOpts, spec: &oci_spec::runtime::Spec) -> Result<Option<Terminal>> {
     let terminal = has_console(spec);
-    crate::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
+    crate::process::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
     let key = std::fs::read_to_string(o.criu.image_path.join(TERMINAL)).ok();
     let key = match (terminal, key) {
         (false, None) => return Ok(None),
@@ -420,10 +420,10 @@ fn restore_terminal(o: &RestoreOpts, spec: &oci_spec::runtime::Spec) -> Result<O
     let socket = o
         .console_socket
         .as_deref()
-        .map(crate::console::connect)
+        .map(crate::process::console::connect)
         .transpose()
         .context("--console-socket")?;
-    let (pty, slave_path) = crate::console::open_host_pty()?;
+    let (pty, slave_path) = crate::process::console::open_host_pty()?;
     Ok(Some(Terminal {
         key,
         pty,
@@ -448,16 +448,16 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let terminal = restore_terminal(o, spec)?;
     let systemd = o
         .systemd_cgroup
-        .then(|| crate::container::systemd_plan(spec, id))
+        .then(|| crate::container::create::systemd_plan(spec, id))
         .transpose()?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let limits = match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        Some(r) => crate::resources::plan(r)?,
+        Some(r) => crate::cgroups::resources::plan(r)?,
         None => Vec::new(),
     };
-    let v2_mount = crate::cgroups::v2_mount();
-    let (on_v2, _) = crate::resources::split(v2_mount.as_deref(), &limits);
-    let device_rules = crate::container::device_rules(spec)?;
+    let v2_mount = crate::cgroups::v2::v2_mount();
+    let (on_v2, _) = crate::cgroups::resources::split(v2_mount.as_deref(), &limits);
+    let device_rules = crate::container::create::device_rules(spec)?;
     let descriptors: Vec<String> = std::fs::read_to_string(o.criu.image_path.join(DESCRIPTORS))
         .with_context(|| {
             format!(
@@ -473,16 +473,16 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     };
     let mut cgroup = match systemd {
         Some(_) => None,
-        None => crate::cgroups::create(
-            &crate::cgroups::resolve(cgroups_path.as_deref(), id)?,
-            crate::resources::domain_limit(&on_v2),
+        None => crate::cgroups::v2::create(
+            &crate::cgroups::v2::resolve(cgroups_path.as_deref(), id)?,
+            crate::cgroups::resources::domain_limit(&on_v2),
         )?,
     };
     // The same limits and device filter as create gives, before any restored process runs.
     if let (Some(c), Some(mount)) = (&cgroup, &v2_mount) {
-        crate::resources::apply(mount, &c.rel, &on_v2, false)?;
+        crate::cgroups::resources::apply(mount, &c.rel, &on_v2, false)?;
         if let Some(rules) = &device_rules {
-            crate::devices::attach(rules, &mount.join(c.rel.trim_start_matches('/')))?;
+            crate::cgroups::devices::attach(rules, &mount.join(c.rel.trim_start_matches('/')))?;
         }
     } else if !on_v2.is_empty() && systemd.is_none() {
         bail!(
@@ -580,7 +580,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     if o.subreaper && !o.detach {
         crate::sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
     }
-    let mask = crate::container::forwarded_signals();
+    let mask = crate::container::run::forwarded_signals();
     if !o.detach {
         // SAFETY: mask is a valid sigset_t.
         unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
@@ -610,7 +610,9 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     if let Some(t) = terminal {
         match &t.socket {
             Some(sock) => {
-                if let Err(e) = crate::console::send_master(sock.as_raw_fd(), &t.pty.master) {
+                if let Err(e) =
+                    crate::process::console::send_master(sock.as_raw_fd(), &t.pty.master)
+                {
                     // A container nobody can reach: gone again, with what was made for it.
                     // SAFETY: the restored init is rt's child (CRIU restores it as criu's
                     // sibling) and unreaped, so the pid is still its.
@@ -669,13 +671,13 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let status = {
         let _raw = console_master
             .as_ref()
-            .map(|_| crate::console::RawMode::enter());
-        crate::container::wait_forwarding(pid, &pidfd, console_master.as_ref(), &mask)
+            .map(|_| crate::process::console::RawMode::enter());
+        crate::container::run::wait_forwarding(pid, &pidfd, console_master.as_ref(), &mask)
     };
     if let Ok(dir) = Dir::open(root, id)
         && let Ok(st2) = dir.load()
         && st2.pid == st.pid
-        && let Err(e) = crate::container::destroy(dir, &st2)
+        && let Err(e) = crate::container::delete::destroy(dir, &st2)
     {
         crate::logging::warn(&format!("clean up after the container: {e:#}"));
     }
@@ -685,18 +687,18 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
 /// The systemd driver: a new unit for the container (its first process `pid`), with the
 /// limits systemd leaves to rt and the device filter, as at create.
 fn enter_unit(
-    sd: &crate::container::SystemdPlan,
+    sd: &crate::container::create::SystemdPlan,
     pid: i32,
-    on_v2: &[&crate::resources::Write],
-    device_rules: Option<&[crate::devices::Rule]>,
-) -> Result<crate::systemd::Unit> {
-    let manager = crate::systemd::Manager::connect(sd.user)?;
-    let u = crate::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
-    let mount = crate::cgroups::v2_mount().context("no cgroup v2 mount")?;
-    crate::cgroups::enable_controllers(&mount, &u.rel, true);
-    crate::resources::apply(&mount, &u.rel, on_v2, true)?;
+    on_v2: &[&crate::cgroups::resources::Write],
+    device_rules: Option<&[crate::cgroups::devices::Rule]>,
+) -> Result<crate::cgroups::systemd::Unit> {
+    let manager = crate::cgroups::systemd::Manager::connect(sd.user)?;
+    let u = crate::cgroups::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
+    let mount = crate::cgroups::v2::v2_mount().context("no cgroup v2 mount")?;
+    crate::cgroups::v2::enable_controllers(&mount, &u.rel, true);
+    crate::cgroups::resources::apply(&mount, &u.rel, on_v2, true)?;
     if let Some(rules) = device_rules.filter(|_| !crate::sys::rootless()) {
-        crate::devices::attach(rules, &mount.join(u.rel.trim_start_matches('/')))?;
+        crate::cgroups::devices::attach(rules, &mount.join(u.rel.trim_start_matches('/')))?;
     }
     Ok(u)
 }

@@ -1,6 +1,10 @@
 //! The process's privileges: rlimits, the user and groups it runs as, its five capability sets
 //! and no_new_privs. Applied by the init in the order that keeps each step permitted.
 
+pub mod exeguard;
+pub mod lsm;
+pub mod seccomp;
+
 use anyhow::{Context, Result, bail};
 use caps::{CapSet, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, User};

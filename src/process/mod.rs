@@ -10,6 +10,12 @@
 //!   wait for it) and exits. pid and time namespaces only apply to children, hence the second
 //!   clone.
 
+pub mod console;
+pub mod fds;
+pub mod netdev;
+pub mod rootfs;
+pub mod security;
+
 use anyhow::{Context, Result, anyhow, bail};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::convert::Infallible;
@@ -106,7 +112,7 @@ pub struct InitArgs<'a> {
     /// The sealed exec trampoline memfd.
     pub trampoline: RawFd,
     /// The compiled linux.seccomp filter, loaded by the init.
-    pub seccomp: Option<&'a crate::seccomp::Filter>,
+    pub seccomp: Option<&'a crate::process::security::seccomp::Filter>,
     /// fds of the parent the children must close at once (the state lock).
     pub close_in_child: &'a [RawFd],
     /// The container's cgroup v2 directory, if it has one.
@@ -274,7 +280,7 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
         } else if msg == "map" {
             // In a new user namespace the child can't write host cgroup files: we move it (its
             // init child, if any, is born there).
-            crate::cgroupv1::attach(a.v1_cgroups, first_pid)?;
+            crate::cgroups::v1::attach(a.v1_cgroups, first_pid)?;
             write_id_maps(first_pid, spec)?;
             parent_end.send("go")?;
         } else if msg == "netdevs" {
@@ -287,7 +293,10 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
                 0,
             )
             .context("open the init's network namespace")?;
-            crate::netdev::move_all(devices.context("sync: netdevs without any")?, &netns)?;
+            crate::process::netdev::move_all(
+                devices.context("sync: netdevs without any")?,
+                &netns,
+            )?;
             parent_end.send("go")?;
         } else if msg == "hooks" {
             // The namespaces and mounts exist, pivot_root has not happened: the point where
@@ -612,7 +621,7 @@ fn wait_for_cgroup(a: &InitArgs, chan: &Channel) -> Result<()> {
 fn own_v2_cgroup() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    crate::cgroups::v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
+    crate::cgroups::v2::v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
 }
 
 /// Moves the calling process into each of the container's v1 cgroups ("0" is the writer).
@@ -696,7 +705,7 @@ fn init(
     let own_mntns = crate::spec::has_namespace(spec, LinuxNamespaceType::Mount);
     let ask_host = |p: &Path| host_source(chan, p);
     {
-        let setup = crate::rootfs::Setup {
+        let setup = crate::process::rootfs::Setup {
             spec,
             idmaps: a.idmaps,
             rootfs: &a.bundle.rootfs,
@@ -724,30 +733,33 @@ fn init(
         // createContainer: in the container's namespaces, before pivot_root.
         crate::hooks::run(hooks, Phase::CreateContainer, &own_state(a, "creating"))?;
         if process.terminal().unwrap_or(false) {
-            pty = Some(crate::console::open_in(&root, spec)?);
+            pty = Some(crate::process::console::open_in(&root, spec)?);
         }
         if let Some(l) = linux {
-            crate::rootfs::mask_paths(&root, l.masked_paths().as_deref().unwrap_or(&[]))?;
-            crate::rootfs::readonly_paths(&root, l.readonly_paths().as_deref().unwrap_or(&[]))?;
+            crate::process::rootfs::mask_paths(&root, l.masked_paths().as_deref().unwrap_or(&[]))?;
+            crate::process::rootfs::readonly_paths(
+                &root,
+                l.readonly_paths().as_deref().unwrap_or(&[]),
+            )?;
         }
-        crate::rootfs::finish_read_only_mounts(&root, spec)?;
+        crate::process::rootfs::finish_read_only_mounts(&root, spec)?;
         if spec
             .root()
             .as_ref()
             .and_then(|r| r.readonly())
             .unwrap_or(false)
         {
-            crate::rootfs::readonly_root(&root)?;
+            crate::process::rootfs::readonly_root(&root)?;
         }
         drop(root);
         if !own_mntns {
-            crate::rootfs::chroot_into(&a.bundle.rootfs)?;
+            crate::process::rootfs::chroot_into(&a.bundle.rootfs)?;
         } else {
-            crate::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
+            crate::process::rootfs::pivot(&a.bundle.rootfs, a.no_pivot)?;
             // The requested propagation of "/" itself can only be set once it *is* "/".
             if let Some(p) = linux
                 .and_then(|l| l.rootfs_propagation().as_deref())
-                .and_then(crate::rootfs::propagation_flag)
+                .and_then(crate::process::rootfs::propagation_flag)
             {
                 sys::mount(None, "/", None, p, None).context("linux.rootfsPropagation")?;
             }
@@ -784,24 +796,24 @@ fn init(
             .with_context(|| format!("linux.sysctl {k}={v}"))?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        crate::security::set_oom_score_adj(a.hostproc, adj)?;
+        crate::process::security::set_oom_score_adj(a.hostproc, adj)?;
     }
     if let Some(pty) = &pty {
         if let Some(sock) = a.console_socket {
-            crate::console::send_master(sock, &pty.master)?;
+            crate::process::console::send_master(sock, &pty.master)?;
         }
-        crate::console::make_controlling(&pty.slave)?;
+        crate::process::console::make_controlling(&pty.slave)?;
     }
     drop(pty);
 
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        crate::security::apply_personality(p)?;
+        crate::process::security::apply_personality(p)?;
     }
     if let Some(m) = linux.and_then(|l| l.memory_policy().as_ref()) {
-        crate::security::apply_memory_policy(m)?;
+        crate::process::security::apply_memory_policy(m)?;
     }
     // execCPUAffinity is for exec'd processes; the init gets every CPU of its cpuset.
-    crate::security::reset_affinity();
+    crate::process::security::reset_affinity();
     // Before the seccomp filter, which may not allow its write.
     crate::logging::phase("init: ready (user, caps, seccomp next)");
     let mut ready = finalize(
@@ -863,7 +875,7 @@ pub struct Ready<'a> {
     args: Vec<CString>,
     env: Vec<CString>,
     /// A seccomp filter still to load, as the very last step before execve.
-    seccomp_late: Option<&'a crate::seccomp::Filter>,
+    seccomp_late: Option<&'a crate::process::security::seccomp::Filter>,
     /// The seccomp notify fd, for the caller to hand to the listener.
     pub notify_fd: Option<RawFd>,
     /// The sealed exec trampoline (see exeguard).
@@ -913,8 +925,8 @@ pub fn send_to_seccomp_agent(
         "metadata": s.listener_metadata().clone().unwrap_or_default(),
         "state": state,
     });
-    let sock =
-        crate::console::connect(path).map_err(|e| anyhow!("linux.seccomp.listenerPath: {e:#}"))?;
+    let sock = crate::process::console::connect(path)
+        .map_err(|e| anyhow!("linux.seccomp.listenerPath: {e:#}"))?;
     sys::send_fds(
         sock.as_raw_fd(),
         msg.to_string().as_bytes(),
@@ -932,22 +944,22 @@ pub fn finalize<'a>(
     hostproc: RawFd,
     preserve_fds: u32,
     userns: bool,
-    seccomp: Option<&'a crate::seccomp::Filter>,
+    seccomp: Option<&'a crate::process::security::seccomp::Filter>,
     trampoline: RawFd,
 ) -> Result<Ready<'a>> {
     let nnp = process.no_new_privileges().unwrap_or(false);
     // Before any seccomp filter (which may forbid them) and while still privileged (a
     // real-time policy or a lower nice value needs CAP_SYS_NICE).
     if let Some(sched) = process.scheduler() {
-        crate::security::apply_scheduler(sched)?;
+        crate::process::security::apply_scheduler(sched)?;
     }
     if let Some(io) = process.io_priority() {
-        crate::security::apply_io_priority(io)?;
+        crate::process::security::apply_io_priority(io)?;
     }
     // Nothing of rt's may reach the container: every fd past stdio and the preserved ones is
     // close-on-exec; the preserved ones must not be. First of all, before a seccomp filter
     // that may refuse close_range or fcntl governs us; what is opened later is O_CLOEXEC.
-    let passed = crate::container::note_passed_fds(0);
+    let passed = crate::process::fds::note_passed_fds(0);
     for fd in (3..3 + preserve_fds as RawFd).filter(|fd| passed.contains(fd)) {
         sys::set_cloexec(fd, false).with_context(|| format!("--preserve-fds: fd {fd}"))?;
     }
@@ -958,8 +970,8 @@ pub fn finalize<'a>(
     if let Some(f) = seccomp.filter(|_| !nnp) {
         notify_fd = f.load()?;
     }
-    crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
-    let caps = crate::security::CapPlan::new(process.capabilities().as_ref())?;
+    crate::process::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let caps = crate::process::security::CapPlan::new(process.capabilities().as_ref())?;
     let mut env = dedup_env(process.env().as_deref().unwrap_or(&[]));
     // As runc: a process without HOME gets its user's home from the container's /etc/passwd
     // (read here, inside the container's root), or "/".
@@ -971,7 +983,7 @@ pub fn finalize<'a>(
         bail!("process.args must not be empty");
     }
 
-    crate::lsm::apply(
+    crate::process::security::lsm::apply(
         hostproc,
         process.apparmor_profile().as_deref(),
         process.selinux_label().as_deref(),
@@ -995,7 +1007,7 @@ pub fn finalize<'a>(
     give_stdio_to(process.user().uid())?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 1).context("set keepcaps")?;
     let setgroups_denied = userns && setgroups_denied(hostproc);
-    crate::security::set_user(process.user(), setgroups_denied)?;
+    crate::process::security::set_user(process.user(), setgroups_denied)?;
     sys::prctl(libc::PR_SET_KEEPCAPS, 0).context("clear keepcaps")?;
     caps.apply()?;
 
@@ -1013,7 +1025,7 @@ pub fn finalize<'a>(
     // process would see it, with the process's own permissions.
     let exe = find_executable(&args[0], &env)?;
     if nnp {
-        crate::security::set_no_new_privs()?;
+        crate::process::security::set_no_new_privs()?;
     }
     // A notify filter is loaded now, so its fd can reach the listener before we block.
     let mut seccomp_late = None;
@@ -1057,7 +1069,7 @@ fn own_state(a: &InitArgs, status: &str) -> serde_json::Value {
 }
 
 fn exec(trampoline: RawFd, exe: &CString, args: &[CString], env: &[CString]) -> Result<Infallible> {
-    let e = crate::exeguard::exec_via(trampoline, exe, args, env);
+    let e = crate::process::security::exeguard::exec_via(trampoline, exe, args, env);
     // The parent is gone by now; say it where the container's output goes.
     eprintln!("rt: exec {}: {}", exe.to_string_lossy(), sys::errno_str(&e));
     // SAFETY: exiting the failed init.

@@ -52,7 +52,7 @@ pub fn parse_process(text: &[u8]) -> Result<Process> {
         other => other.map_err(|e| anyhow::anyhow!("{e}"))?,
     };
     crate::spec::check_process(&p, "process")?;
-    crate::security::CapPlan::new(p.capabilities().as_ref())?;
+    crate::process::security::CapPlan::new(p.capabilities().as_ref())?;
     Ok(p)
 }
 
@@ -99,7 +99,7 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if let Some(l) = &o.process_label {
         p.set_selinux_label(Some(l.clone()));
     }
-    crate::lsm::check(
+    crate::process::security::lsm::check(
         p.apparmor_profile().as_deref(),
         p.selinux_label().as_deref(),
         None,
@@ -170,7 +170,7 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
 }
 
 fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
-    crate::container::note_passed_fds(o.preserve_fds);
+    crate::process::fds::note_passed_fds(o.preserve_fds);
     let dir = Dir::open(root, id)?;
     let st = dir.load()?;
     match st.status(&dir.path) {
@@ -184,10 +184,10 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     let spec = crate::state::load_spec(&dir.path)?;
     let process = build_process(&spec, o)?;
     let terminal = process.terminal().unwrap_or(false);
-    crate::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
+    crate::process::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
 
     let pidfd = crate::container::init_pidfd(&st).context("container not running")?;
-    let hostproc = crate::container::open_hostproc()?;
+    let hostproc = crate::container::create::open_hostproc()?;
     // A container without a mount namespace of its own shares ours and is chrooted: the new
     // process goes to the init's root (taken now, while the init is known to be the one).
     let chroot = match st.shared_mounts {
@@ -202,7 +202,7 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         ),
         None => None,
     };
-    let trampoline = crate::exeguard::trampoline()?;
+    let trampoline = crate::process::security::exeguard::trampoline()?;
     let cgroup_fd = match &st.cgroup {
         Some(cg) => Some(open_cgroup(cg, o.cgroup.as_deref())?),
         None => None,
@@ -210,9 +210,9 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     let v1_cgroups = v1_cgroups(&st.cgroup_v1, o.cgroup.as_deref())?;
     let mut console_rx = None;
     let console = match o.console_socket.as_deref() {
-        Some(p) => Some(crate::console::connect(p).context("--console-socket")?),
+        Some(p) => Some(crate::process::console::connect(p).context("--console-socket")?),
         None if terminal => {
-            let (ours, theirs) = crate::console::pair()?;
+            let (ours, theirs) = crate::process::console::pair()?;
             console_rx = Some(ours);
             Some(theirs)
         }
@@ -254,15 +254,15 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::build)
+        .map(crate::process::security::seccomp::build)
         .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
-    crate::security::initial_affinity(&process)?;
+    crate::process::security::initial_affinity(&process)?;
     // Block the signals we forward before the child exists: one arriving while it is set up
     // (a Ctrl-C) waits for wait_forwarding to pass it on, instead of killing rt and leaving
     // the process running without anyone to wait for it. The child clears its mask before
     // execve (process::finalize).
-    let mask = crate::container::forwarded_signals();
+    let mask = crate::container::run::forwarded_signals();
     // SAFETY: mask is a valid sigset_t.
     unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, std::ptr::null_mut()) };
     // Inherited by the child, which becomes visible in the container's pid namespace at once.
@@ -331,13 +331,13 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
             bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
         }
         let master = console_rx
-            .map(|rx| crate::console::receive_master(&rx))
+            .map(|rx| crate::process::console::receive_master(&rx))
             .transpose()?;
         if let Some(p) = &o.pid_file {
             crate::state::write_pid_file(p, pid)?;
         }
         if let Some(p) = &o.pidfd_socket {
-            crate::container::send_pidfd(p, &child_pidfd)?;
+            crate::container::create::send_pidfd(p, &child_pidfd)?;
         }
         Ok(master)
     })();
@@ -354,8 +354,10 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     if o.detach {
         return Ok(0);
     }
-    let _raw = master.as_ref().map(|_| crate::console::RawMode::enter());
-    crate::container::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
+    let _raw = master
+        .as_ref()
+        .map(|_| crate::process::console::RawMode::enter());
+    crate::container::run::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
 }
 
 /// The v1 cgroups an exec'd process joins: the container's, or with `--cgroup
@@ -378,7 +380,7 @@ fn v1_cgroups(dirs: &[std::path::PathBuf], sub: Option<&str>) -> Result<Vec<std:
     let named: Vec<&std::path::PathBuf> = ctrls
         .map(|c| {
             c.split(',')
-                .filter_map(|c| crate::cgroupv1::dir_for(dirs, c))
+                .filter_map(|c| crate::cgroups::v1::dir_for(dirs, c))
                 .collect()
         })
         .unwrap_or_default();
@@ -412,7 +414,7 @@ fn open_cgroup(container: &str, sub: Option<&str>) -> Result<OwnedFd> {
             format!("{container}/{path}")
         }
     };
-    let dir = crate::cgroups::v2_mount()
+    let dir = crate::cgroups::v2::v2_mount()
         .context("no cgroup v2 mount")?
         .join(rel.trim_start_matches('/'));
     sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
@@ -430,7 +432,7 @@ struct ChildArgs<'a> {
     personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     memory_policy: Option<&'a oci_spec::runtime::LinuxMemoryPolicy>,
     preserve_fds: u32,
-    seccomp: Option<&'a crate::seccomp::Filter>,
+    seccomp: Option<&'a crate::process::security::seccomp::Filter>,
     chan: &'a crate::process::Channel,
     trampoline: RawFd,
     /// Whether this child must fork once more to enter the pid namespace it joined.
@@ -465,7 +467,7 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
         if unsafe { libc::fchdir(fd) } != 0 {
             return Err(std::io::Error::last_os_error()).context("chdir to the container's root");
         }
-        crate::rootfs::chroot_into(Path::new("."))?;
+        crate::process::rootfs::chroot_into(Path::new("."))?;
     }
     if a.staged {
         match sys::clone_parent_gated().context("clone3")? {
@@ -479,26 +481,26 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
     }
     // As for the init: the exec'd process would otherwise keep rt's own score.
     if let Some(adj) = a.process.oom_score_adj() {
-        crate::security::set_oom_score_adj(a.hostproc, adj)?;
+        crate::process::security::set_oom_score_adj(a.hostproc, adj)?;
     }
     if a.process.terminal().unwrap_or(false) {
         // SAFETY: setsid has no arguments; the new session gets the pty as its terminal.
         unsafe { libc::setsid() };
-        let root = crate::rootfs::Root::open(Path::new("/"))?;
-        let pty = crate::console::open_pty(&root, a.process)?;
+        let root = crate::process::rootfs::Root::open(Path::new("/"))?;
+        let pty = crate::process::console::open_pty(&root, a.process)?;
         if let Some(sock) = a.console {
-            crate::console::send_master(sock, &pty.master)?;
+            crate::process::console::send_master(sock, &pty.master)?;
         }
-        crate::console::make_controlling(&pty.slave)?;
+        crate::process::console::make_controlling(&pty.slave)?;
     }
     if let Some(p) = a.personality {
-        crate::security::apply_personality(p)?;
+        crate::process::security::apply_personality(p)?;
     }
     if let Some(m) = a.memory_policy {
-        crate::security::apply_memory_policy(m)?;
+        crate::process::security::apply_memory_policy(m)?;
     }
     // In the container's cgroups by now (v2 from birth, v1 joined above).
-    crate::security::exec_final_affinity(a.process)?;
+    crate::process::security::exec_final_affinity(a.process)?;
     let ready = crate::process::finalize(
         a.process,
         a.hostproc,

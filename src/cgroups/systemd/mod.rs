@@ -9,7 +9,9 @@
 //! D-Bus goes through `dbus`, rt's own small client (why not a library: see there): one
 //! blocking socket, no threads.
 
-use crate::dbus::Value;
+pub mod dbus;
+
+use crate::cgroups::systemd::dbus::Value;
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::LinuxResources;
 use std::collections::HashMap;
@@ -172,7 +174,10 @@ pub fn resource_properties(r: &LinuxResources) -> Result<Vec<Property>> {
     }
     if let Some(c) = r.cpu() {
         if let Some(s) = c.shares().filter(|s| *s != 0) {
-            p.push(prop("CPUWeight", crate::resources::shares_to_weight(s)));
+            p.push(prop(
+                "CPUWeight",
+                crate::cgroups::resources::shares_to_weight(s),
+            ));
         }
         let period = c.period().filter(|p| *p != 0);
         if let Some(q) = c.quota().filter(|q| *q != 0) {
@@ -206,7 +211,7 @@ pub fn resource_properties(r: &LinuxResources) -> Result<Vec<Property>> {
         p.push(prop("TasksMax", limit(l)));
     }
     if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
-        let w = crate::resources::blkio_to_io_weight(w);
+        let w = crate::cgroups::resources::blkio_to_io_weight(w);
         if w != 0 {
             p.push(prop("IOWeight", w));
         }
@@ -239,8 +244,8 @@ pub fn resource_properties(r: &LinuxResources) -> Result<Vec<Property>> {
 /// the rules leave in order (as for the v1 controller); a list systemd can't write (`c *:5`, a
 /// major /proc/devices has no name for) gives no device properties at all: rt's filter then
 /// rules alone, never a systemd policy that would deny what the config allows.
-pub fn device_properties(rules: &[crate::devices::Rule]) -> Vec<Property> {
-    let (lines, _) = crate::cgroupv1::device_lines(rules);
+pub fn device_properties(rules: &[crate::cgroups::devices::Rule]) -> Vec<Property> {
+    let (lines, _) = crate::cgroups::v1::device_lines(rules);
     let groups = std::fs::read_to_string("/proc/devices").unwrap_or_default();
     let mut allow: Vec<(String, String)> = Vec::new();
     for (file, line) in &lines {
@@ -451,7 +456,7 @@ fn unquote(s: &str) -> Option<String> {
 /// A connection to the systemd manager: the system one, or the caller's own user manager
 /// (rootless), each over its bus.
 pub struct Manager {
-    bus: crate::dbus::Bus,
+    bus: crate::cgroups::systemd::dbus::Bus,
     user: bool,
 }
 
@@ -506,7 +511,7 @@ impl Manager {
         } else {
             unsafe { libc::geteuid() }
         };
-        let bus = crate::dbus::Bus::connect(user, uid, JOB_TIMEOUT).map_err(|e| {
+        let bus = crate::cgroups::systemd::dbus::Bus::connect(user, uid, JOB_TIMEOUT).map_err(|e| {
             anyhow::anyhow!(
                 "--systemd-cgroup: cannot reach systemd over the {} bus (is systemd running?): {e:#}",
                 if user { "user's session" } else { "system" }
@@ -516,13 +521,22 @@ impl Manager {
         Ok(Manager { bus, user })
     }
 
-    fn call(&mut self, method: &str, body: crate::dbus::Body) -> Result<crate::dbus::Message> {
+    fn call(
+        &mut self,
+        method: &str,
+        body: crate::cgroups::systemd::dbus::Body,
+    ) -> Result<crate::cgroups::systemd::dbus::Message> {
         self.bus.call(DEST, PATH, MANAGER, method, body)
     }
 
     /// Runs `method` (a job-returning call on `unit`) and waits for its job to finish,
     /// returning the job's result ("done" on success); Err for a call systemd refused.
-    fn run_job(&mut self, unit: &str, method: &str, body: crate::dbus::Body) -> Result<String> {
+    fn run_job(
+        &mut self,
+        unit: &str,
+        method: &str,
+        body: crate::cgroups::systemd::dbus::Body,
+    ) -> Result<String> {
         // Listen before asking, so a fast job's JobRemoved can't be missed. No Subscribe:
         // systemd sends a job's signals to the client that made the job anyway, and a call
         // to systemd costs a wait behind whatever it is doing (a dying scope, say).
@@ -535,17 +549,17 @@ impl Manager {
                 "/org/freedesktop/DBus",
                 "org.freedesktop.DBus",
                 "AddMatch",
-                crate::dbus::Body::default().str(&rule),
+                crate::cgroups::systemd::dbus::Body::default().str(&rule),
             )
             .context("systemd: AddMatch")?;
         let reply = self.call(method, body)?;
-        let job = crate::dbus::Reader::new(&reply.body).str()?;
+        let job = crate::cgroups::systemd::dbus::Reader::new(&reply.body).str()?;
         let deadline = std::time::Instant::now() + JOB_TIMEOUT;
         while let Some(m) = self.bus.next_signal(deadline)? {
             if m.member.as_deref() != Some("JobRemoved") {
                 continue;
             }
-            let mut r = crate::dbus::Reader::new(&m.body);
+            let mut r = crate::cgroups::systemd::dbus::Reader::new(&m.body);
             let (Ok(_id), Ok(path), Ok(name), Ok(result)) = (r.u32(), r.str(), r.str(), r.str())
             else {
                 continue;
@@ -563,7 +577,7 @@ impl Manager {
     pub fn start_unit(&mut self, unit: &str, props: &[Property]) -> Result<()> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let body = crate::dbus::Body::default()
+            let body = crate::cgroups::systemd::dbus::Body::default()
                 .str(unit)
                 .str("replace")
                 .props(props)
@@ -608,9 +622,14 @@ impl Manager {
     /// The unit's ActiveState, None if systemd has no such unit (any more).
     fn active_state(&mut self, unit: &str) -> Option<String> {
         let reply = self
-            .call("GetUnit", crate::dbus::Body::default().str(unit))
+            .call(
+                "GetUnit",
+                crate::cgroups::systemd::dbus::Body::default().str(unit),
+            )
             .ok()?;
-        let path = crate::dbus::Reader::new(&reply.body).str().ok()?;
+        let path = crate::cgroups::systemd::dbus::Reader::new(&reply.body)
+            .str()
+            .ok()?;
         let v = self
             .bus
             .call(
@@ -618,18 +637,22 @@ impl Manager {
                 &path,
                 "org.freedesktop.DBus.Properties",
                 "Get",
-                crate::dbus::Body::default()
+                crate::cgroups::systemd::dbus::Body::default()
                     .str("org.freedesktop.systemd1.Unit")
                     .str("ActiveState"),
             )
             .ok()?;
-        crate::dbus::Reader::new(&v.body).variant_str().ok()?
+        crate::cgroups::systemd::dbus::Reader::new(&v.body)
+            .variant_str()
+            .ok()?
     }
 
     /// Stops the unit (killing what is left in it) and waits; a unit systemd already
     /// collected (its processes all exited) is fine.
     pub fn stop_unit(&mut self, unit: &str) -> Result<()> {
-        let body = crate::dbus::Body::default().str(unit).str("replace");
+        let body = crate::cgroups::systemd::dbus::Body::default()
+            .str(unit)
+            .str("replace");
         let r = match self.run_job(unit, "StopUnit", body) {
             Ok(r) if r == "done" => Ok(()),
             Ok(r) => Err(anyhow::anyhow!(
@@ -644,7 +667,7 @@ impl Manager {
     }
 
     pub fn set_properties(&mut self, unit: &str, props: &[Property]) -> Result<()> {
-        let body = crate::dbus::Body::default()
+        let body = crate::cgroups::systemd::dbus::Body::default()
             .str(unit)
             .bool(true)
             .props(props);
@@ -654,7 +677,10 @@ impl Manager {
     }
 
     fn reset_failed(&mut self, unit: &str) {
-        let _ = self.call("ResetFailedUnit", crate::dbus::Body::default().str(unit));
+        let _ = self.call(
+            "ResetFailedUnit",
+            crate::cgroups::systemd::dbus::Body::default().str(unit),
+        );
     }
 
     pub fn user(&self) -> bool {
@@ -735,7 +761,7 @@ impl Unit {
             armed: true,
         };
         if path.name.ends_with(".slice") {
-            let mount = crate::cgroups::v2_mount().context("no cgroup v2 mount")?;
+            let mount = crate::cgroups::v2::v2_mount().context("no cgroup v2 mount")?;
             let rel = expand_slice(&path.name)?;
             let own = own_cgroup(pid)?;
             // A user manager's slices live under its own cgroup.
@@ -894,7 +920,7 @@ mod tests {
 
     #[test]
     fn device_rules_become_strict_allow_lists() {
-        use crate::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
+        use crate::cgroups::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
         let rule = |allow, major, minor| Rule {
             allow,
             typ: Some(DEV_CHAR),

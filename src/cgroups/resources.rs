@@ -479,7 +479,7 @@ pub fn apply(mount: &Path, rel: &str, writes: &[&Write], systemd_unit: bool) -> 
     .unwrap_or_default();
     for w in writes {
         if !w.controller.is_empty() && !have.split_whitespace().any(|c| c == w.controller) {
-            return Err(crate::cgroups::missing_controller(
+            return Err(crate::cgroups::v2::missing_controller(
                 mount,
                 rel,
                 w.field,
@@ -495,7 +495,7 @@ pub fn apply(mount: &Path, rel: &str, writes: &[&Write], systemd_unit: bool) -> 
 pub fn domain_limit(writes: &[&Write]) -> Option<(&'static str, &'static str)> {
     writes
         .iter()
-        .find(|w| crate::cgroups::DOMAIN_ONLY.contains(&w.controller))
+        .find(|w| crate::cgroups::v2::DOMAIN_ONLY.contains(&w.controller))
         .map(|w| (w.field, w.controller))
 }
 

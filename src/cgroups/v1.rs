@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use crate::resources::Write;
+use crate::cgroups::resources::Write;
 
 /// One mounted v1 hierarchy: where, and the controllers (or `name=...`) bound to it.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ pub struct Joined {
 /// On error, what was made is removed again.
 pub fn join(
     writes: &[&Write],
-    devices: Option<(&[crate::devices::Rule], bool)>,
+    devices: Option<(&[crate::cgroups::devices::Rule], bool)>,
     cgroups_path: Option<&Path>,
     id: &str,
 ) -> Result<Joined> {
@@ -292,7 +292,9 @@ struct Exception {
 /// applying the rules in order (the controller keeps an allow list, and a deny only removes
 /// the exceptions it covers). Also says whether that list is exact: a deny narrower than an
 /// earlier, wider allow (deny c 10:200 after allow c 10:*) can't be expressed in v1.
-pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, String)>, bool) {
+pub fn device_lines(
+    rules: &[crate::cgroups::devices::Rule],
+) -> (Vec<(&'static str, String)>, bool) {
     let mut list: Vec<Exception> = Vec::new();
     let mut exact = true;
     let covers = |outer: Option<i64>, inner: Option<i64>| outer.is_none() || outer == inner;
@@ -301,7 +303,7 @@ pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, Strin
         // for all types is written as its char and block halves.
         let types: &[char] = match r.typ {
             None => &['c', 'b'],
-            Some(crate::devices::DEV_BLOCK) => &['b'],
+            Some(crate::cgroups::devices::DEV_BLOCK) => &['b'],
             Some(_) => &['c'],
         };
         for &typ in types {
@@ -341,9 +343,9 @@ pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, Strin
     for e in &list {
         let mut acc = String::new();
         for (bit, c) in [
-            (crate::devices::ACC_READ, 'r'),
-            (crate::devices::ACC_WRITE, 'w'),
-            (crate::devices::ACC_MKNOD, 'm'),
+            (crate::cgroups::devices::ACC_READ, 'r'),
+            (crate::cgroups::devices::ACC_WRITE, 'w'),
+            (crate::cgroups::devices::ACC_MKNOD, 'm'),
         ] {
             if e.access & bit != 0 {
                 acc.push(c);
@@ -361,7 +363,7 @@ pub fn device_lines(rules: &[crate::devices::Rule]) -> (Vec<(&'static str, Strin
 /// on a v2 cgroup), rules it can't express are an error rather than a wider list.
 fn write_device_rules(
     d: &Path,
-    rules: &[crate::devices::Rule],
+    rules: &[crate::cgroups::devices::Rule],
     exact_required: bool,
 ) -> Result<()> {
     let (lines, exact) = device_lines(rules);
@@ -539,7 +541,7 @@ pub fn remove_made(j: &Joined) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
+    use crate::cgroups::devices::{ACC_MKNOD, ACC_READ, ACC_WRITE, DEV_CHAR, Rule};
 
     fn rule(allow: bool, typ: Option<i32>, major: Option<i64>, minor: Option<i64>) -> Rule {
         Rule {

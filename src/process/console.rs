@@ -7,7 +7,7 @@ use oci_spec::runtime::{Process, Spec};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::rootfs::{Kind, Root};
+use crate::process::rootfs::{Kind, Root};
 use crate::sys::{self, fd_path};
 
 /// The pty pair; the master goes to the console socket, the slave becomes stdio.

@@ -1,0 +1,542 @@
+//! `rt create`: the bundle checked, the state directory, cgroup and init made, the init left waiting
+//! on the exec fifo. Every step has a guard that undoes it if a later one fails.
+
+use anyhow::{Context, Result, bail};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::state::{self, Dir, State};
+use crate::sys;
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+pub struct CreateOpts {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub pidfd_socket: Option<PathBuf>,
+    /// `--systemd-cgroup`: the cgroup is a transient systemd unit (see `systemd`).
+    pub systemd_cgroup: bool,
+}
+
+/// What the systemd driver needs to make a container's unit, all checked before create
+/// touches anything.
+pub(crate) struct SystemdPlan {
+    pub(crate) path: crate::cgroups::systemd::CgroupsPath,
+    pub(crate) user: bool,
+    /// The unit's properties but its PIDs (the init does not exist yet).
+    pub(crate) props: Vec<crate::cgroups::systemd::Property>,
+}
+
+pub(crate) fn systemd_plan(spec: &oci_spec::runtime::Spec, id: &str) -> Result<SystemdPlan> {
+    let linux = spec.linux().as_ref();
+    let user = crate::cgroups::systemd::user_manager();
+    let path = crate::cgroups::systemd::CgroupsPath::parse(
+        linux
+            .and_then(|l| l.cgroups_path().as_deref())
+            .and_then(|p| p.to_str()),
+        id,
+        user,
+    )?;
+    if crate::cgroups::v2::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup")) {
+        bail!(
+            "--systemd-cgroup: rt's systemd driver needs a host with cgroup v2 alone mounted at /sys/fs/cgroup (as systemd sets up with its unified hierarchy); use the cgroupfs driver here"
+        );
+    }
+    let props = crate::cgroups::systemd::unit_properties(
+        &path,
+        id,
+        linux.and_then(|l| l.resources().as_ref()),
+        spec.annotations().as_ref().unwrap_or(&Default::default()),
+    )?;
+    Ok(SystemdPlan { path, user, props })
+}
+
+/// A freshly created container, still locked by this rt process.
+pub struct Created {
+    pub dir: Dir,
+    pub state: State,
+    pub pidfd: OwnedFd,
+    /// The pty master when rt drives a foreground terminal itself.
+    pub console_master: Option<OwnedFd>,
+}
+
+/// Undoes a half-made create: removes the state directory (the cgroup has its own guard and
+/// the init is killed by the process module).
+struct DirGuard<'a>(Option<&'a Path>);
+
+impl Drop for DirGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+pub fn open_hostproc() -> Result<OwnedFd> {
+    let fd =
+        sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0).context("open /proc")?;
+    if sys::fstatfs_magic(fd.as_raw_fd())? != PROC_SUPER_MAGIC {
+        bail!("/proc is not a procfs mount");
+    }
+    Ok(fd)
+}
+
+pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
+    state::validate_id(id)?;
+    crate::process::fds::note_passed_fds(o.preserve_fds);
+    let mut bundle = crate::spec::load(&o.bundle)?;
+    crate::logging::phase("config loaded");
+    let preserve_fds = o.preserve_fds + socket_activation(&mut bundle.spec);
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    crate::process::console::check_usage(terminal, o.console_socket.as_ref(), detached)?;
+    let cgroups_path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    let mut systemd = if o.systemd_cgroup {
+        Some(systemd_plan(&bundle.spec, id)?)
+    } else {
+        if let Some(p) = cgroups_path.as_deref().and_then(|p| p.to_str())
+            && crate::cgroups::systemd::looks_like_systemd_path(p)
+        {
+            bail!(
+                "config.json: linux.cgroupsPath {p:?} is systemd's slice:prefix:name form: run rt with --systemd-cgroup"
+            );
+        }
+        None
+    };
+    let cgroup_rel = crate::cgroups::v2::resolve(cgroups_path.as_deref(), id)?;
+    // A foreground terminal without --console-socket: rt itself receives the master and
+    // relays it (see console::relay).
+    let mut console_rx = None;
+    let console = match o.console_socket.as_deref() {
+        Some(p) => Some(crate::process::console::connect(p).context("--console-socket")?),
+        None if terminal && !detached => {
+            let (ours, theirs) = crate::process::console::pair()?;
+            console_rx = Some(ours);
+            Some(theirs)
+        }
+        None => None,
+    };
+
+    let dir = Dir::create(root, id)?;
+    let dir_guard = DirGuard(Some(&dir.path));
+    // Without a mount namespace of its own the container mounts in ours: note what is at and
+    // under its rootfs (as mountinfo names it: symlinks resolved) now, so delete (or a failed
+    // create) detaches only what it added.
+    let shared_root =
+        if crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount) {
+            None
+        } else {
+            Some(
+                std::fs::canonicalize(&bundle.rootfs).with_context(|| {
+                    format!("config.json: root.path {}", bundle.rootfs.display())
+                })?,
+            )
+        };
+    let mounts_before: Option<Vec<u64>> = shared_root.as_ref().map(|r| {
+        crate::process::rootfs::mounts_under(r)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    });
+    let mount_guard = MountGuard(shared_root.as_deref().zip(mounts_before.as_ref()));
+    crate::notify::setup_spec(&mut bundle.spec, &dir.path)?;
+    let fifo_path = dir.fifo();
+    let c = sys::cstring(&fifo_path)?;
+    // SAFETY: c is a valid path. 0622: the init may run as any uid and must open it to write.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("create exec fifo");
+    }
+    std::fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .context("chmod exec fifo")?;
+    let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
+    let hostproc = open_hostproc()?;
+    let trampoline = crate::process::security::exeguard::trampoline()?;
+    let idmap_fds = idmapped_binds(&bundle.spec, &bundle.dir)?;
+    let idmaps: Vec<Option<i32>> = idmap_fds
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.as_raw_fd()))
+        .collect();
+    let seccomp = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::process::security::seccomp::build)
+        .transpose()?;
+    let device_rules = device_rules(&bundle.spec)?;
+    // In a user namespace (a user's own rt, or Podman's rootless one) no device filter can be
+    // loaded for a systemd unit, and none is needed: such a container can't make device nodes.
+    let unit_device_rules = device_rules
+        .clone()
+        .filter(|_| systemd.is_some() && !sys::rootless() && !sys::in_user_namespace());
+    if let (Some(sd), Some(rules)) = (systemd.as_mut(), &unit_device_rules) {
+        sd.props
+            .extend(crate::cgroups::systemd::device_properties(rules));
+    }
+    let limits = match bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+    {
+        Some(r) => crate::cgroups::resources::plan(r)?,
+        None => Vec::new(),
+    };
+    crate::logging::phase("state dir, fifo, trampoline, filters ready");
+    let v2_mount = crate::cgroups::v2::v2_mount();
+    let (on_v2, on_v1) = crate::cgroups::resources::split(v2_mount.as_deref(), &limits);
+    let mut cgroup = match systemd {
+        Some(_) => None,
+        None => crate::cgroups::v2::create(
+            &cgroup_rel,
+            crate::cgroups::resources::domain_limit(&on_v2),
+        )?,
+    };
+    if !on_v2.is_empty() && systemd.is_none() {
+        let (Some(c), Some(mount)) = (&cgroup, &v2_mount) else {
+            bail!(
+                "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
+            );
+        };
+        crate::cgroups::resources::apply(mount, &c.rel, &on_v2, false)?;
+    }
+    // v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
+    // so `update` finds them later); what v2 can't take is written there.
+    // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
+    // device is refused outside the initial user namespace), so there is nothing to filter.
+    let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
+    let v2_dir = cgroup
+        .as_ref()
+        .and_then(|c| crate::cgroups::v2::dir_of(&c.rel));
+    // Where the devices controller is a v1 one (v1 and hybrid hosts) the rules are written to
+    // it too, as runc does: tools that read devices.list see them, and v1 enforces them where
+    // no eBPF filter can be attached. Root of a user namespace may not write them (the kernel
+    // wants CAP_SYS_ADMIN in the initial one).
+    let v1_devices = device_rules
+        .as_deref()
+        .filter(|_| !crate::sys::rootless() && !crate::sys::in_user_namespace())
+        .map(|r| (r, v2_dir.is_none()));
+    if device_rules.is_some()
+        && v1_devices.is_none()
+        && !crate::cgroups::v1::hierarchies().is_empty()
+    {
+        crate::logging::debug("in a user namespace: the v1 devices controller is left as it is");
+    }
+    let v1 = if crate::cgroups::v1::hierarchies().is_empty() {
+        if !on_v1.is_empty() {
+            crate::cgroups::v1::join(&on_v1, None, cgroups_path.as_deref(), id)?;
+        }
+        crate::cgroups::v1::Joined::default()
+    } else {
+        crate::cgroups::v1::join(&on_v1, v1_devices, cgroups_path.as_deref(), id)?
+    };
+    let v1_guard = V1Guard(Some(&v1));
+    if let Some(rules) = device_rules.as_ref().filter(|_| systemd.is_none()) {
+        let v1_has_devices = crate::cgroups::v1::dir_for(&v1.dirs, "devices").is_some();
+        match &v2_dir {
+            Some(dir) => crate::cgroups::devices::attach(rules, dir)?,
+            None if v1_has_devices => {}
+            None if asks_for_device_rules(&bundle.spec) => {
+                bail!(
+                    "linux.resources.devices: needs a cgroup v2 hierarchy or a v1 devices controller, and this host has neither"
+                )
+            }
+            // Only the defaults, and nowhere to put them: as before any filter.
+            None => {
+                crate::logging::debug("no device cgroup: the default device rules are not applied")
+            }
+        }
+    }
+
+    crate::logging::phase("cgroups ready");
+    // The systemd driver: once the init (or the first stage it comes from) exists, systemd
+    // moves it into a new unit; its limits and device filter follow before the init goes on.
+    let unit: std::cell::RefCell<Option<crate::cgroups::systemd::Unit>> = Default::default();
+    let enter_unit;
+    let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = match &systemd {
+        None => None,
+        Some(sd) => {
+            enter_unit = |pid: i32| -> Result<()> {
+                let manager = crate::cgroups::systemd::Manager::connect(sd.user)?;
+                let u =
+                    crate::cgroups::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
+                let rel = u.rel.clone();
+                // Ours from here: stopped again if anything below fails.
+                *unit.borrow_mut() = Some(u);
+                let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
+                crate::cgroups::v2::enable_controllers(mount, &rel, true);
+                crate::cgroups::resources::apply(mount, &rel, &on_v2, true)?;
+                if let Some(rules) = &unit_device_rules {
+                    crate::cgroups::devices::attach(
+                        rules,
+                        &mount.join(rel.trim_start_matches('/')),
+                    )?;
+                }
+                Ok(())
+            };
+            Some(&enter_unit)
+        }
+    };
+    let args = crate::process::InitArgs {
+        id,
+        bundle: &bundle,
+        fifo: fifo.as_raw_fd(),
+        hostproc: hostproc.as_raw_fd(),
+        console_socket: console.as_ref().map(|c| c.as_raw_fd()),
+        preserve_fds,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
+        close_in_child: &[dir.lock_fd()],
+        seccomp: seccomp.as_ref(),
+        trampoline: trampoline.as_raw_fd(),
+        idmaps: &idmaps,
+        v2_cgroup: v2_dir.clone(),
+        v1_cgroups: &v1.dirs,
+        cgroup_by_parent,
+    };
+    let spawned = crate::process::spawn(&args)?;
+    let kill_init = scopeguard(spawned.pid);
+    crate::failpoint("create");
+    crate::logging::phase("init ready, waiting for start");
+    // Normally joined already (see InitArgs::v1_cgroups); this covers an init that could not
+    // join by itself. The init waits for start, so this is still before the user's program.
+    crate::cgroups::v1::attach(&v1.dirs, spawned.pid)?;
+
+    let (start_time, _) =
+        sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
+    let st = State {
+        id: id.to_string(),
+        pid: spawned.pid,
+        start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        owner: String::new(),
+        cgroup: match unit.borrow().as_ref() {
+            Some(u) => Some(u.rel.clone()),
+            None => cgroup.as_ref().map(|c| c.rel.clone()),
+        },
+        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned) || unit.borrow().is_some(),
+        systemd_unit: unit.borrow().as_ref().map(|u| u.name.clone()),
+        systemd_user: unit.borrow().as_ref().is_some_and(|u| u.user),
+        cgroup_v1: v1.dirs.clone(),
+        // Only its own: parents rt made stay after a successful create, as with runc.
+        cgroup_v1_created: v1
+            .created
+            .iter()
+            .filter(|d| v1.dirs.contains(d))
+            .cloned()
+            .collect(),
+        has_hooks: bundle.spec.hooks().is_some(),
+        // What was mounted under the rootfs before: everything else there is the container's,
+        // including what its program mounts later.
+        shared_mounts: shared_root
+            .as_ref()
+            .zip(mounts_before.as_ref())
+            .map(|(r, before)| crate::state::SharedMounts {
+                root: r.clone(),
+                before: before.clone(),
+            }),
+        own_pidns: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter().any(|n| {
+                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+                })
+            }),
+    };
+    dir.save(&st)?;
+    // exec needs the container's config as it was at create, whatever the bundle holds later.
+    std::fs::write(dir.path.join(state::CONFIG_COPY), &bundle.raw).context("save config")?;
+    if let Some(p) = &o.pid_file {
+        state::write_pid_file(p, spawned.pid)?;
+    }
+    if let Some(p) = &o.pidfd_socket {
+        send_pidfd(p, &spawned.pidfd)?;
+    }
+    if let Some(c) = cgroup.as_mut() {
+        c.disarm();
+    }
+    if let Some(u) = unit.borrow_mut().as_mut() {
+        u.disarm();
+    }
+    kill_init.disarm();
+    std::mem::forget(v1_guard);
+    std::mem::forget(mount_guard);
+    std::mem::forget(dir_guard);
+    drop(console);
+    let console_master = console_rx
+        .map(|rx| crate::process::console::receive_master(&rx))
+        .transpose()?;
+    crate::logging::phase("created");
+    Ok(Created {
+        dir,
+        state: st,
+        pidfd: spawned.pidfd,
+        console_master,
+    })
+}
+
+/// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go
+/// to the container (before any --preserve-fds ones) and its process is told LISTEN_FDS=N,
+/// LISTEN_PID=1.
+fn socket_activation(spec: &mut oci_spec::runtime::Spec) -> u32 {
+    let n = crate::process::fds::listen_fds();
+    if n == 0 {
+        return 0;
+    }
+    if let Some(p) = spec.process_mut() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".into());
+        p.set_env(Some(env));
+    }
+    n
+}
+
+/// `--pidfd-socket`: hands the caller a pidfd of the process, which stays valid (and never
+/// names another process) whatever happens to the pid number.
+pub fn send_pidfd(path: &Path, pidfd: &OwnedFd) -> Result<()> {
+    let sock = crate::process::console::connect(path)
+        .map_err(|e| anyhow::anyhow!("--pidfd-socket {e:#}"))?;
+    sys::send_fds(sock.as_raw_fd(), b"pidfd", &[pidfd.as_raw_fd()])
+        .with_context(|| format!("--pidfd-socket {}: send", path.display()))
+}
+
+/// One detached, idmapped mount tree per idmapped bind entry (None for the others), mapped
+/// with the mount's own uidMappings/gidMappings, or the container's for a bare `idmap`.
+fn idmapped_binds(
+    spec: &oci_spec::runtime::Spec,
+    bundle_dir: &Path,
+) -> Result<Vec<Option<OwnedFd>>> {
+    let linux = spec.linux().as_ref();
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opt = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "idmap" || o == "ridmap");
+        let (uid, gid) = match (m.uid_mappings(), m.gid_mappings()) {
+            (Some(u), Some(g)) => (u.clone(), g.clone()),
+            _ if opt => (
+                linux
+                    .and_then(|l| l.uid_mappings().clone())
+                    .unwrap_or_default(),
+                linux
+                    .and_then(|l| l.gid_mappings().clone())
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                out.push(None);
+                continue;
+            }
+        };
+        let what = || format!("mounts: {}: id mappings", m.destination().display());
+        let userns = crate::process::rootfs::idmap_userns(&uid, &gid).with_context(what)?;
+        let src = m
+            .source()
+            .as_ref()
+            .with_context(|| format!("{}: no source", what()))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle_dir.join(src)
+        };
+        let o = crate::process::rootfs::parse_options(m.options().as_deref().unwrap_or(&[]));
+        let tree = crate::process::rootfs::detached_bind(&src, &o, Some(userns.as_raw_fd()))
+            .with_context(what)?;
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
+fn asks_for_device_rules(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().as_ref())
+        .is_some_and(|d| !d.is_empty())
+}
+
+pub(crate) fn device_rules(
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<Vec<crate::cgroups::devices::Rule>>> {
+    let Some(linux) = spec.linux() else {
+        return crate::cgroups::devices::rules(&[], &[]);
+    };
+    let config = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    crate::cgroups::devices::rules(&config, linux.devices().as_deref().unwrap_or(&[]))
+}
+
+/// Detaches what a failed create of a container without its own mount namespace mounted.
+struct MountGuard<'a>(Option<(&'a Path, &'a Vec<u64>)>);
+
+impl Drop for MountGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((rootfs, before)) = self.0 {
+            crate::process::rootfs::detach_mounts(rootfs, |id| !before.contains(&id));
+        }
+    }
+}
+
+/// Removes the v1 cgroups a failed create made.
+struct V1Guard<'a>(Option<&'a crate::cgroups::v1::Joined>);
+
+impl Drop for V1Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(j) = self.0 {
+            crate::cgroups::v1::remove_made(j);
+        }
+    }
+}
+
+/// Kills the init if create fails after it was spawned.
+struct InitGuard(Option<i32>);
+
+fn scopeguard(pid: i32) -> InitGuard {
+    InitGuard(Some(pid))
+}
+
+impl InitGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: the init is our child and not reaped yet, so the pid is still its own.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
