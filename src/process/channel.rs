@@ -1,0 +1,87 @@
+//! The parent/child channel: one SOCK_SEQPACKET pair, small text messages (and the odd fd)
+//! in both directions; every wait on it has an error path (the other side gone).
+
+use anyhow::{Context, Result, bail};
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::sys::{self};
+
+/// The parent/child channel: a SOCK_SEQPACKET pair, one message per datagram.
+pub struct Channel(OwnedFd);
+
+impl Channel {
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid out array of two ints.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("socketpair");
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        unsafe {
+            Ok((
+                Channel(OwnedFd::from_raw_fd(fds[0])),
+                Channel(OwnedFd::from_raw_fd(fds[1])),
+            ))
+        }
+    }
+
+    pub fn send(&self, msg: &str) -> Result<()> {
+        sys::write_fd(self.0.as_raw_fd(), msg.as_bytes())
+            .map(drop)
+            .context("sync: send")
+    }
+
+    /// None when the other side is gone.
+    pub fn recv(&self) -> Result<Option<String>> {
+        Ok(self.recv_fd()?.map(|(m, _)| m))
+    }
+
+    /// A message and the fd it carries, if any (the seccomp notify fd travels this way).
+    pub fn recv_fd(&self) -> Result<Option<(String, Option<OwnedFd>)>> {
+        loop {
+            match sys::recv_msg(self.0.as_raw_fd()) {
+                Ok((data, _)) if data.is_empty() => return Ok(None),
+                Ok((data, fd)) => {
+                    return Ok(Some((String::from_utf8_lossy(&data).into_owned(), fd)));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e).context("sync: receive"),
+            }
+        }
+    }
+
+    pub fn send_fd(&self, msg: &str, fd: RawFd) -> Result<()> {
+        sys::send_fds(self.0.as_raw_fd(), msg.as_bytes(), &[fd]).context("sync: send fd")
+    }
+
+    pub fn expect(&self, what: &str) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == what => Ok(()),
+            Some(m) => bail!("sync: expected {what}, got {m}"),
+            None => bail!("sync: rt went away"),
+        }
+    }
+}
+
+/// Runs `f` as a forked child: errors go to the parent over the channel, and the child never
+/// returns into the parent's stack (whose Drop guards would undo the parent's work).
+pub fn child_main(chan: &Channel, f: impl FnOnce() -> Result<Infallible>) -> ! {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let msg = match r {
+        Ok(Err(e)) => format!("error {e:#}"),
+        Ok(Ok(never)) => match never {},
+        Err(_) => "error container init panicked".to_string(),
+    };
+    let _ = chan.send(&msg);
+    // SAFETY: _exit never returns and skips atexit handlers and destructors on purpose.
+    unsafe { libc::_exit(1) }
+}
