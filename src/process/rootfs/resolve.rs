@@ -1,0 +1,168 @@
+//! Paths inside the rootfs: every lookup with openat2(RESOLVE_IN_ROOT) against a dirfd of
+//! the rootfs, every missing component made without following a symlink out of it.
+
+use anyhow::{Context, Result, bail};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use crate::sys::{self, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+
+/// Normalises a container path to its components, refusing nothing: `..` can't escape because
+/// resolution happens with RESOLVE_IN_ROOT anyway.
+pub(super) fn rel_components(p: &Path) -> Vec<PathBuf> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(PathBuf::from(s)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// The rootfs as a directory fd; every container path is resolved relative to it.
+pub struct Root {
+    pub fd: OwnedFd,
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = sys::open(path, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .with_context(|| format!("open rootfs {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    /// Opens `path` inside the root (O_PATH); symlinks are followed but stay inside.
+    pub fn resolve(&self, path: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
+        let rel: PathBuf = rel_components(path).iter().collect();
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        let flags = libc::O_PATH | if nofollow { libc::O_NOFOLLOW } else { 0 };
+        sys::openat2(
+            self.fd.as_raw_fd(),
+            &rel,
+            flags,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    /// Resolves `path` inside the root, creating what is missing (directories, and the last
+    /// component as `kind`). Each new entry is made with *at() calls on an already resolved
+    /// parent, so a racing symlink swap can't redirect the creation out of the rootfs.
+    pub fn mkdir_all(&self, path: &Path, kind: Kind) -> Result<OwnedFd> {
+        if let Ok(fd) = self.resolve(path, false) {
+            return Ok(fd);
+        }
+        let mut comps = rel_components(path);
+        // A dangling symlink on the way (`/evil -> /somewhere/new`) is followed inside the
+        // root and its missing target created there, as runc does; 40 links at most, as the
+        // kernel allows.
+        for _ in 0..40 {
+            match self.mkdir_walk(&comps, kind)? {
+                Walk::Done(fd) => return Ok(fd),
+                Walk::Relink(next) => comps = next,
+            }
+        }
+        bail!("{}: too many levels of symbolic links", path.display())
+    }
+
+    fn mkdir_walk(&self, comps: &[PathBuf], kind: Kind) -> Result<Walk> {
+        let mut parent = self.resolve(Path::new("."), false)?;
+        let mut sofar = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            sofar.push(c);
+            let last = i + 1 == comps.len();
+            let fd = match self.resolve(&sofar, false) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let name = sys::cstring(c)?;
+                    if let Some(target) = readlink_at(&parent, &name) {
+                        // Re-plan from the link's target: absolute targets start at the root.
+                        let mut next = if target.is_absolute() {
+                            Vec::new()
+                        } else {
+                            comps[..i].to_vec()
+                        };
+                        next.extend(rel_components(&target));
+                        next.extend(comps[i + 1..].iter().cloned());
+                        return Ok(Walk::Relink(next));
+                    }
+                    let r = if last && kind == Kind::File {
+                        // SAFETY: parent is a valid dirfd, name a valid C string.
+                        let fd = unsafe {
+                            libc::openat(
+                                parent.as_raw_fd(),
+                                name.as_ptr(),
+                                libc::O_CREAT
+                                    | libc::O_EXCL
+                                    | libc::O_NOFOLLOW
+                                    | libc::O_WRONLY
+                                    | libc::O_CLOEXEC,
+                                0o644,
+                            )
+                        };
+                        if fd >= 0 {
+                            // SAFETY: fd was just returned by openat.
+                            unsafe { libc::close(fd) };
+                        }
+                        fd
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
+                    };
+                    if r < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EEXIST) {
+                            return Err(e).with_context(|| {
+                                format!("create {} in the rootfs", sofar.display())
+                            });
+                        }
+                    }
+                    self.resolve(&sofar, false)
+                        .with_context(|| format!("open {} in the rootfs", sofar.display()))?
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("open {} in the rootfs", sofar.display()));
+                }
+            };
+            parent = fd;
+        }
+        Ok(Walk::Done(parent))
+    }
+}
+
+enum Walk {
+    Done(OwnedFd),
+    Relink(Vec<PathBuf>),
+}
+
+/// The target of `name` in `dir` if it is a symlink.
+pub(super) fn readlink_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is valid for its length; dir is an O_PATH dirfd.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    ))
+}
