@@ -22,39 +22,6 @@ pub struct CreateOpts {
     pub systemd_cgroup: bool,
 }
 
-/// What the systemd driver needs to make a container's unit, all checked before create
-/// touches anything.
-pub(crate) struct SystemdPlan {
-    pub(crate) path: crate::cgroups::systemd::CgroupsPath,
-    pub(crate) user: bool,
-    /// The unit's properties but its PIDs (the init does not exist yet).
-    pub(crate) props: Vec<crate::cgroups::systemd::Property>,
-}
-
-pub(crate) fn systemd_plan(spec: &oci_spec::runtime::Spec, id: &str) -> Result<SystemdPlan> {
-    let linux = spec.linux().as_ref();
-    let user = crate::cgroups::systemd::user_manager();
-    let path = crate::cgroups::systemd::CgroupsPath::parse(
-        linux
-            .and_then(|l| l.cgroups_path().as_deref())
-            .and_then(|p| p.to_str()),
-        id,
-        user,
-    )?;
-    if crate::cgroups::v2::v2_mount().as_deref() != Some(Path::new("/sys/fs/cgroup")) {
-        bail!(
-            "--systemd-cgroup: rt's systemd driver needs a host with cgroup v2 alone mounted at /sys/fs/cgroup (as systemd sets up with its unified hierarchy); use the cgroupfs driver here"
-        );
-    }
-    let props = crate::cgroups::systemd::unit_properties(
-        &path,
-        id,
-        linux.and_then(|l| l.resources().as_ref()),
-        spec.annotations().as_ref().unwrap_or(&Default::default()),
-    )?;
-    Ok(SystemdPlan { path, user, props })
-}
-
 /// A freshly created container, still locked by this rt process.
 pub struct Created {
     pub dir: Dir,
@@ -104,7 +71,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
     let mut systemd = if o.systemd_cgroup {
-        Some(systemd_plan(&bundle.spec, id)?)
+        Some(crate::cgroups::systemd::Plan::new(&bundle.spec, id)?)
     } else {
         if let Some(p) = cgroups_path.as_deref().and_then(|p| p.to_str())
             && crate::cgroups::systemd::looks_like_systemd_path(p)
@@ -179,14 +146,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .map(crate::process::security::seccomp::build)
         .transpose()?;
     let device_rules = device_rules(&bundle.spec)?;
-    // In a user namespace (a user's own rt, or Podman's rootless one) no device filter can be
-    // loaded for a systemd unit, and none is needed: such a container can't make device nodes.
-    let unit_device_rules = device_rules
-        .clone()
-        .filter(|_| systemd.is_some() && !sys::rootless() && !sys::in_user_namespace());
-    if let (Some(sd), Some(rules)) = (systemd.as_mut(), &unit_device_rules) {
-        sd.props
-            .extend(crate::cgroups::systemd::device_properties(rules));
+    if let Some(sd) = systemd.as_mut() {
+        sd.filter_devices(device_rules.as_deref());
     }
     let limits = match bundle
         .spec
@@ -272,21 +233,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         None => None,
         Some(sd) => {
             enter_unit = |pid: i32| -> Result<()> {
-                let manager = crate::cgroups::systemd::Manager::connect(sd.user)?;
-                let u =
-                    crate::cgroups::systemd::Unit::start(manager, &sd.path, sd.props.clone(), pid)?;
-                let rel = u.rel.clone();
-                // Ours from here: stopped again if anything below fails.
-                *unit.borrow_mut() = Some(u);
-                let mount = v2_mount.as_deref().context("no cgroup v2 mount")?;
-                crate::cgroups::v2::enable_controllers(mount, &rel, true);
-                crate::cgroups::resources::apply(mount, &rel, &on_v2, true)?;
-                if let Some(rules) = &unit_device_rules {
-                    crate::cgroups::devices::attach(
-                        rules,
-                        &mount.join(rel.trim_start_matches('/')),
-                    )?;
-                }
+                *unit.borrow_mut() = Some(sd.start(pid, &on_v2)?);
                 Ok(())
             };
             Some(&enter_unit)
