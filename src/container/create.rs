@@ -52,6 +52,9 @@ pub fn open_hostproc() -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// `rt create`. One function on purpose, for all its length: the guards that undo each step
+/// (state dir, shared-namespace mounts, v1 cgroups, the cgroup or unit, the init) live in this
+/// frame, so a failure at any point unwinds exactly what was made, in reverse order.
 pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<Created> {
     state::validate_id(id)?;
     crate::process::fds::note_passed_fds(o.preserve_fds);
@@ -70,67 +73,16 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().clone());
-    let mut systemd = if o.systemd_cgroup {
-        Some(crate::cgroups::systemd::Plan::new(&bundle.spec, id)?)
-    } else {
-        if let Some(p) = cgroups_path.as_deref().and_then(|p| p.to_str())
-            && crate::cgroups::systemd::looks_like_systemd_path(p)
-        {
-            bail!(
-                "config.json: linux.cgroupsPath {p:?} is systemd's slice:prefix:name form: run rt with --systemd-cgroup"
-            );
-        }
-        None
-    };
+    let mut systemd = driver_plan(&bundle.spec, id, o.systemd_cgroup, cgroups_path.as_deref())?;
     let cgroup_rel = crate::cgroups::v2::resolve(cgroups_path.as_deref(), id)?;
-    // A foreground terminal without --console-socket: rt itself receives the master and
-    // relays it (see console::relay).
-    let mut console_rx = None;
-    let console = match o.console_socket.as_deref() {
-        Some(p) => Some(crate::process::console::connect(p).context("--console-socket")?),
-        None if terminal && !detached => {
-            let (ours, theirs) = crate::process::console::pair()?;
-            console_rx = Some(ours);
-            Some(theirs)
-        }
-        None => None,
-    };
+    let (console, console_rx) = console_for(o, terminal, detached)?;
 
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
-    // Without a mount namespace of its own the container mounts in ours: note what is at and
-    // under its rootfs (as mountinfo names it: symlinks resolved) now, so delete (or a failed
-    // create) detaches only what it added.
-    let shared_root =
-        if crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount) {
-            None
-        } else {
-            Some(
-                std::fs::canonicalize(&bundle.rootfs).with_context(|| {
-                    format!("config.json: root.path {}", bundle.rootfs.display())
-                })?,
-            )
-        };
-    let mounts_before: Option<Vec<u64>> = shared_root.as_ref().map(|r| {
-        crate::process::rootfs::mounts_under(r)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect()
-    });
+    let (shared_root, mounts_before) = shared_root_mounts(&bundle)?;
     let mount_guard = MountGuard(shared_root.as_deref().zip(mounts_before.as_ref()));
     crate::notify::setup_spec(&mut bundle.spec, &dir.path)?;
-    let fifo_path = dir.fifo();
-    let c = sys::cstring(&fifo_path)?;
-    // SAFETY: c is a valid path. 0622: the init may run as any uid and must open it to write.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("create exec fifo");
-    }
-    std::fs::set_permissions(
-        &fifo_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o622),
-    )
-    .context("chmod exec fifo")?;
-    let fifo = sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")?;
+    let fifo = make_fifo(&dir)?;
     let hostproc = open_hostproc()?;
     let trampoline = crate::process::security::exeguard::trampoline()?;
     let idmap_fds = idmapped_binds(&bundle.spec, &bundle.dir)?;
@@ -159,72 +111,32 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         None => Vec::new(),
     };
     crate::logging::phase("state dir, fifo, trampoline, filters ready");
+
     let v2_mount = crate::cgroups::v2::v2_mount();
     let (on_v2, on_v1) = crate::cgroups::resources::split(v2_mount.as_deref(), &limits);
     let mut cgroup = match systemd {
         Some(_) => None,
-        None => crate::cgroups::v2::create(
-            &cgroup_rel,
-            crate::cgroups::resources::domain_limit(&on_v2),
-        )?,
+        None => make_v2_cgroup(&cgroup_rel, &on_v2, v2_mount.as_deref())?,
     };
-    if !on_v2.is_empty() && systemd.is_none() {
-        let (Some(c), Some(mount)) = (&cgroup, &v2_mount) else {
-            bail!(
-                "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
-            );
-        };
-        crate::cgroups::resources::apply(mount, &c.rel, &on_v2, false)?;
-    }
-    // v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
-    // so `update` finds them later); what v2 can't take is written there.
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
     let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
     let v2_dir = cgroup
         .as_ref()
         .and_then(|c| crate::cgroups::v2::dir_of(&c.rel));
-    // Where the devices controller is a v1 one (v1 and hybrid hosts) the rules are written to
-    // it too, as runc does: tools that read devices.list see them, and v1 enforces them where
-    // no eBPF filter can be attached. Root of a user namespace may not write them (the kernel
-    // wants CAP_SYS_ADMIN in the initial one).
-    let v1_devices = device_rules
-        .as_deref()
-        .filter(|_| !crate::sys::rootless() && !crate::sys::in_user_namespace())
-        .map(|r| (r, v2_dir.is_none()));
-    if device_rules.is_some()
-        && v1_devices.is_none()
-        && !crate::cgroups::v1::hierarchies().is_empty()
-    {
-        crate::logging::debug("in a user namespace: the v1 devices controller is left as it is");
-    }
-    let v1 = if crate::cgroups::v1::hierarchies().is_empty() {
-        if !on_v1.is_empty() {
-            crate::cgroups::v1::join(&on_v1, None, cgroups_path.as_deref(), id)?;
-        }
-        crate::cgroups::v1::Joined::default()
-    } else {
-        crate::cgroups::v1::join(&on_v1, v1_devices, cgroups_path.as_deref(), id)?
-    };
+    let v1 = join_v1(
+        &on_v1,
+        device_rules.as_deref(),
+        v2_dir.is_none(),
+        cgroups_path.as_deref(),
+        id,
+    )?;
     let v1_guard = V1Guard(Some(&v1));
     if let Some(rules) = device_rules.as_ref().filter(|_| systemd.is_none()) {
-        let v1_has_devices = crate::cgroups::v1::dir_for(&v1.dirs, "devices").is_some();
-        match &v2_dir {
-            Some(dir) => crate::cgroups::devices::attach(rules, dir)?,
-            None if v1_has_devices => {}
-            None if asks_for_device_rules(&bundle.spec) => {
-                bail!(
-                    "linux.resources.devices: needs a cgroup v2 hierarchy or a v1 devices controller, and this host has neither"
-                )
-            }
-            // Only the defaults, and nowhere to put them: as before any filter.
-            None => {
-                crate::logging::debug("no device cgroup: the default device rules are not applied")
-            }
-        }
+        attach_device_filter(rules, v2_dir.as_deref(), &v1, &bundle.spec)?;
     }
-
     crate::logging::phase("cgroups ready");
+
     // The systemd driver: once the init (or the first stage it comes from) exists, systemd
     // moves it into a new unit; its limits and device filter follow before the init goes on.
     let unit: std::cell::RefCell<Option<crate::cgroups::systemd::Unit>> = Default::default();
@@ -267,51 +179,23 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
 
     let (start_time, _) =
         sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
-    let st = State {
-        id: id.to_string(),
-        pid: spawned.pid,
-        start_time,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: crate::logging::rfc3339_now(),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-        owner: String::new(),
-        cgroup: match unit.borrow().as_ref() {
-            Some(u) => Some(u.rel.clone()),
-            None => cgroup.as_ref().map(|c| c.rel.clone()),
-        },
-        cgroup_owned: cgroup.as_ref().is_some_and(|c| c.owned) || unit.borrow().is_some(),
-        systemd_unit: unit.borrow().as_ref().map(|u| u.name.clone()),
-        systemd_user: unit.borrow().as_ref().is_some_and(|u| u.user),
-        cgroup_v1: v1.dirs.clone(),
-        // Only its own: parents rt made stay after a successful create, as with runc.
-        cgroup_v1_created: v1
-            .created
-            .iter()
-            .filter(|d| v1.dirs.contains(d))
-            .cloned()
-            .collect(),
-        has_hooks: bundle.spec.hooks().is_some(),
-        // What was mounted under the rootfs before: everything else there is the container's,
-        // including what its program mounts later.
-        shared_mounts: shared_root
-            .as_ref()
-            .zip(mounts_before.as_ref())
-            .map(|(r, before)| crate::state::SharedMounts {
-                root: r.clone(),
-                before: before.clone(),
-            }),
-        own_pidns: bundle
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| {
-                ns.iter().any(|n| {
-                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-                })
-            }),
+    let mut st = state_of(&bundle, id, spawned.pid, start_time, &v1);
+    st.cgroup = match unit.borrow().as_ref() {
+        Some(u) => Some(u.rel.clone()),
+        None => cgroup.as_ref().map(|c| c.rel.clone()),
     };
+    st.cgroup_owned = cgroup.as_ref().is_some_and(|c| c.owned) || unit.borrow().is_some();
+    st.systemd_unit = unit.borrow().as_ref().map(|u| u.name.clone());
+    st.systemd_user = unit.borrow().as_ref().is_some_and(|u| u.user);
+    // What was mounted under the rootfs before: everything else there is the container's,
+    // including what its program mounts later.
+    st.shared_mounts = shared_root
+        .as_ref()
+        .zip(mounts_before.as_ref())
+        .map(|(r, before)| crate::state::SharedMounts {
+            root: r.clone(),
+            before: before.clone(),
+        });
     dir.save(&st)?;
     // exec needs the container's config as it was at create, whatever the bundle holds later.
     std::fs::write(dir.path.join(state::CONFIG_COPY), &bundle.raw).context("save config")?;
@@ -342,6 +226,193 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         pidfd: spawned.pidfd,
         console_master,
     })
+}
+
+/// The systemd driver's plan with --systemd-cgroup; without it, a systemd-style cgroupsPath
+/// is refused rather than taken for a directory name.
+fn driver_plan(
+    spec: &oci_spec::runtime::Spec,
+    id: &str,
+    systemd_cgroup: bool,
+    cgroups_path: Option<&Path>,
+) -> Result<Option<crate::cgroups::systemd::Plan>> {
+    if systemd_cgroup {
+        return Ok(Some(crate::cgroups::systemd::Plan::new(spec, id)?));
+    }
+    if let Some(p) = cgroups_path.and_then(|p| p.to_str())
+        && crate::cgroups::systemd::looks_like_systemd_path(p)
+    {
+        bail!(
+            "config.json: linux.cgroupsPath {p:?} is systemd's slice:prefix:name form: run rt with --systemd-cgroup"
+        );
+    }
+    Ok(None)
+}
+
+/// The console socket the init sends its pty master to: the caller's, or, for a foreground
+/// terminal without one, a socket pair whose other end rt keeps to relay it (see run).
+fn console_for(
+    o: &CreateOpts,
+    terminal: bool,
+    detached: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    Ok(match o.console_socket.as_deref() {
+        Some(p) => (
+            Some(crate::process::console::connect(p).context("--console-socket")?),
+            None,
+        ),
+        None if terminal && !detached => {
+            let (ours, theirs) = crate::process::console::pair()?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
+    })
+}
+
+/// Without a mount namespace of its own the container mounts in ours: what is at and under its
+/// rootfs (as mountinfo names it: symlinks resolved) now, so delete (or a failed create)
+/// detaches only what it added.
+fn shared_root_mounts(bundle: &crate::spec::Bundle) -> Result<(Option<PathBuf>, Option<Vec<u64>>)> {
+    if crate::spec::has_namespace(&bundle.spec, oci_spec::runtime::LinuxNamespaceType::Mount) {
+        return Ok((None, None));
+    }
+    let root = std::fs::canonicalize(&bundle.rootfs)
+        .with_context(|| format!("config.json: root.path {}", bundle.rootfs.display()))?;
+    let before = crate::process::rootfs::mounts_under(&root)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    Ok((Some(root), Some(before)))
+}
+
+/// The exec fifo the init blocks on until `start`, as an O_PATH fd.
+fn make_fifo(dir: &Dir) -> Result<OwnedFd> {
+    let fifo_path = dir.fifo();
+    let c = sys::cstring(&fifo_path)?;
+    // SAFETY: c is a valid path. 0622: the init may run as any uid and must open it to write.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("create exec fifo");
+    }
+    std::fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .context("chmod exec fifo")?;
+    sys::open(&fifo_path, libc::O_PATH, 0).context("open exec fifo")
+}
+
+/// The cgroupfs driver's cgroup, made (with the controllers its limits need) and given its v2
+/// limits before the init exists, so the init is cloned straight into it.
+fn make_v2_cgroup(
+    rel: &str,
+    on_v2: &[&crate::cgroups::resources::Write],
+    v2_mount: Option<&Path>,
+) -> Result<Option<crate::cgroups::v2::Created>> {
+    let cgroup = crate::cgroups::v2::create(rel, crate::cgroups::resources::domain_limit(on_v2))?;
+    if !on_v2.is_empty() {
+        let (Some(c), Some(mount)) = (&cgroup, v2_mount) else {
+            bail!(
+                "linux.resources: limits need a writable cgroup v2 hierarchy, and there is none here"
+            );
+        };
+        crate::cgroups::resources::apply(mount, &c.rel, on_v2, false)?;
+    }
+    Ok(cgroup)
+}
+
+/// v1 and hybrid hosts: the container joins its cgroup in every v1 hierarchy (as runc does,
+/// so `update` finds them later); what v2 can't take is written there. Where the devices
+/// controller is a v1 one the rules are written to it too, as runc does: tools that read
+/// devices.list see them, and v1 enforces them where no eBPF filter can be attached. Root of
+/// a user namespace may not write them (the kernel wants CAP_SYS_ADMIN in the initial one).
+fn join_v1(
+    on_v1: &[&crate::cgroups::resources::Write],
+    device_rules: Option<&[crate::cgroups::devices::Rule]>,
+    no_v2: bool,
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<crate::cgroups::v1::Joined> {
+    let v1_devices = device_rules
+        .filter(|_| !crate::sys::rootless() && !crate::sys::in_user_namespace())
+        .map(|r| (r, no_v2));
+    if crate::cgroups::v1::hierarchies().is_empty() {
+        if !on_v1.is_empty() {
+            crate::cgroups::v1::join(on_v1, None, cgroups_path, id)?;
+        }
+        return Ok(crate::cgroups::v1::Joined::default());
+    }
+    if device_rules.is_some() && v1_devices.is_none() {
+        crate::logging::debug("in a user namespace: the v1 devices controller is left as it is");
+    }
+    crate::cgroups::v1::join(on_v1, v1_devices, cgroups_path, id)
+}
+
+/// The cgroupfs driver's device filter: rt's eBPF program on the v2 cgroup, or the v1 devices
+/// controller's rules (written by join_v1); an error only if the config asked for rules and
+/// neither exists.
+fn attach_device_filter(
+    rules: &[crate::cgroups::devices::Rule],
+    v2_dir: Option<&Path>,
+    v1: &crate::cgroups::v1::Joined,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<()> {
+    let v1_has_devices = crate::cgroups::v1::dir_for(&v1.dirs, "devices").is_some();
+    match v2_dir {
+        Some(dir) => crate::cgroups::devices::attach(rules, dir)?,
+        None if v1_has_devices => {}
+        None if asks_for_device_rules(spec) => {
+            bail!(
+                "linux.resources.devices: needs a cgroup v2 hierarchy or a v1 devices controller, and this host has neither"
+            )
+        }
+        // Only the defaults, and nowhere to put them: as before any filter.
+        None => crate::logging::debug("no device cgroup: the default device rules are not applied"),
+    }
+    Ok(())
+}
+
+/// The state of a just-created container; its cgroup fields are the caller's to fill in.
+fn state_of(
+    bundle: &crate::spec::Bundle,
+    id: &str,
+    pid: i32,
+    start_time: u64,
+    v1: &crate::cgroups::v1::Joined,
+) -> State {
+    State {
+        id: id.to_string(),
+        pid,
+        start_time,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        owner: String::new(),
+        cgroup: None,
+        cgroup_owned: false,
+        systemd_unit: None,
+        systemd_user: false,
+        cgroup_v1: v1.dirs.clone(),
+        // Only its own: parents rt made stay after a successful create, as with runc.
+        cgroup_v1_created: v1
+            .created
+            .iter()
+            .filter(|d| v1.dirs.contains(d))
+            .cloned()
+            .collect(),
+        has_hooks: bundle.spec.hooks().is_some(),
+        shared_mounts: None,
+        own_pidns: bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter().any(|n| {
+                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+                })
+            }),
+    }
 }
 
 /// systemd socket activation, as runc: with LISTEN_FDS=N in rt's environment, fds 3..3+N go
