@@ -75,7 +75,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         .and_then(|l| l.cgroups_path().clone());
     let mut systemd = driver_plan(&bundle.spec, id, o.systemd_cgroup, cgroups_path.as_deref())?;
     let cgroup_rel = crate::cgroups::v2::resolve(cgroups_path.as_deref(), id)?;
-    let (console, console_rx) = console_for(o, terminal, detached)?;
+    let (console, console_rx) = console_for(o.console_socket.as_deref(), terminal, detached)?;
 
     let dir = Dir::create(root, id)?;
     let dir_guard = DirGuard(Some(&dir.path));
@@ -251,12 +251,12 @@ fn driver_plan(
 
 /// The console socket the init sends its pty master to: the caller's, or, for a foreground
 /// terminal without one, a socket pair whose other end rt keeps to relay it (see run).
-fn console_for(
-    o: &CreateOpts,
+pub(crate) fn console_for(
+    socket: Option<&Path>,
     terminal: bool,
     detached: bool,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-    Ok(match o.console_socket.as_deref() {
+    Ok(match socket {
         Some(p) => (
             Some(crate::process::console::connect(p).context("--console-socket")?),
             None,

@@ -208,48 +208,10 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         None => None,
     };
     let v1_cgroups = v1_cgroups(&st.cgroup_v1, o.cgroup.as_deref())?;
-    let mut console_rx = None;
-    let console = match o.console_socket.as_deref() {
-        Some(p) => Some(crate::process::console::connect(p).context("--console-socket")?),
-        None if terminal => {
-            let (ours, theirs) = crate::process::console::pair()?;
-            console_rx = Some(ours);
-            Some(theirs)
-        }
-        None => None,
-    };
-
-    // Namespaces the container has (new or joined): those are the init's to join. A type the
-    // config leaves out is the host's, which we are in already.
-    let mut flags = 0;
-    let mut userns = false;
-    for ns in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if ns.typ() == LinuxNamespaceType::User {
-            userns = true;
-        }
-        flags |= crate::spec::namespace_flag(ns.typ());
-    }
-    // Only rt's future children move: the child is born in the container's pid namespace.
-    // Rootless, rt has no rights over a pid namespace its container's user namespace owns;
-    // then the child joins everything (user first) and forks once more (`staged`).
-    let mut staged = false;
-    if flags & libc::CLONE_NEWPID != 0 {
-        match sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) && userns => staged = true,
-            // The init died since the state was read (a racing kill or delete).
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
-                bail!("cannot exec in a stopped container")
-            }
-            Err(e) => return Err(e).context("join the container's pid namespace"),
-        }
-    }
+    let (console, console_rx) =
+        crate::container::create::console_for(o.console_socket.as_deref(), terminal, o.detach)?;
+    let (flags, userns) = namespaces_to_join(&spec);
+    let staged = join_pid_namespace(&pidfd, flags, userns)?;
     let seccomp = spec
         .linux()
         .as_ref()
@@ -302,54 +264,20 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd.context("clone3 returned no pidfd")?),
     };
-    let (mut pid, mut child_pidfd) = (pid, child_pidfd);
     drop(child_end);
     drop(console);
-    // Until every step below succeeded, a failure must not leave the process running.
-    let setup = (|| -> Result<Option<OwnedFd>> {
-        // The child says nothing on success (its end closes at execve, close-on-exec), except
-        // to hand over a seccomp notify fd.
-        while let Some((msg, fd)) = parent_end.recv_fd()? {
-            if let Some(n) = msg.strip_prefix("pid ") {
-                // Staged: the process that execs is the grandchild (our child, by CLONE_PARENT).
-                let n: i32 = n.parse().context("sync: bad pid")?;
-                // SAFETY: reaping the intermediate child, which exits right after saying this.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-                pid = n;
-                child_pidfd = sys::pidfd_open(n).context("pidfd_open")?;
-                continue;
-            }
-            if msg == "seccomp"
-                && let Some(fd) = fd
-            {
-                let state = st.to_json(st.status(&dir.path));
-                crate::process::send_to_seccomp_agent(&spec, &state, pid, &fd)?;
-                continue;
-            }
-            // SAFETY: reaping our own failed child.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
-        }
-        let master = console_rx
-            .map(|rx| crate::process::console::receive_master(&rx))
-            .transpose()?;
-        if let Some(p) = &o.pid_file {
-            crate::state::write_pid_file(p, pid)?;
-        }
-        if let Some(p) = &o.pidfd_socket {
-            crate::container::create::send_pidfd(p, &child_pidfd)?;
-        }
-        Ok(master)
-    })();
-    let master = match setup {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = sys::pidfd_send_signal(&child_pidfd, libc::SIGKILL);
-            // SAFETY: reaping our own child (already reaped is fine: waitpid just fails).
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            return Err(e);
-        }
+    let followed = Followed {
+        pid,
+        pidfd: child_pidfd,
     };
+    let setup = followed.set_up(&parent_end, &st, &dir, &spec, console_rx, o);
+    let (
+        Followed {
+            pid,
+            pidfd: child_pidfd,
+        },
+        master,
+    ) = setup?;
     drop(dir);
     if o.detach {
         return Ok(0);
@@ -358,6 +286,119 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .as_ref()
         .map(|_| crate::process::console::RawMode::enter());
     crate::container::run::wait_forwarding(pid, &child_pidfd, master.as_ref(), &mask)
+}
+
+/// The namespaces the container has (new or joined): those are the init's to join. A type
+/// the config leaves out is the host's, which we are in already. The CLONE_NEW* flags, and
+/// whether a user namespace is among them.
+fn namespaces_to_join(spec: &oci_spec::runtime::Spec) -> (i32, bool) {
+    let mut flags = 0;
+    let mut userns = false;
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        userns |= ns.typ() == LinuxNamespaceType::User;
+        flags |= crate::spec::namespace_flag(ns.typ());
+    }
+    (flags, userns)
+}
+
+/// Joins the init's pid namespace, so rt's next child is born in it (only rt's future
+/// children move). Rootless, rt has no rights over a pid namespace its container's user
+/// namespace owns; then the child joins everything (user first) and forks once more: true,
+/// staged.
+fn join_pid_namespace(pidfd: &OwnedFd, flags: i32, userns: bool) -> Result<bool> {
+    if flags & libc::CLONE_NEWPID == 0 {
+        return Ok(false);
+    }
+    match sys::setns(pidfd.as_raw_fd(), libc::CLONE_NEWPID) {
+        Ok(()) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && userns => Ok(true),
+        // The init died since the state was read (a racing kill or delete).
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            bail!("cannot exec in a stopped container")
+        }
+        Err(e) => Err(e).context("join the container's pid namespace"),
+    }
+}
+
+/// The exec'd process as rt follows it: its pid and pidfd (the grandchild's, when staged).
+struct Followed {
+    pid: i32,
+    pidfd: OwnedFd,
+}
+
+impl Followed {
+    /// Until the child has exec'd and the caller has its pid file, pidfd and terminal, a
+    /// failure must not leave the process running: it is killed and reaped, and the error
+    /// returned. On success, the process and its terminal's master (if rt relays it).
+    fn set_up(
+        mut self,
+        parent_end: &crate::process::Channel,
+        st: &crate::state::State,
+        dir: &Dir,
+        spec: &oci_spec::runtime::Spec,
+        console_rx: Option<OwnedFd>,
+        o: &ExecOpts,
+    ) -> Result<(Followed, Option<OwnedFd>)> {
+        match self.follow(parent_end, st, dir, spec, console_rx, o) {
+            Ok(master) => Ok((self, master)),
+            Err(e) => {
+                let _ = sys::pidfd_send_signal(&self.pidfd, libc::SIGKILL);
+                // SAFETY: reaping our own child (already reaped is fine: waitpid just fails).
+                unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+                Err(e)
+            }
+        }
+    }
+
+    fn follow(
+        &mut self,
+        parent_end: &crate::process::Channel,
+        st: &crate::state::State,
+        dir: &Dir,
+        spec: &oci_spec::runtime::Spec,
+        console_rx: Option<OwnedFd>,
+        o: &ExecOpts,
+    ) -> Result<Option<OwnedFd>> {
+        // The child says nothing on success (its end closes at execve, close-on-exec), except
+        // to hand over a seccomp notify fd.
+        while let Some((msg, fd)) = parent_end.recv_fd()? {
+            if let Some(n) = msg.strip_prefix("pid ") {
+                // Staged: the process that execs is the grandchild (our child, by CLONE_PARENT).
+                let n: i32 = n.parse().context("sync: bad pid")?;
+                // SAFETY: reaping the intermediate child, which exits right after saying this.
+                unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+                self.pid = n;
+                self.pidfd = sys::pidfd_open(n).context("pidfd_open")?;
+                continue;
+            }
+            if msg == "seccomp"
+                && let Some(fd) = fd
+            {
+                let state = st.to_json(st.status(&dir.path));
+                crate::process::send_to_seccomp_agent(spec, &state, self.pid, &fd)?;
+                continue;
+            }
+            // SAFETY: reaping our own failed child.
+            unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+            bail!("{}", msg.strip_prefix("error ").unwrap_or(&msg));
+        }
+        let master = console_rx
+            .map(|rx| crate::process::console::receive_master(&rx))
+            .transpose()?;
+        if let Some(p) = &o.pid_file {
+            crate::state::write_pid_file(p, self.pid)?;
+        }
+        if let Some(p) = &o.pidfd_socket {
+            crate::container::create::send_pidfd(p, &self.pidfd)?;
+        }
+        Ok(master)
+    }
 }
 
 /// The v1 cgroups an exec'd process joins: the container's, or with `--cgroup
