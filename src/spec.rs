@@ -179,6 +179,58 @@ fn validate(spec: &Spec) -> Result<()> {
     }
 
     refuse_unsupported(spec)?;
+    check_hooks(spec)?;
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    check_namespaces(linux)?;
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !has_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        bail!("config.json: hostname needs a uts namespace in linux.namespaces");
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !has_namespace(spec, LinuxNamespaceType::Uts)
+    {
+        bail!("config.json: domainname needs a uts namespace in linux.namespaces");
+    }
+    if let Some(off) = linux.time_offsets() {
+        if !off.is_empty() && !has_namespace(spec, LinuxNamespaceType::Time) {
+            bail!("config.json: linux.timeOffsets needs a time namespace in linux.namespaces");
+        }
+        for k in off.keys() {
+            if k != "monotonic" && k != "boottime" {
+                bail!(
+                    "config.json: linux.timeOffsets: unknown clock {k:?} (monotonic or boottime)"
+                );
+            }
+        }
+    }
+    for (key, value) in linux.sysctl().iter().flatten() {
+        check_sysctl(spec, key)?;
+        check_uts_sysctl(spec, key, value)?;
+    }
+    if let Some(p) = linux.rootfs_propagation()
+        && crate::process::rootfs::propagation_flag(p).is_none()
+    {
+        bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
+    }
+    if let Some(r) = linux.resources() {
+        crate::cgroups::resources::plan(r).map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
+    }
+    if let Some(s) = linux.seccomp()
+        && crate::process::security::seccomp::uses_notify(s)
+        && s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        bail!("config.json: linux.seccomp.listenerPath is required with SCMP_ACT_NOTIFY");
+    }
+    Ok(())
+}
+
+/// Every hook's path absolute and timeout positive and within what a deadline can count.
+fn check_hooks(spec: &Spec) -> Result<()> {
     for phase in [
         Phase::Prestart,
         Phase::CreateRuntime,
@@ -214,9 +266,12 @@ fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
+    Ok(())
+}
+
+/// Each namespace listed once, paths absolute and there, and id maps exactly with a new user
+/// namespace.
+fn check_namespaces(linux: &oci_spec::runtime::Linux) -> Result<()> {
     let mut seen = HashSet::new();
     for ns in linux.namespaces().iter().flatten() {
         let name = namespace_name(ns.typ());
@@ -263,48 +318,6 @@ fn validate(spec: &Spec) -> Result<()> {
         if m.size() == 0 {
             bail!("config.json: linux id mapping with size 0");
         }
-    }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !has_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        bail!("config.json: hostname needs a uts namespace in linux.namespaces");
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-        && !has_namespace(spec, LinuxNamespaceType::Uts)
-    {
-        bail!("config.json: domainname needs a uts namespace in linux.namespaces");
-    }
-    if let Some(off) = linux.time_offsets() {
-        if !off.is_empty() && !has_namespace(spec, LinuxNamespaceType::Time) {
-            bail!("config.json: linux.timeOffsets needs a time namespace in linux.namespaces");
-        }
-        for k in off.keys() {
-            if k != "monotonic" && k != "boottime" {
-                bail!(
-                    "config.json: linux.timeOffsets: unknown clock {k:?} (monotonic or boottime)"
-                );
-            }
-        }
-    }
-    for (key, value) in linux.sysctl().iter().flatten() {
-        check_sysctl(spec, key)?;
-        check_uts_sysctl(spec, key, value)?;
-    }
-    if let Some(p) = linux.rootfs_propagation()
-        && crate::process::rootfs::propagation_flag(p).is_none()
-    {
-        bail!("config.json: linux.rootfsPropagation {p:?} is not a propagation mode");
-    }
-    if let Some(r) = linux.resources() {
-        crate::cgroups::resources::plan(r).map_err(|e| anyhow::anyhow!("config.json: {e:#}"))?;
-    }
-    if let Some(s) = linux.seccomp()
-        && crate::process::security::seccomp::uses_notify(s)
-        && s.listener_path()
-            .as_ref()
-            .is_none_or(|p| p.as_os_str().is_empty())
-    {
-        bail!("config.json: linux.seccomp.listenerPath is required with SCMP_ACT_NOTIFY");
     }
     Ok(())
 }

@@ -58,7 +58,8 @@ fn flat(p: &Path) -> serde_json::Map<String, Value> {
 }
 
 /// One stats sample, shaped like runc's `events --stats` data: from cgroup v2's files where
-/// the container's v2 cgroup has them, else from the v1 controllers' files.
+/// the container's v2 cgroup has them, else from the v1 controllers' files. Built as one JSON
+/// literal, so its shape can be checked against runc's at a glance.
 pub fn stats(cg: &Cgroups) -> Value {
     let n =
         |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);

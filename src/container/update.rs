@@ -53,6 +53,49 @@ pub(crate) fn cgroups_of(dir: &Path, st: &State) -> Result<Cgroups> {
 }
 
 pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) -> Result<()> {
+    let mut v = requested(resources, f)?;
+    let (dir, st, cgs) = container_cgroup(root, id)?;
+    fill_from_current(&mut v, cgs.v2_dir().as_deref(), &st.cgroup_v1);
+    let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
+    let writes = crate::cgroups::resources::plan(&r)?;
+    // memory.checkBeforeUpdate: never set a limit below what the container already uses.
+    if r.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true)
+        && let Some(l) = r
+            .memory()
+            .as_ref()
+            .and_then(|m| m.limit())
+            .filter(|l| *l > 0)
+    {
+        let used = cgs
+            .file("memory.current", "memory", "memory.usage_in_bytes")
+            .and_then(|p: PathBuf| read_u64(&p))
+            .unwrap_or(0);
+        if used > l as u64 {
+            bail!("linux.resources.memory.limit {l} is below the container's current usage {used}");
+        }
+    }
+    let (on_v2, on_v1) =
+        crate::cgroups::resources::split(cgs.v2.as_ref().map(|(m, _)| m.as_path()), &writes);
+    if let Some(unit) = &st.systemd_unit {
+        // systemd owns the ancestors (their controllers are its business) and re-applies a
+        // unit's properties on reload: the new limits go to both.
+        crate::cgroups::systemd::set_resources(unit, st.systemd_user, &r)?;
+        if let Some((mount, rel)) = cgs.v2.as_ref() {
+            crate::cgroups::resources::write_files(mount, rel, &on_v2)?;
+        }
+    } else if !on_v2.is_empty() {
+        let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
+        crate::cgroups::v2::enable_controllers(mount, rel, false);
+        crate::cgroups::resources::apply(mount, rel, &on_v2, false)?;
+    }
+    write_v1(&st, &cgs, on_v1)?;
+    drop(dir);
+    Ok(())
+}
+
+/// The update asked for: the --resources document (a file, or - for stdin), with runc's
+/// individual flags set over it.
+fn requested(resources: Option<&Path>, f: &UpdateFlags) -> Result<Value> {
     let mut v: Value = match resources {
         Some(p) if p == Path::new("-") => {
             let mut text = Vec::new();
@@ -125,40 +168,16 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
     if let Some(x) = f.blkio_weight {
         set(&["blockIO", "weight"], json!(x))?;
     }
-    let (dir, st, cgs) = container_cgroup(root, id)?;
-    fill_from_current(&mut v, cgs.v2_dir().as_deref(), &st.cgroup_v1);
-    let r: LinuxResources = serde_json::from_value(v).context("update: resources")?;
-    let writes = crate::cgroups::resources::plan(&r)?;
-    // memory.checkBeforeUpdate: never set a limit below what the container already uses.
-    if r.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true)
-        && let Some(l) = r
-            .memory()
-            .as_ref()
-            .and_then(|m| m.limit())
-            .filter(|l| *l > 0)
-    {
-        let used = cgs
-            .file("memory.current", "memory", "memory.usage_in_bytes")
-            .and_then(|p: PathBuf| read_u64(&p))
-            .unwrap_or(0);
-        if used > l as u64 {
-            bail!("linux.resources.memory.limit {l} is below the container's current usage {used}");
-        }
-    }
-    let (on_v2, on_v1) =
-        crate::cgroups::resources::split(cgs.v2.as_ref().map(|(m, _)| m.as_path()), &writes);
-    if let Some(unit) = &st.systemd_unit {
-        // systemd owns the ancestors (their controllers are its business) and re-applies a
-        // unit's properties on reload: the new limits go to both.
-        crate::cgroups::systemd::set_resources(unit, st.systemd_user, &r)?;
-        if let Some((mount, rel)) = cgs.v2.as_ref() {
-            crate::cgroups::resources::write_files(mount, rel, &on_v2)?;
-        }
-    } else if !on_v2.is_empty() {
-        let (mount, rel) = cgs.v2.as_ref().context("container has no cgroup v2")?;
-        crate::cgroups::v2::enable_controllers(mount, rel, false);
-        crate::cgroups::resources::apply(mount, rel, &on_v2, false)?;
-    }
+    Ok(v)
+}
+
+/// The limits only v1 hierarchies take here, written to the v1 cgroups the container joined
+/// at create (the only ones an update can reach).
+fn write_v1(
+    st: &State,
+    cgs: &Cgroups,
+    on_v1: Vec<&crate::cgroups::resources::Write>,
+) -> Result<()> {
     let mut on_v1 = on_v1;
     // v1 wants memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every step: when the
     // new limit is above the current memsw limit, memsw goes first (it is raised too).
@@ -197,7 +216,6 @@ pub fn update(root: &Path, id: &str, resources: Option<&Path>, f: &UpdateFlags) 
             crate::cgroups::v1::write(d, &file, &value, w.field)?;
         }
     }
-    drop(dir);
     Ok(())
 }
 

@@ -80,7 +80,8 @@ pub fn send_to_seccomp_agent(
 /// The privilege and environment steps shared by the init and `rt exec`: rlimits, then the
 /// bounding set while still root, then the user (keepcaps preserves the capabilities across the
 /// switch), the final capability sets, cwd (checked with the user's permissions, and checked to
-/// be inside the container: CVE-2024-21626), no_new_privs, umask, fds, signals.
+/// be inside the container: CVE-2024-21626), no_new_privs, umask, fds, signals. One function
+/// on purpose: the order of these steps is the security argument, and reads top to bottom.
 pub fn finalize<'a>(
     process: &oci_spec::runtime::Process,
     hostproc: RawFd,

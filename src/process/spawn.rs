@@ -62,7 +62,9 @@ fn plan(spec: &Spec) -> NsPlan {
     p
 }
 
-/// Creates the container's init and returns once it is blocked waiting for `start`.
+/// Creates the container's init and returns once it is blocked waiting for `start`. The
+/// conversation with the init (id maps, network devices, hooks, errors, "ready") is one loop
+/// here, in the order the init asks, so both sides of the protocol can be read side by side.
 pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let spec = &a.bundle.spec;
     let plan = plan(spec);

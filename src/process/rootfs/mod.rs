@@ -139,6 +139,9 @@ impl Setup<'_> {
         Ok(root)
     }
 
+    /// One mount entry: its options parsed, its destination resolved inside the rootfs, then
+    /// one arm per kind (bind, cgroup, the special filesystems, any other). Kept whole so the
+    /// order of those checks, which CVE fixes depend on, reads in one place.
     fn mount_entry(&self, root: &Root, m: &Mount, idmap: Option<std::os::fd::RawFd>) -> Result<()> {
         let mut o = parse_options(m.options().as_deref().unwrap_or(&[]));
         let dest = m.destination();
