@@ -94,6 +94,38 @@ impl Created {
     }
 }
 
+/// The cgroupfs driver: the cgroup made by rt in the v2 files before the init exists (None
+/// where there is no writable v2 hierarchy: a rootless rt without a delegated cgroup).
+pub struct Cgroupfs(pub Option<Created>);
+
+impl super::Driver for Cgroupfs {
+    fn clone_into(&self) -> Option<std::os::fd::RawFd> {
+        self.0
+            .as_ref()
+            .map(|c| std::os::fd::AsRawFd::as_raw_fd(&c.fd))
+    }
+    fn adopts(&self) -> bool {
+        false
+    }
+    fn adopt(&self, _pid: i32) -> Result<()> {
+        Ok(())
+    }
+    fn rel(&self) -> Option<String> {
+        self.0.as_ref().map(|c| c.rel.clone())
+    }
+    fn owned(&self) -> bool {
+        self.0.as_ref().is_some_and(|c| c.owned)
+    }
+    fn unit(&self) -> Option<(String, bool)> {
+        None
+    }
+    fn disarm(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.disarm();
+        }
+    }
+}
+
 impl Drop for Created {
     fn drop(&mut self) {
         if self.armed && self.owned {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use crate::cgroups::Driver;
 use crate::state::{self, Dir, State};
 use crate::sys;
 
@@ -114,16 +115,22 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
 
     let v2_mount = crate::cgroups::v2::v2_mount();
     let (on_v2, on_v1) = crate::cgroups::resources::split(v2_mount.as_deref(), &limits);
-    let mut cgroup = match systemd {
-        Some(_) => None,
-        None => make_v2_cgroup(&cgroup_rel, &on_v2, v2_mount.as_deref())?,
+    let mut driver: Box<dyn Driver + '_> = match &systemd {
+        Some(sd) => Box::new(crate::cgroups::systemd::Scope::new(sd, &on_v2)),
+        None => Box::new(crate::cgroups::v2::Cgroupfs(make_v2_cgroup(
+            &cgroup_rel,
+            &on_v2,
+            v2_mount.as_deref(),
+        )?)),
     };
     // Rootless with no cgroup: a user namespace can't create device nodes anyway (mknod of a
     // device is refused outside the initial user namespace), so there is nothing to filter.
-    let device_rules = device_rules.filter(|_| !(crate::sys::rootless() && cgroup.is_none()));
-    let v2_dir = cgroup
-        .as_ref()
-        .and_then(|c| crate::cgroups::v2::dir_of(&c.rel));
+    let device_rules =
+        device_rules.filter(|_| !(crate::sys::rootless() && driver.clone_into().is_none()));
+    // The cgroupfs driver's, made by now; systemd's comes with its unit.
+    let v2_dir = driver
+        .rel()
+        .and_then(|rel| crate::cgroups::v2::dir_of(&rel));
     let v1 = join_v1(
         &on_v1,
         device_rules.as_deref(),
@@ -139,18 +146,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
 
     // The systemd driver: once the init (or the first stage it comes from) exists, systemd
     // moves it into a new unit; its limits and device filter follow before the init goes on.
-    let unit: std::cell::RefCell<Option<crate::cgroups::systemd::Unit>> = Default::default();
-    let enter_unit;
-    let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = match &systemd {
-        None => None,
-        Some(sd) => {
-            enter_unit = |pid: i32| -> Result<()> {
-                *unit.borrow_mut() = Some(sd.start(pid, &on_v2)?);
-                Ok(())
-            };
-            Some(&enter_unit)
-        }
-    };
+    let adopt = |pid: i32| driver.adopt(pid);
+    let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = driver.adopts().then_some(&adopt);
     let args = crate::process::InitArgs {
         id,
         bundle: &bundle,
@@ -160,7 +157,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         preserve_fds,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
-        cgroup_fd: cgroup.as_ref().map(|c| c.fd.as_raw_fd()),
+        cgroup_fd: driver.clone_into(),
         close_in_child: &[dir.lock_fd()],
         seccomp: seccomp.as_ref(),
         trampoline: trampoline.as_raw_fd(),
@@ -180,13 +177,12 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let (start_time, _) =
         sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
     let mut st = state_of(&bundle, id, spawned.pid, start_time, &v1);
-    st.cgroup = match unit.borrow().as_ref() {
-        Some(u) => Some(u.rel.clone()),
-        None => cgroup.as_ref().map(|c| c.rel.clone()),
+    st.cgroup = driver.rel();
+    st.cgroup_owned = driver.owned();
+    (st.systemd_unit, st.systemd_user) = match driver.unit() {
+        Some((name, user)) => (Some(name), user),
+        None => (None, false),
     };
-    st.cgroup_owned = cgroup.as_ref().is_some_and(|c| c.owned) || unit.borrow().is_some();
-    st.systemd_unit = unit.borrow().as_ref().map(|u| u.name.clone());
-    st.systemd_user = unit.borrow().as_ref().is_some_and(|u| u.user);
     // What was mounted under the rootfs before: everything else there is the container's,
     // including what its program mounts later.
     st.shared_mounts = shared_root
@@ -205,12 +201,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     if let Some(p) = &o.pidfd_socket {
         send_pidfd(p, &spawned.pidfd)?;
     }
-    if let Some(c) = cgroup.as_mut() {
-        c.disarm();
-    }
-    if let Some(u) = unit.borrow_mut().as_mut() {
-        u.disarm();
-    }
+    driver.disarm();
     kill_init.disarm();
     std::mem::forget(v1_guard);
     std::mem::forget(mount_guard);

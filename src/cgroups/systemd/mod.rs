@@ -103,6 +103,55 @@ impl Plan {
 
 /// A connection to the systemd manager: the system one, or the caller's own user manager
 /// (rootless), each over its bus.
+/// The systemd driver: a unit started around the init's first process once it exists, with
+/// the limits and device filter of `plan` (see Plan::start). Stopped again on drop unless
+/// disarmed.
+pub struct Scope<'a> {
+    plan: &'a Plan,
+    on_v2: &'a [&'a crate::cgroups::resources::Write],
+    unit: std::cell::RefCell<Option<Unit>>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(plan: &'a Plan, on_v2: &'a [&'a crate::cgroups::resources::Write]) -> Scope<'a> {
+        Scope {
+            plan,
+            on_v2,
+            unit: Default::default(),
+        }
+    }
+}
+
+impl crate::cgroups::Driver for Scope<'_> {
+    fn clone_into(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn adopts(&self) -> bool {
+        true
+    }
+    fn adopt(&self, pid: i32) -> Result<()> {
+        *self.unit.borrow_mut() = Some(self.plan.start(pid, self.on_v2)?);
+        Ok(())
+    }
+    fn rel(&self) -> Option<String> {
+        self.unit.borrow().as_ref().map(|u| u.rel.clone())
+    }
+    fn owned(&self) -> bool {
+        self.unit.borrow().is_some()
+    }
+    fn unit(&self) -> Option<(String, bool)> {
+        self.unit
+            .borrow()
+            .as_ref()
+            .map(|u| (u.name.clone(), u.user))
+    }
+    fn disarm(&mut self) {
+        if let Some(u) = self.unit.get_mut().as_mut() {
+            u.disarm();
+        }
+    }
+}
+
 pub struct Manager {
     bus: crate::cgroups::systemd::dbus::Bus,
     user: bool,

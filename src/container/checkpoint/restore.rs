@@ -9,6 +9,7 @@ use super::{
     CriuOpts, DESCRIPTORS, TERMINAL, criu_binary, external_mounts, external_namespaces,
     has_console, run_criu,
 };
+use crate::cgroups::Driver;
 use crate::state::{self, Dir, State};
 
 pub struct RestoreOpts {
@@ -70,15 +71,25 @@ fn restore_terminal(o: &RestoreOpts, spec: &oci_spec::runtime::Spec) -> Result<O
 /// `rt restore`: a new container from the bundle whose processes are those of the image.
 pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let mut plan = Plan::new(id, o)?;
+    let terminal = plan.terminal.take();
     let dir = Dir::create(root, id)?;
     let guard = RestoreGuard {
         dir: Some(dir.path.clone()),
     };
-    let mut home = Home::make(&plan, id)?;
+    let v2_mount = crate::cgroups::v2::v2_mount();
+    let (on_v2, _) = crate::cgroups::resources::split(v2_mount.as_deref(), &plan.limits);
+    let mut home = Home::make(&plan, id, &on_v2, v2_mount.as_deref())?;
     let criu_root = dir.path.join("criu-root");
     std::fs::create_dir(&criu_root).context("create criu-root")?;
     let pidfile = dir.path.join("criu.pid");
-    let (cmd, _inherited) = criu_command(&plan, o, &criu_root, &pidfile, home.rel())?;
+    let (cmd, _inherited) = criu_command(
+        &plan,
+        terminal.as_ref(),
+        o,
+        &criu_root,
+        &pidfile,
+        home.driver.rel().as_deref(),
+    )?;
     if o.subreaper && !o.detach {
         crate::sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
     }
@@ -97,14 +108,14 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     })?;
     let _ = std::fs::remove_dir(&criu_root);
     drop(home.placeholder.take());
-    let console_master = hand_over_terminal(plan.terminal.take(), pid)?;
+    let console_master = hand_over_terminal(terminal, pid)?;
     let st = home.state(&plan, id, pid)?;
     dir.save(&st)?;
     std::fs::write(dir.path.join(state::CONFIG_COPY), &plan.bundle.raw).context("save config")?;
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, pid)?;
     }
-    home.disarm();
+    home.driver.disarm();
     std::mem::forget(guard);
     if o.detach {
         return Ok(0);
@@ -191,35 +202,37 @@ impl Plan {
 /// and device filter (cgroupfs), or a unit holding a placeholder process (systemd), so CRIU
 /// restores the processes straight into it, their cgroup namespace rooted there. Undone on
 /// drop unless disarmed.
-struct Home {
-    cgroup: Option<crate::cgroups::v2::Created>,
-    unit: Option<crate::cgroups::systemd::Unit>,
+struct Home<'a> {
+    driver: Box<dyn Driver + 'a>,
     placeholder: Option<Placeholder>,
 }
 
-impl Home {
-    fn make(plan: &Plan, id: &str) -> Result<Home> {
-        let spec = &plan.bundle.spec;
-        let v2_mount = crate::cgroups::v2::v2_mount();
-        let (on_v2, _) = crate::cgroups::resources::split(v2_mount.as_deref(), &plan.limits);
+impl<'a> Home<'a> {
+    fn make(
+        plan: &'a Plan,
+        id: &str,
+        on_v2: &'a [&'a crate::cgroups::resources::Write],
+        v2_mount: Option<&Path>,
+    ) -> Result<Home<'a>> {
         if let Some(sd) = &plan.systemd {
-            let p = Placeholder::spawn()?;
-            let unit = sd.start(p.pid, &on_v2)?;
+            let placeholder = Placeholder::spawn()?;
+            let driver = Box::new(crate::cgroups::systemd::Scope::new(sd, on_v2));
+            driver.adopt(placeholder.pid)?;
             return Ok(Home {
-                cgroup: None,
-                unit: Some(unit),
-                placeholder: Some(p),
+                driver,
+                placeholder: Some(placeholder),
             });
         }
+        let spec = &plan.bundle.spec;
         let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let cgroup = crate::cgroups::v2::create(
             &crate::cgroups::v2::resolve(cgroups_path.as_deref(), id)?,
-            crate::cgroups::resources::domain_limit(&on_v2),
+            crate::cgroups::resources::domain_limit(on_v2),
         )?;
         // The same limits and device filter as create gives, before any restored process runs.
-        match (&cgroup, &v2_mount) {
+        match (&cgroup, v2_mount) {
             (Some(c), Some(mount)) => {
-                crate::cgroups::resources::apply(mount, &c.rel, &on_v2, false)?;
+                crate::cgroups::resources::apply(mount, &c.rel, on_v2, false)?;
                 if let Some(rules) = &plan.device_rules {
                     let dir = mount.join(c.rel.trim_start_matches('/'));
                     crate::cgroups::devices::attach(rules, &dir)?;
@@ -231,24 +244,19 @@ impl Home {
             _ => {}
         }
         Ok(Home {
-            cgroup,
-            unit: None,
+            driver: Box::new(crate::cgroups::v2::Cgroupfs(cgroup)),
             placeholder: None,
         })
-    }
-
-    /// The cgroup, relative to the v2 mount (CRIU's --cgroup-root).
-    fn rel(&self) -> Option<&str> {
-        self.unit
-            .as_ref()
-            .map(|u| u.rel.as_str())
-            .or(self.cgroup.as_ref().map(|c| c.rel.as_str()))
     }
 
     fn state(&self, plan: &Plan, id: &str, pid: i32) -> Result<State> {
         let spec = &plan.bundle.spec;
         let (start_time, _) =
             crate::sys::proc_start_time(pid).context("the restored init is gone already")?;
+        let (systemd_unit, systemd_user) = match self.driver.unit() {
+            Some((name, user)) => (Some(name), user),
+            None => (None, false),
+        };
         Ok(State {
             id: id.to_string(),
             pid,
@@ -258,10 +266,10 @@ impl Home {
             created: crate::logging::rfc3339_now(),
             annotations: spec.annotations().clone().unwrap_or_default(),
             owner: String::new(),
-            cgroup: self.rel().map(str::to_string),
-            cgroup_owned: self.cgroup.as_ref().is_some_and(|c| c.owned) || self.unit.is_some(),
-            systemd_unit: self.unit.as_ref().map(|u| u.name.clone()),
-            systemd_user: self.unit.as_ref().is_some_and(|u| u.user),
+            cgroup: self.driver.rel(),
+            cgroup_owned: self.driver.owned(),
+            systemd_unit,
+            systemd_user,
             cgroup_v1: Vec::new(),
             cgroup_v1_created: Vec::new(),
             shared_mounts: None,
@@ -269,23 +277,13 @@ impl Home {
             has_hooks: spec.hooks().is_some(),
         })
     }
-
-    fn disarm(&mut self) {
-        if let Some(c) = self.cgroup.as_mut() {
-            c.disarm();
-        }
-        if let Some(u) = self.unit.as_mut() {
-            u.disarm();
-        }
-    }
 }
 
-impl Drop for Home {
+impl Drop for Home<'_> {
     fn drop(&mut self) {
-        // The placeholder first: a unit can't be stopped cleanly with it still inside.
+        // The placeholder first: a unit can't be stopped cleanly with it still inside. The
+        // driver's own drop then undoes the cgroup or unit, unless disarmed.
         drop(self.placeholder.take());
-        drop(self.unit.take());
-        drop(self.cgroup.take());
     }
 }
 
@@ -294,6 +292,7 @@ impl Drop for Home {
 /// inherits come back with it, to be held until criu has run.
 fn criu_command(
     plan: &Plan,
+    terminal: Option<&Terminal>,
     o: &RestoreOpts,
     criu_root: &Path,
     pidfile: &Path,
@@ -326,7 +325,7 @@ fn criu_command(
     }
     // The fds CRIU inherits: the new terminal's slave, the namespaces to restore into.
     let mut inherit = Vec::new();
-    if let Some(t) = &plan.terminal {
+    if let Some(t) = terminal {
         let fd = t.pty.slave.as_raw_fd();
         cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:{}", t.key));
         if has_console(spec) {
