@@ -52,6 +52,15 @@ fn with_pipes(rt: &Rt, args: &[&str]) -> (Output, Child) {
     (o, child)
 }
 
+/// `rt restore -d EXTRA --image-path IMG -b BUNDLE ID` with its stdio on the test's pipes (see
+/// with_pipes), for the restored processes to inherit.
+fn restore_piped(rt: &Rt, img: &str, b: &Bundle, id: &str, extra: &[&str]) -> (Output, Child) {
+    let mut args = vec!["restore", "-d"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--image-path", img, "-b", b.path(), id]);
+    with_pipes(rt, &args)
+}
+
 fn count(pid: i32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/root/tmp/count"))
         .ok()
@@ -107,10 +116,7 @@ fn a_counting_container_goes_on_from_its_count_after_restore_under_a_new_id() {
     rt.cmd(&["state", &id]).fails_with(&["does not exist"]);
 
     let id2 = rt.new_id();
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id2],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id2, &[]);
     criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id2);
     let at = count(pid2);
@@ -157,10 +163,7 @@ fn pre_dump_then_dump_and_leave_running() {
     );
     rt.delete_force(&id).ok();
 
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id, &[]);
     criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id);
     assert!(
@@ -286,10 +289,7 @@ fn hello_web_answers_again_after_restore() {
         "killed"
     );
 
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id, &[]);
     criu_ok(&o, &img, "restore.log");
     assert!(
         wait_for(Duration::from_secs(10), hello),
@@ -597,19 +597,7 @@ fn lazy_pages_come_from_the_checkpoints_page_server() {
         .spawn()
         .unwrap();
     let id2 = rt.new_id();
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &[
-            "restore",
-            "-d",
-            "--lazy-pages",
-            "--image-path",
-            &img,
-            "-b",
-            b.path(),
-            &id2,
-        ],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id2, &["--lazy-pages"]);
     criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id2);
     let at = count(pid2);
@@ -661,10 +649,7 @@ fn a_container_in_a_joined_network_namespace_is_restored_into_it() {
     assert!(!pid_alive(pid));
 
     let id2 = rt.new_id();
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id2],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id2, &[]);
     criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id2);
     assert!(count(pid2) >= 5, "restored at {}", count(pid2));
@@ -692,10 +677,7 @@ fn a_user_namespace_container_goes_on_after_restore() {
     assert!(!pid_alive(pid));
 
     let id2 = rt.new_id();
-    let (o, _pipes2) = with_pipes(
-        &rt,
-        &["restore", "-d", "--image-path", &img, "-b", b.path(), &id2],
-    );
+    let (o, _pipes2) = restore_piped(&rt, &img, &b, &id2, &[]);
     criu_ok(&o, &img, "restore.log");
     let pid2 = rt.pid(&id2);
     let at = count(pid2);

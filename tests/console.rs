@@ -1,14 +1,12 @@
 //! process.terminal + --console-socket: rt sends the pty master over a unix socket.
 mod common;
 use common::*;
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the receiver got from the single message on the console socket.
 struct Received {
@@ -20,57 +18,10 @@ struct Received {
 /// SCM_RIGHTS. The result (or an error string) arrives on the returned channel.
 fn console_receiver(path: &Path) -> mpsc::Receiver<Result<Received, String>> {
     let listener = UnixListener::bind(path).expect("bind console socket");
-    listener.set_nonblocking(true).unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() > deadline {
-                        let _ = tx.send(Err("nobody connected to the console socket".into()));
-                        return;
-                    }
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(format!("accept: {e}")));
-                    return;
-                }
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
-        let res = (|| {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(|e| format!("recvmsg: {e}"))?;
-            let mut fds = Vec::new();
-            for c in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
-                if let ControlMessageOwned::ScmRights(v) = c {
-                    for fd in v {
-                        // SAFETY: fresh fds received via SCM_RIGHTS, owned by us now
-                        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                    }
-                }
-            }
-            let n = msg.bytes;
-            Ok::<_, String>((fds, n))
-        })();
-        let _ = tx.send(res.map(|(fds, n)| Received {
-            fds,
-            payload: buf[..n].to_vec(),
-        }));
+        let got = receive_message(&listener).map(|(fds, payload)| Received { fds, payload });
+        let _ = tx.send(got);
     });
     rx
 }

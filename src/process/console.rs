@@ -30,22 +30,7 @@ pub fn open_pty(root: &Root, process: &Process) -> Result<Pty> {
         0,
     )
     .context("terminal: open ptmx")?;
-    let mut unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK takes a pointer to int; TIOCGPTPEER returns a new fd.
-    let slave = unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
-            return Err(std::io::Error::last_os_error()).context("terminal: unlock pty");
-        }
-        let fd = libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("terminal: open pty peer");
-        }
-        OwnedFd::from_raw_fd(fd)
-    };
+    let slave = peer_of(&master)?;
     if let Some(size) = process.console_size() {
         let ws = libc::winsize {
             ws_row: size.height() as u16,
@@ -65,6 +50,27 @@ pub fn open_pty(root: &Root, process: &Process) -> Result<Pty> {
     Ok(Pty { master, slave })
 }
 
+/// Unlocks a new pty master and opens its slave through it (TIOCGPTPEER): no path lookup.
+fn peer_of(master: &OwnedFd) -> Result<OwnedFd> {
+    let mut unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK takes a pointer to an int that lives through the call; TIOCGPTPEER
+    // returns a new fd, owned from here on.
+    unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: unlock pty");
+        }
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("terminal: open pty peer");
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
 /// A pty from the host's devpts, for a restored container whose terminal was outside its
 /// checkpoint: the pair and the slave's path. The slave is close-on-exec; whoever hands it
 /// on clears that in the child.
@@ -75,26 +81,12 @@ pub fn open_host_pty() -> Result<(Pty, PathBuf)> {
         0,
     )
     .context("terminal: open /dev/ptmx")?;
-    let mut unlock: libc::c_int = 0;
     let mut index: libc::c_uint = 0;
-    // SAFETY: TIOCSPTLCK and TIOCGPTN take pointers to ints that live through the calls;
-    // TIOCGPTPEER returns a new fd, owned from here on.
-    let slave = unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0
-            || libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut index) != 0
-        {
-            return Err(std::io::Error::last_os_error()).context("terminal: set up the pty");
-        }
-        let fd = libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("terminal: open pty peer");
-        }
-        OwnedFd::from_raw_fd(fd)
-    };
+    // SAFETY: TIOCGPTN takes a pointer to an int that lives through the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut index) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("terminal: pty number");
+    }
+    let slave = peer_of(&master)?;
     Ok((
         Pty { master, slave },
         PathBuf::from(format!("/dev/pts/{index}")),

@@ -1533,11 +1533,18 @@ pub fn with_disk(script: &str) -> String {
     script.replace("DISK", &disk)
 }
 
-/// Accept one connection on `path` and receive one SCM_RIGHTS message.
+/// Accept one connection on the listener and receive one SCM_RIGHTS message: its fds.
 pub fn receive_console(
     listener: &std::os::unix::net::UnixListener,
 ) -> Result<Vec<std::os::fd::OwnedFd>, String> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    receive_message(listener).map(|(fds, _)| fds)
+}
+
+/// Accept one connection on the listener (10 s at most) and receive one message: the fds it
+/// carried as SCM_RIGHTS, and its payload.
+pub fn receive_message(
+    listener: &std::os::unix::net::UnixListener,
+) -> Result<(Vec<std::os::fd::OwnedFd>, Vec<u8>), String> {
     listener.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let stream = loop {
@@ -1552,6 +1559,15 @@ pub fn receive_console(
             Err(e) => return Err(format!("accept: {e}")),
         }
     };
+    recv_with_fds(&stream)
+}
+
+/// One message on a connected unix stream (10 s at most): the fds it carried as SCM_RIGHTS,
+/// and its payload.
+pub fn recv_with_fds(
+    stream: &std::os::unix::net::UnixStream,
+) -> Result<(Vec<std::os::fd::OwnedFd>, Vec<u8>), String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1570,14 +1586,15 @@ pub fn receive_console(
     for c in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
         if let ControlMessageOwned::ScmRights(v) = c {
             for fd in v {
-                // SAFETY: fresh fds received via SCM_RIGHTS
+                // SAFETY: fresh fds received via SCM_RIGHTS, owned by us now.
                 fds.push(unsafe {
                     <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
                 });
             }
         }
     }
-    Ok(fds)
+    let n = msg.bytes;
+    Ok((fds, buf[..n].to_vec()))
 }
 
 pub fn is_pty_master(fd: RawFd) -> bool {
