@@ -169,6 +169,9 @@ pub fn exec(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     })
 }
 
+/// `rt exec` proper. The steps around clone3 stay in one frame: everything the child is
+/// handed (pidfds, the host /proc handle, the trampoline, the cgroup, the console socket)
+/// must be alive and owned here when it forks, and is closed here after.
 fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
     crate::process::fds::note_passed_fds(o.preserve_fds);
     let dir = Dir::open(root, id)?;
