@@ -217,36 +217,11 @@ pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
     Ok((data, fd))
 }
 
-/// Receives one fd sent with SCM_RIGHTS (the payload is ignored).
+/// Receives one fd sent with SCM_RIGHTS (the payload is ignored); EBADMSG without one.
 pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 256];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: zeroed msghdr is valid; pointers below refer to live buffers.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: msg points to live buffers of the sizes given.
-    check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_long)?;
-    // SAFETY: the control buffer was filled by the kernel; we only read a header it wrote.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_SOCKET
-            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Err(io::Error::from_raw_os_error(libc::EBADMSG));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+    recv_msg(sock)?
+        .1
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADMSG))
 }
 
 /// openat of one directory entry given as a C string (no path parsing of ours).
@@ -265,6 +240,17 @@ pub fn openat_c_mode(
         check_int(unsafe { libc::openat(dirfd, name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
     // SAFETY: new fd owned by us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A new empty file `name` in `dirfd` (0644), never following a symlink planted there: EEXIST
+/// if anything is at that name already.
+pub fn create_excl(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    openat_c_mode(
+        dirfd,
+        name,
+        libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY,
+        0o644,
+    )
 }
 
 /// fstatat without following a final symlink.

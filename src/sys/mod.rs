@@ -23,7 +23,7 @@ pub fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-fn check_int(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub fn check_int(ret: libc::c_int) -> io::Result<libc::c_int> {
     check(ret as libc::c_long).map(|r| r as libc::c_int)
 }
 

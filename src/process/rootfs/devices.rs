@@ -96,35 +96,15 @@ impl Setup<'_> {
     ) -> Result<()> {
         let cname = sys::cstr(name)?;
         if self.userns {
-            // SAFETY: dir is a valid dirfd, cname a valid C string. A node the image already
-            // has is only opened as a path (opening a device could block or fail).
-            let mut fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    cname.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_WRONLY
-                        | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
-                // SAFETY: as above.
-                fd = unsafe {
-                    libc::openat(
-                        dir.as_raw_fd(),
-                        cname.as_ptr(),
-                        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    )
-                };
+            // A node the image already has is only opened as a path (opening a device could
+            // block or fail).
+            let fd = match sys::create_excl(dir.as_raw_fd(), &cname) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    sys::openat_c(dir.as_raw_fd(), &cname, libc::O_PATH | libc::O_NOFOLLOW)
+                }
+                r => r,
             }
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error()).context("create bind target");
-            }
-            // SAFETY: fd was just opened by us.
-            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            .context("create bind target")?;
             return sys::mount(
                 Some(host),
                 &fd_path(fd.as_raw_fd()),

@@ -96,36 +96,20 @@ impl Root {
                         next.extend(comps[i + 1..].iter().cloned());
                         return Ok(Walk::Relink(next));
                     }
-                    let r = if last && kind == Kind::File {
-                        // SAFETY: parent is a valid dirfd, name a valid C string.
-                        let fd = unsafe {
-                            libc::openat(
-                                parent.as_raw_fd(),
-                                name.as_ptr(),
-                                libc::O_CREAT
-                                    | libc::O_EXCL
-                                    | libc::O_NOFOLLOW
-                                    | libc::O_WRONLY
-                                    | libc::O_CLOEXEC,
-                                0o644,
-                            )
-                        };
-                        if fd >= 0 {
-                            // SAFETY: fd was just returned by openat.
-                            unsafe { libc::close(fd) };
-                        }
-                        fd
+                    let made = if last && kind == Kind::File {
+                        sys::create_excl(parent.as_raw_fd(), &name).map(drop)
                     } else {
-                        // SAFETY: as above.
-                        unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
+                        // SAFETY: parent is a valid dirfd, name a valid C string.
+                        sys::check_int(unsafe {
+                            libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755)
+                        })
+                        .map(drop)
                     };
-                    if r < 0 {
-                        let e = std::io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(e).with_context(|| {
-                                format!("create {} in the rootfs", sofar.display())
-                            });
-                        }
+                    if let Err(e) = made
+                        && e.raw_os_error() != Some(libc::EEXIST)
+                    {
+                        return Err(e)
+                            .with_context(|| format!("create {} in the rootfs", sofar.display()));
                     }
                     self.resolve(&sofar, false)
                         .with_context(|| format!("open {} in the rootfs", sofar.display()))?
