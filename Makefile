@@ -2,7 +2,14 @@
 SHELL := /bin/bash
 # Only one cargo at a time on this machine: every cargo call takes this lock.
 CARGO ?= flock /tmp/rt-cargo.lock cargo
-RT := target/x86_64-unknown-linux-gnu/release/rt
+# rt is built for musl (static; no glibc start-up work, see README, Benchmark), the target in
+# .cargo/config.toml, which `make deps` adds with rustup. Where rustup cannot add it, for glibc
+# (static too): CARGO_BUILD_TARGET overrides the config for every cargo call made from here.
+MUSL_TARGET := x86_64-unknown-linux-musl
+RUST_TARGET = $(shell d=$$(rustc --print target-libdir --target $(MUSL_TARGET) 2>/dev/null) && [ -d "$$d" ] \
+	&& echo $(MUSL_TARGET) || echo x86_64-unknown-linux-gnu)
+export CARGO_BUILD_TARGET = $(RUST_TARGET)
+RT = target/$(RUST_TARGET)/release/rt
 BUSYBOX ?= /bin/busybox
 # Extra arguments for bench/bench.py, e.g. make bench BENCH_ARGS="--runtimes runc,crun --iterations 5"
 # or BENCH_ARGS="--scenarios run,exec" (scenarios: run lifecycle exec parallel cycles, default all).
@@ -37,6 +44,9 @@ all: build rootfs
 deps:
 	@$(call apt_install,$(DEB_PACKAGES))
 	@command -v cargo >/dev/null || { echo "error: cargo not found: install Rust with rustup, or add ~/.cargo/bin to PATH" >&2; exit 1; }
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET); then :; \
+	elif command -v rustup >/dev/null && rustup target add $(MUSL_TARGET); then :; \
+	else echo "warning: no Rust $(MUSL_TARGET) target (rustup could not add it): rt is built for glibc" >&2; fi
 
 bench-deps: deps
 	@$(call apt_install,$(BENCH_PACKAGES))
@@ -129,7 +139,7 @@ e2e: e2e-deps build rootfs
 
 # The scripts alone (what e2e and e2e-vm run); E2E_CGROUP_MANAGER picks the tools' cgroup driver.
 e2e-run:
-	@rc=0; for t in $(E2E_TOOLS); do echo "+ e2e/$$t.sh"; E2E_CGROUP_MANAGER=$(E2E_CGROUP_MANAGER) bash e2e/$$t.sh || rc=1; done; \
+	@rc=0; for t in $(E2E_TOOLS); do echo "+ e2e/$$t.sh"; E2E_CGROUP_MANAGER=$(E2E_CGROUP_MANAGER) RT_REAL=$(abspath $(RT)) bash e2e/$$t.sh || rc=1; done; \
 	[ $$rc -eq 0 ] && echo "e2e: all passed" || { echo "e2e: some steps failed" >&2; exit 1; }
 
 # The tools with their default settings on a modern host: in the VM that boots systemd as
@@ -139,8 +149,8 @@ e2e-run:
 # kernel).
 e2e-vm: e2e-deps build rootfs
 	@$(call apt_install,$(VM_PACKAGES))
-	VM_INIT=systemd vm/run.sh $(MAKE) --no-print-directory e2e-run E2E_TOOLS="$(E2E_VM_TOOLS)" E2E_CGROUP_MANAGER=systemd
-	VM_INIT=sh vm/run.sh $(MAKE) --no-print-directory e2e-run E2E_TOOLS=podman E2E_CGROUP_MANAGER=cgroupfs
+	VM_INIT=systemd vm/run.sh $(MAKE) --no-print-directory e2e-run E2E_TOOLS="$(E2E_VM_TOOLS)" E2E_CGROUP_MANAGER=systemd RT=$(abspath $(RT))
+	VM_INIT=sh vm/run.sh $(MAKE) --no-print-directory e2e-run E2E_TOOLS=podman E2E_CGROUP_MANAGER=cgroupfs RT=$(abspath $(RT))
 
 # config.json and --process parsing under libFuzzer for FUZZ_SECONDS each (seeds in
 # fuzz/corpus). cargo fuzz needs nightly flags; RUSTC_BOOTSTRAP lets this stable toolchain
@@ -166,8 +176,8 @@ lint: deps
 # leftovers); a few minutes in all. The tables are bench-results/latest.md; then where one rt
 # run spends its time, phase by phase (bench-results/breakdown.md).
 bench: bench-deps build rootfs
-	python3 bench/bench.py $(BENCH_ARGS)
-	python3 bench/breakdown.py
+	python3 bench/bench.py --rt $(RT) $(BENCH_ARGS)
+	python3 bench/breakdown.py --rt $(RT)
 
 # The same on a host like users' (the VM that boots systemd, pure cgroup v2), each runtime with
 # either cgroup driver; TCG inflates absolute times, so read the ratios. The table is
@@ -178,7 +188,7 @@ BENCH_VM_ARGS ?= --runtimes rt,rt+systemd,runc,runc+systemd,crun,crun+systemd --
 bench-vm: bench-deps build rootfs
 	@$(call apt_install,$(VM_PACKAGES))
 	@mkdir -p bench-results
-	set -o pipefail; VM_INIT=systemd vm/run.sh sh -c 'python3 bench/bench.py $(BENCH_VM_ARGS) --out /tmp/bench-vm.md && echo "--- table" && cat /tmp/bench-vm.md' \
+	set -o pipefail; VM_INIT=systemd vm/run.sh sh -c 'python3 bench/bench.py --rt $(abspath $(RT)) $(BENCH_VM_ARGS) --out /tmp/bench-vm.md && echo "--- table" && cat /tmp/bench-vm.md' \
 		| tee /tmp/rt-bench-vm.log
 	@sed -n '/^--- table$$/,$$p' /tmp/rt-bench-vm.log | tail -n +2 > bench-results/vm-systemd.md
 	@echo "wrote bench-results/vm-systemd.md"

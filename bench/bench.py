@@ -38,11 +38,14 @@ lifecycle and cycles it waits for the init with a pidfd (opened on the --pid-fil
 start), so the wait costs no runtime call.
 
 Timing and peak RSS are two separate passes:
-  * timing: the driver fork/execs the runtime itself and takes time.perf_counter_ns()
-    around fork ... os.wait4(), so nothing else is on the measured path;
+  * timing: the driver starts the runtime itself with posix_spawn (a vfork-style clone, as
+    Go's os/exec starts runc for containerd's shim; a fork of this Python process would add
+    its page-table copy, ~0.8 ms here, to every call) and takes time.perf_counter_ns()
+    around posix_spawn ... os.wait4(), so nothing else is on the measured path. The
+    "spawn floor" line of each table is the same path with a static no-op program;
   * peak RSS: ru_maxrss from os.wait4() of the runtime process. This needs its own pass:
-    a process created by fork() from this Python driver inherits the driver's page tables,
-    and execve() folds that old address space's high-water mark into ru_maxrss, so every
+    a process started from this Python driver (fork or vfork) starts in the driver's
+    address space, and execve() folds that address space's high-water mark into ru_maxrss, so every
     runtime would read as at least the driver's own RSS (~5 MiB). In the RSS pass the
     runtime is instead forked by a tiny static busybox shell which exits at once; the
     driver is a child subreaper, so the runtime is reparented to it and it os.wait4()s the
@@ -71,12 +74,21 @@ import select
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_rt():
+    """The release rt `make build` made: for musl, or for glibc where rustup had no musl target."""
+    paths = [os.path.join(REPO, f"target/x86_64-unknown-linux-{env}/release/rt") for env in ("musl", "gnu")]
+    return next((p for p in paths if os.access(p, os.X_OK)), paths[0])
+
+
 CLONE_NEWNS = 0x00020000
 PR_SET_CHILD_SUBREAPER = 36
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -265,15 +277,42 @@ class Runner:
         os.ftruncate(self.errfd, 0)
         os.lseek(self.errfd, 0, os.SEEK_SET)
 
-    def _child(self, argv, stdout=None, stderr=None):
-        """In a forked child: stdin and stdout /dev/null (or stdout), stderr to the capture file (or stderr)."""
-        try:
-            os.dup2(self.nullfd, 0)
-            os.dup2(self.nullfd if stdout is None else stdout, 1)
-            os.dup2(self.errfd if stderr is None else stderr, 2)
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
+    def _spawn(self, argv, stdout=None, stderr=None):
+        """Start argv with stdin and stdout /dev/null (or stdout), stderr to the capture file (or
+        stderr): its pid. posix_spawn (a vfork-style clone, as Go's os/exec does for containerd's
+        shim) rather than fork: forking this Python process copies its page tables and then
+        takes copy-on-write faults, about 0.8 ms per call on the build machine, the same for
+        every runtime, which would be timed as part of each call."""
+        actions = [
+            (os.POSIX_SPAWN_DUP2, self.nullfd, 0),
+            (os.POSIX_SPAWN_DUP2, self.nullfd if stdout is None else stdout, 1),
+            (os.POSIX_SPAWN_DUP2, self.errfd if stderr is None else stderr, 2),
+        ]
+        return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+
+    def spawn_floor(self, n=200):
+        """Median ns of the timing path (posix_spawn ... wait4) with the cheapest possible
+        program: a 129-byte static ELF whose only instructions are exit(0). What every timed
+        call above includes before the runtime does anything."""
+        base = 0x400000
+        code = bytes.fromhex("31ff" "b83c000000" "0f05")  # xor edi,edi; mov eax,60 (exit); syscall
+        size = 64 + 56 + len(code)
+        ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 2, 0x3E, 1,
+                           base + 64 + 56, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+        phdr = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+        path = os.path.join(self.workdir, "exit0")
+        with open(path, "wb") as f:
+            f.write(ehdr + phdr + code)
+        os.chmod(path, 0o755)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            pid = self._spawn([path])
+            _, status, _ = os.wait4(pid, 0)
+            times.append(time.perf_counter_ns() - t0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                die(f"the spawn-floor program exited with status {status}")
+        return statistics.median(times)
 
     def _check(self, rt, cid, argv, status, what="run"):
         code = os.waitstatus_to_exitcode(status)
@@ -294,9 +333,7 @@ class Runner:
         r, w = os.pipe() if capture else (None, None)
         with rt.mntns():
             t0 = time.perf_counter_ns()
-            pid = os.fork()
-            if pid == 0:
-                self._child(argv, stdout=w)
+            pid = self._spawn(argv, stdout=w)
             self.inflight.add(pid)
             if capture:
                 os.close(w)
@@ -325,9 +362,7 @@ class Runner:
         self._reset_stderr()
         r, w = os.pipe()
         with rt.mntns():
-            pid = os.fork()
-            if pid == 0:
-                self._child(launcher, stdout=w)
+            pid = self._spawn(launcher, stdout=w)
         os.close(w)
         with os.fdopen(r) as f:
             out = f.read().strip()
@@ -400,9 +435,7 @@ class Runner:
         def launch(cid, calls, k, errfd):
             argv = rt.cmd(*calls[k])
             with rt.mntns():
-                pid = os.fork()
-                if pid == 0:
-                    self._child(argv, stderr=errfd)
+                pid = self._spawn(argv, stderr=errfd)
             running[pid] = (cid, calls, k, errfd, argv)
             self.inflight.add(pid)
 
@@ -748,6 +781,8 @@ def report(runtimes, args, crun_ns):
         f"- cgroups: {'hybrid (crun run in a mount namespace without ' + UNIFIED + ')' if crun_ns else 'as found'}",
         "- versions: " + "; ".join(f"{rt.name}: {version(rt.binary)}" for rt in runtimes),
         f"- scenarios: {', '.join(args.scenarios)}",
+        f"- spawn floor: {ms(args.spawn_floor_ns):.2f} ms (posix_spawn ... wait4 of a static program that "
+        f"only exits: part of every timed call below, whatever the runtime)",
         "",
     ]
     for name in args.scenarios:
@@ -772,7 +807,7 @@ def main():
     ap.add_argument("--parallel-iterations", type=int, default=3,
                     help=f"parallel: rounds of {PARALLEL_CONTAINERS} containers per runtime and N (default 3)")
     ap.add_argument("--cycles", type=int, default=1000, help="cycles: lifecycle cycles per runtime (default 1000)")
-    ap.add_argument("--rt", default=os.path.join(REPO, "target/x86_64-unknown-linux-gnu/release/rt"), help="rt binary")
+    ap.add_argument("--rt", default=default_rt(), help="rt binary")
     ap.add_argument("--bundle", default=os.path.join(REPO, "bundles/busybox"), help="source bundle")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results/latest.md"), help="markdown output")
     args = ap.parse_args()
@@ -822,6 +857,8 @@ def main():
             runtimes.append(Runtime(n, binaries[n], workdir, config, crun_ns if base(n) == "crun" else None))
         runner = Runner(workdir, [crun_ns.holder.pid] if crun_ns else [])
 
+        args.spawn_floor_ns = runner.spawn_floor()
+        print(f"spawn floor: {ms(args.spawn_floor_ns):.2f} ms")
         for rt in runtimes:
             rt.check(config, workdir)
         print(f"checked: {', '.join(names)} run the container (echo through the runtime)")

@@ -28,8 +28,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import bench_config  # noqa: E402  (the same bundle the benchmark runs)
+from bench import bench_config, default_rt  # noqa: E402  (the same bundle and rt as the benchmark)
 
 MARK = re.compile(r'time="\d{4}-\d\d-\d\dT(\d\d):(\d\d):(\d\d\.\d+)Z" level=debug msg="phase: (.*)"')
 
@@ -78,7 +79,7 @@ def timed(argv, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=50)
-    ap.add_argument("--rt", default=os.path.join(REPO, "target/x86_64-unknown-linux-gnu/release/rt"))
+    ap.add_argument("--rt", default=default_rt())
     ap.add_argument("--bundle", default=os.path.join(REPO, "bundles/busybox"))
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results/breakdown.md"))
     args = ap.parse_args()

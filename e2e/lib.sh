@@ -3,7 +3,11 @@
 set -uo pipefail
 
 E2E_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RT_REAL=${RT_REAL:-$E2E_TOP/target/x86_64-unknown-linux-gnu/release/rt}
+# The Makefile passes the rt it built; by hand, the musl build, else the glibc one.
+if [ -z "${RT_REAL:-}" ]; then
+    RT_REAL=$E2E_TOP/target/x86_64-unknown-linux-musl/release/rt
+    [ -x "$RT_REAL" ] || RT_REAL=$E2E_TOP/target/x86_64-unknown-linux-gnu/release/rt
+fi
 [ -x "$RT_REAL" ] || { echo "$E2E_NAME: $RT_REAL not built (make build)" >&2; exit 1; }
 WORK=$(mktemp -d "/tmp/rt-e2e-$E2E_NAME.XXXXXX")
 chmod 755 "$WORK"

@@ -410,9 +410,10 @@ fn preserve_fds_skips_gaps_and_never_passes_rts_own_fds() {
 }
 
 /// sched_getscheduler, the nice value (stat field 19) and ioprio_get of a host pid.
-fn sched_of(pid: i32) -> (i32, i64, i64) {
-    // SAFETY: plain integer syscalls about another process.
-    let policy = unsafe { libc::sched_getscheduler(pid) };
+fn sched_of(pid: i32) -> (i64, i64, i64) {
+    // SAFETY: plain integer syscalls about another process. The raw syscall: musl's
+    // sched_getscheduler wrapper always fails with ENOSYS.
+    let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, pid) };
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let nice: i64 = after.split(' ').nth(16).unwrap().parse().unwrap();
@@ -431,7 +432,10 @@ fn scheduler_and_io_priority_apply_to_the_init_and_exec() {
     b.process()["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
     b.process()["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
     let c = rt.start_ok(&b);
-    assert_eq!(sched_of(c.pid), (libc::SCHED_BATCH, 7, (2 << 13) | 6));
+    assert_eq!(
+        sched_of(c.pid),
+        (libc::SCHED_BATCH.into(), 7, (2 << 13) | 6)
+    );
 
     let proc_file = b.dir.join("process.json");
     let process = json!({
@@ -459,7 +463,7 @@ fn scheduler_and_io_priority_apply_to_the_init_and_exec() {
         .parse()
         .unwrap();
     let (policy, _, io) = sched_of(pid);
-    assert_eq!((policy, io >> 13), (libc::SCHED_IDLE, 3));
+    assert_eq!((policy, io >> 13), (libc::SCHED_IDLE.into(), 3));
 
     // What the kernel refuses is an error naming the field, and nothing is left.
     let mut bad = Bundle::new(&["true"]);

@@ -791,7 +791,7 @@ fn recv_with_fds(sock: RawFd) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     // SAFETY: valid socket and msghdr.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
@@ -804,7 +804,7 @@ fn recv_with_fds(sock: RawFd) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let len = (*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize;
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                 let p = libc::CMSG_DATA(cmsg) as *const i32;
                 for i in 0..len / 4 {
                     fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p.add(i))));

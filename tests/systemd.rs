@@ -184,7 +184,7 @@ fn receive_fd(l: &UnixListener) -> OwnedFd {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     // SAFETY: valid socket and msghdr.
     let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, 0) };
     assert!(n >= 0, "recvmsg failed");

@@ -96,10 +96,11 @@ fn main() {
         m
     };
     out.insert("umask".into(), serde_json::json!(mask));
-    // SAFETY: plain integer syscalls about this process (IOPRIO_WHO_PROCESS = 1, pid 0).
+    // SAFETY: plain integer syscalls about this process (IOPRIO_WHO_PROCESS = 1, pid 0). The
+    // policy by the raw syscall: musl's sched_getscheduler wrapper always fails with ENOSYS.
     let (policy, nice, ioprio) = unsafe {
         (
-            libc::sched_getscheduler(0),
+            libc::syscall(libc::SYS_sched_getscheduler, 0),
             libc::getpriority(libc::PRIO_PROCESS, 0),
             libc::syscall(libc::SYS_ioprio_get, 1, 0),
         )

@@ -247,6 +247,9 @@ pub(super) fn top_attrs(flags: libc::c_ulong, cleared: libc::c_ulong) -> (u64, u
 
 /// Remounts a bind mount with new flags, keeping the flags the kernel would refuse to drop
 /// (those locked by a less privileged mount namespace).
+/// statvfs's f_flag bit for relatime: the kernel's, which musl's libc crate does not name.
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 pub(super) fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()> {
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -260,7 +263,7 @@ pub(super) fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()>
             | libc::ST_NOEXEC
             | libc::ST_NOATIME
             | libc::ST_NODIRATIME
-            | libc::ST_RELATIME);
+            | ST_RELATIME);
     let mut keep: libc::c_ulong = 0;
     for (st_flag, ms_flag) in [
         (libc::ST_NOSUID, libc::MS_NOSUID),
@@ -268,7 +271,7 @@ pub(super) fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()>
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ] {
         if locked & st_flag != 0 {
             keep |= ms_flag;

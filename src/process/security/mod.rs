@@ -10,7 +10,13 @@ use caps::{CapSet, CapsHashSet};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, User};
 use std::str::FromStr;
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+// glibc and musl type setrlimit's resource differently (an enum's u32, an int).
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+fn rlimit_resource(t: PosixRlimitType) -> RlimitResource {
     match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
         PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
@@ -169,8 +175,10 @@ impl CapPlan {
 pub fn set_user(user: &User, userns_setgroups_denied: bool) -> Result<()> {
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     if !userns_setgroups_denied {
+        // The raw syscall, as for the ids below: libc's wrappers broadcast to every thread the
+        // library knows of, and in a clone3 child that list is the parent's.
         // SAFETY: groups is a valid array of its length.
-        if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) } != 0 {
             let e = std::io::Error::last_os_error();
             bail!(
                 "process.user.additionalGids {groups:?}: {}",
