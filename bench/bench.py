@@ -42,7 +42,7 @@ Timing and peak RSS are two separate passes:
     Go's os/exec starts runc for containerd's shim; a fork of this Python process would add
     its page-table copy, ~0.8 ms here, to every call) and takes time.perf_counter_ns()
     around posix_spawn ... os.wait4(), so nothing else is on the measured path. The
-    "spawn floor" line of each table is the same path with a static no-op program;
+    report's "spawn floor" line is the same path with a static program that only exits;
   * peak RSS: ru_maxrss from os.wait4() of the runtime process. This needs its own pass:
     a process started from this Python driver (fork or vfork) starts in the driver's
     address space, and execve() folds that address space's high-water mark into ru_maxrss, so every
