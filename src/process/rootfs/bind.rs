@@ -245,11 +245,11 @@ pub(super) fn top_attrs(flags: libc::c_ulong, cleared: libc::c_ulong) -> (u64, u
     (set, clr)
 }
 
-/// Remounts a bind mount with new flags, keeping the flags the kernel would refuse to drop
-/// (those locked by a less privileged mount namespace).
 /// statvfs's f_flag bit for relatime: the kernel's, which musl's libc crate does not name.
 const ST_RELATIME: libc::c_ulong = 0x1000;
 
+/// Remounts a bind mount with new flags, keeping the flags the kernel would refuse to drop
+/// (those locked by a less privileged mount namespace).
 pub(super) fn remount_bind(target: &OwnedFd, flags: libc::c_ulong) -> Result<()> {
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
