@@ -38,7 +38,7 @@ else echo "already installed: $(1)"; \
 fi
 endef
 
-.PHONY: all deps bench-deps e2e-deps build rootfs demo web test test-vm e2e e2e-run e2e-vm lint bench bench-vm fuzz
+.PHONY: all deps bench-deps e2e-deps build rootfs demo web test test-vm e2e e2e-run e2e-vm lint bench bench-vm fuzz hot-text
 all: build rootfs
 
 deps:
@@ -178,6 +178,14 @@ lint: deps
 bench: bench-deps build rootfs
 	python3 bench/bench.py --rt $(RT) $(BENCH_ARGS)
 	python3 bench/breakdown.py --rt $(RT)
+
+# Find the functions rt runs on its hot paths again (uprobes on every function of the release
+# rt, driven by bench/bench.py: about 5 minutes, most of it the kernel removing the probes) and
+# relink with them first: link/hot-text.ld, committed. Redo after a compiler or dependency
+# update, whose new symbol hashes leave the generic functions out of the list.
+hot-text: bench-deps build rootfs
+	python3 bench/hot-text.py --rt $(RT)
+	$(MAKE) build
 
 # The same on a host like users' (the VM that boots systemd, pure cgroup v2), each runtime with
 # either cgroup driver; TCG inflates absolute times, so read the ratios. The table is

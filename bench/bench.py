@@ -197,6 +197,7 @@ class Runtime:
         # lifecycle: per call ns lists ("total", "create", "start", "wait", "state", "delete")
         # and the number of state calls per cycle ("polls").
         self.lifecycle = collections.defaultdict(list)
+        self.lifecycle_rss_kib = collections.defaultdict(list)  # per call: "create", "start", ...
         self.exec_ns, self.exec_rss_kib = [], []
         self.parallel = collections.defaultdict(list)  # (N, "up" | "down" | "total") -> [ns]
         self.cycles_ns, self.cycles_leftover = [], None
@@ -277,7 +278,7 @@ class Runner:
         os.ftruncate(self.errfd, 0)
         os.lseek(self.errfd, 0, os.SEEK_SET)
 
-    def _spawn(self, argv, stdout=None, stderr=None):
+    def _spawn(self, argv, stdout=None, stderr=None, fd3=None):
         """Start argv with stdin and stdout /dev/null (or stdout), stderr to the capture file (or
         stderr): its pid. posix_spawn (a vfork-style clone, as Go's os/exec does for containerd's
         shim) rather than fork: forking this Python process copies its page tables and then
@@ -287,7 +288,7 @@ class Runner:
             (os.POSIX_SPAWN_DUP2, self.nullfd, 0),
             (os.POSIX_SPAWN_DUP2, self.nullfd if stdout is None else stdout, 1),
             (os.POSIX_SPAWN_DUP2, self.errfd if stderr is None else stderr, 2),
-        ]
+        ] + ([] if fd3 is None else [(os.POSIX_SPAWN_DUP2, fd3, 3)])
         return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
 
     def spawn_floor(self, n=200):
@@ -358,15 +359,20 @@ class Runner:
             argv, what = rt.argv(cid), "run"
         else:
             argv, what = rt.cmd(*args), args[0]
-        launcher = [BUSYBOX, "sh", "-c", '"$@" >/dev/null & echo $!', "sh"] + argv
+        # The runtime waits on fd 3 until the shell has exited: a call faster than the shell's
+        # exit (`state`) would otherwise be reaped by the shell, not by this subreaper.
+        launcher = [BUSYBOX, "sh", "-c", '{ read -r _ <&3; exec "$@" 3<&-; } >/dev/null & echo $!', "sh"] + argv
         self._reset_stderr()
         r, w = os.pipe()
+        gate_r, gate_w = os.pipe()
         with rt.mntns():
-            pid = self._spawn(launcher, stdout=w)
+            pid = self._spawn(launcher, stdout=w, fd3=gate_r)
         os.close(w)
+        os.close(gate_r)
         with os.fdopen(r) as f:
             out = f.read().strip()
         _, status, _ = os.wait4(pid, 0)
+        os.close(gate_w)
         if os.waitstatus_to_exitcode(status) != 0 or not out.isdigit():
             die(f"busybox launcher failed for {rt.name} (output {out!r})")
         _, status, usage = os.wait4(int(out), 0)
@@ -422,6 +428,25 @@ class Runner:
         t1 = time.perf_counter_ns()
         return {"total": t1 - t0, "create": create, "start": start, "wait": t_stopped - t_started,
                 "state": statistics.median(states), "delete": delete, "polls": polls}
+
+    def lifecycle_rss(self, rt):
+        """create, start, wait, state, delete, each call forked as rss() does: KiB per call."""
+        cid = self.next_id(rt)
+        out = {"create": self.rss(rt, cid, ("create", "--pid-file", self.pidfile, "-b", rt.bundle, cid))}
+        with open(self.pidfile) as f:
+            pid = int(f.read().strip())
+        os.unlink(self.pidfile)
+        pidfd = os.pidfd_open(pid)
+        try:
+            out["start"] = self.rss(rt, cid, ("start", cid))
+            if not select.select([pidfd], [], [], EXIT_TIMEOUT_S)[0]:
+                die(f"{rt.name}: the init ({pid}) of container {cid} did not exit within {EXIT_TIMEOUT_S} s")
+        finally:
+            os.close(pidfd)
+        self.reap_orphans()
+        out["state"] = self.rss(rt, cid, ("state", cid))
+        out["delete"] = self.rss(rt, cid, ("delete", "-f", cid))
+        return out
 
     def batch(self, rt, jobs, n, strict=True):
         """Run jobs [(cid, [args, ...]), ...], each job's runtime calls one after the other, with at
@@ -558,6 +583,10 @@ def scenario_lifecycle(runtimes, runner, args):
         for rt in rotated(runtimes, i):
             for k, v in runner.lifecycle(rt).items():
                 rt.lifecycle[k].append(v)
+    for i in range(args.rss_iterations):
+        for rt in rotated(runtimes, i):
+            for k, v in runner.lifecycle_rss(rt).items():
+                rt.lifecycle_rss_kib[k].append(v)
 
 
 def scenario_exec(runtimes, runner, args):
@@ -698,6 +727,9 @@ def report_lifecycle(runtimes, args):
                          f"(mean {statistics.mean(polls):.2f} per cycle)")
     notes = ratio_lines(by_name, [("median total", "total"), ("create", "create"), ("start", "start"),
                                   ("delete", "delete")]) + notes
+    calls = ("create", "start", "state", "delete")
+    rss_rows = [[rt.name] + [f"{statistics.median(rt.lifecycle_rss_kib[k]) / 1024:.2f}" for k in calls] +
+                [f"{max(max(rt.lifecycle_rss_kib[k]) for k in calls) / 1024:.2f}"] for rt in runtimes]
     return section(
         "lifecycle: create, start, state, delete of /bin/true",
         f"Separate calls per container: `create --pid-file`, `start`, wait for the init to exit (pidfd; "
@@ -706,7 +738,11 @@ def report_lifecycle(runtimes, args):
         f"call); the per-call columns are medians of each call alone. {args.iterations} iterations per runtime "
         f"(interleaved, rotating order), {args.warmup} warm-up each.",
         ["runtime", "median ms", "p90 ms", "min ms", "create ms", "start ms", "wait ms", "state ms",
-         "delete ms"], rows, notes)
+         "delete ms"], rows, notes) + section(
+        "lifecycle: peak RSS per call",
+        f"The same calls ({args.rss_iterations} sequences per runtime, `delete -f`), each forked as in run's "
+        f"RSS pass: median peak RSS of each call, and the largest of all of them.",
+        ["runtime"] + [f"{k} MiB" for k in calls] + ["max MiB"], rss_rows, [])
 
 
 def report_exec(runtimes, args):
