@@ -160,6 +160,31 @@ fn device_filter_denies_with_eperm() {
     );
 }
 
+/// A deny narrower than an earlier allow (all of major 1 but 1:11, /dev/kmsg): the v1 devices
+/// controller of a hybrid host can't hold that list, so the eBPF filter must enforce it there
+/// too, not v1's wider one. /dev/kmsg stays closed, the rest of major 1 open.
+#[test]
+fn device_rules_v1_cannot_express_are_still_enforced() {
+    let rt = Rt::new();
+    let mut b = Bundle::sh(
+        "head -c 1 /tmp/kmsg 2>&1 | grep -q 'not permitted' && echo KMSG-DENIED; \
+         head -c 1 /tmp/zero | wc -c",
+    );
+    b.process()["capabilities"] = json!({
+        "bounding": ["CAP_SYSLOG"], "effective": ["CAP_SYSLOG"], "permitted": ["CAP_SYSLOG"]
+    });
+    b.add_bind(std::path::Path::new("/dev/kmsg"), "/tmp/kmsg", &["bind"]);
+    b.add_bind(std::path::Path::new("/dev/zero"), "/tmp/zero", &["bind"]);
+    b.linux()["resources"] = json!({"devices": [
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm"}
+    ]});
+    let out = rt.run_stdout(&b);
+    assert!(out.contains("KMSG-DENIED"), "{out:?}");
+    assert!(out.ends_with("1\n"), "/dev/zero (1:5) must open: {out:?}");
+}
+
 #[test]
 #[ignore = "needs a pure cgroup v2 host: make test-vm"]
 fn freeze_stops_a_counter() {

@@ -148,6 +148,8 @@ pub fn translate(w: &Write) -> Result<Vec<(String, String)>> {
 pub struct Joined {
     pub dirs: Vec<PathBuf>,
     pub created: Vec<PathBuf>,
+    /// The device rules are written to a v1 devices controller, which enforces exactly them.
+    pub devices_exact: bool,
 }
 
 /// Makes the container's cgroup in every v1 hierarchy and writes the limits v2 can't take
@@ -215,7 +217,7 @@ pub fn join(
             if let Some((rules, exact_required)) = devices
                 && h.controllers.iter().any(|c| c == "devices")
             {
-                write_device_rules(&d, rules, exact_required)?;
+                j.devices_exact = write_device_rules(&d, rules, exact_required)?;
             }
             j.dirs.push(d);
         }
@@ -360,22 +362,44 @@ pub fn device_lines(
 }
 
 /// Writes the device rules; where v1 alone enforces them (`exact_required`: no eBPF filter
-/// on a v2 cgroup), rules it can't express are an error rather than a wider list.
+/// on a v2 cgroup), rules it can't express are an error rather than a wider list. Whether the
+/// list written is exactly the rules.
 fn write_device_rules(
     d: &Path,
     rules: &[crate::cgroups::devices::Rule],
     exact_required: bool,
-) -> Result<()> {
+) -> Result<bool> {
     let (lines, exact) = device_lines(rules);
     if !exact && exact_required {
         bail!(
             "linux.resources.devices: a deny rule narrower than an earlier allow rule can't be expressed in the cgroup v1 devices controller, and this host has no cgroup v2 for a device filter"
         );
     }
+    // One open per file: the controller takes each write(2) as one rule, and a dozen opens of
+    // the same two files were most of the cost (the rules are written for every container).
+    let mut files: Vec<(&str, std::fs::File)> = Vec::new();
     for (file, line) in lines {
-        write(d, file, &line, "linux.resources.devices")?;
+        let i = match files.iter().position(|(f, _)| *f == file) {
+            Some(i) => i,
+            None => {
+                let path = d.join(file);
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("linux.resources.devices: open {}", path.display()))?;
+                files.push((file, f));
+                files.len() - 1
+            }
+        };
+        std::io::Write::write_all(&mut files[i].1, line.as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "linux.resources.devices: write {line:?} to {}: {}",
+                d.join(file).display(),
+                crate::sys::errno_str(&e)
+            )
+        })?;
     }
-    Ok(())
+    Ok(exact)
 }
 
 /// A new v1 cpuset starts with no cpus and mems, and no task can join it until they are set:
