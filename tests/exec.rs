@@ -730,6 +730,13 @@ fn cgroup_flag_runs_in_an_existing_sub_cgroup() {
     );
     // the init stays where it was
     assert_eq!(proc_cgroup2(c.pid).as_deref(), Some(b.cgroup.as_str()));
+    // delete kills the processes in the sub-cgroups and removes them with the container's
+    rt.delete_force(&c.id).ok();
+    assert!(
+        !b.cgroup_dir().exists(),
+        "{} left behind",
+        b.cgroup_dir().display()
+    );
 }
 
 #[test]

@@ -538,6 +538,13 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
 /// first), waiting briefly for exited tasks to leave.
 pub fn remove(leaves: &[PathBuf]) {
     for leaf in leaves {
+        // Nearly always the container made no cgroups of its own and its tasks are gone: one
+        // rmdir, without listing the directory's dozens of files for sub-cgroups first.
+        match std::fs::remove_dir(leaf) {
+            Ok(()) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {}
+        }
         for d in tree(leaf).iter().rev() {
             for _ in 0..200 {
                 match std::fs::remove_dir(d) {

@@ -525,6 +525,13 @@ pub fn remove(rel: &str) -> Result<()> {
     let Some(dir) = dir_of(rel) else {
         return Ok(());
     };
+    // Nearly always there is nothing below it and nothing left in it: one rmdir, without
+    // listing the directory's files for sub-cgroups first.
+    match std::fs::remove_dir(&dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     // Sub-cgroups the container made (systemd or Docker inside it) go first, deepest first.
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
