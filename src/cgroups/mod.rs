@@ -7,6 +7,7 @@
 //! works on its v2 directory either way, and the unit's name is kept in the state for update
 //! and delete.
 
+pub mod cgfs;
 pub mod devices;
 pub mod resources;
 pub mod stats;

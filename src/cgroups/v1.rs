@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+use crate::cgroups::cgfs;
 use crate::cgroups::resources::Write;
 
 /// One mounted v1 hierarchy: where, and the controllers (or `name=...`) bound to it.
@@ -198,8 +199,7 @@ pub fn join(
             // As on v2: two containers in one cgroup would kill each other's processes on
             // delete.
             if !j.created.contains(&d)
-                && std::fs::read_to_string(d.join("cgroup.procs"))
-                    .is_ok_and(|p| !p.trim().is_empty())
+                && cgfs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
             {
                 bail!(
                     "cgroup {} already has processes: is another container using it?",
@@ -234,7 +234,7 @@ pub fn join(
 fn make(d: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
     let mut missing = Vec::new();
     let mut cur = d;
-    while !cur.exists() {
+    while !cgfs::exists(cur) {
         missing.push(cur.to_path_buf());
         cur = match cur.parent() {
             Some(p) => p,
@@ -242,7 +242,7 @@ fn make(d: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
         };
     }
     for m in missing.into_iter().rev() {
-        match std::fs::create_dir(&m) {
+        match cgfs::create_dir(&m) {
             Ok(()) => created.push(m),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
@@ -262,17 +262,17 @@ pub fn write(d: &Path, file: &str, value: &str, field: &str) -> Result<()> {
         _ => None,
     };
     let file = match bfq {
-        Some(b) if !d.join(file).exists() && d.join(b).exists() => b,
+        Some(b) if !cgfs::exists(d.join(file)) && cgfs::exists(d.join(b)) => b,
         _ => file,
     };
-    if !d.join(file).exists() {
+    if !cgfs::exists(d.join(file)) {
         bail!(
             "{field}: {} does not exist: this kernel's {} controller lacks it",
             d.join(file).display(),
             file.split('.').next().unwrap_or(file)
         );
     }
-    std::fs::write(d.join(file), value).map_err(|e| {
+    cgfs::write(d.join(file), value).map_err(|e| {
         anyhow::anyhow!(
             "{field}: write {value:?} to {}: {}",
             d.join(file).display(),
@@ -383,9 +383,7 @@ fn write_device_rules(
             Some(i) => i,
             None => {
                 let path = d.join(file);
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
+                let f = cgfs::open_write(&path)
                     .with_context(|| format!("linux.resources.devices: open {}", path.display()))?;
                 files.push((file, f));
                 files.len() - 1
@@ -407,15 +405,15 @@ fn write_device_rules(
 fn inherit_cpuset(d: &Path) -> Result<()> {
     let parent = d.parent().context("cpuset cgroup has no parent")?;
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let mine = std::fs::read_to_string(d.join(f)).unwrap_or_default();
+        let mine = cgfs::read_to_string(d.join(f)).unwrap_or_default();
         if mine.trim().is_empty() {
             // The parent may be new and empty too: fill it from its own parent first.
-            let mut v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+            let mut v = cgfs::read_to_string(parent.join(f)).unwrap_or_default();
             if v.trim().is_empty() && parent.parent().is_some() {
                 inherit_cpuset(parent)?;
-                v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                v = cgfs::read_to_string(parent.join(f)).unwrap_or_default();
             }
-            std::fs::write(d.join(f), v.trim())
+            cgfs::write(d.join(f), v.trim())
                 .with_context(|| format!("set {}", d.join(f).display()))?;
         }
     }
@@ -425,7 +423,7 @@ fn inherit_cpuset(d: &Path) -> Result<()> {
 /// Puts `pid` in each of the container's v1 cgroups.
 pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<()> {
     for d in dirs {
-        std::fs::write(d.join("cgroup.procs"), pid.to_string())
+        cgfs::write(d.join("cgroup.procs"), pid.to_string())
             .with_context(|| format!("join cgroup {}", d.display()))?;
     }
     Ok(())
@@ -441,9 +439,9 @@ pub fn dir_for<'a>(dirs: &'a [PathBuf], controller: &str) -> Option<&'a PathBuf>
 pub fn procs(dirs: &[PathBuf]) -> Result<Vec<i32>> {
     let d = dirs
         .iter()
-        .find(|d| d.join("cgroup.procs").exists())
+        .find(|d| cgfs::exists(d.join("cgroup.procs")))
         .context("container has no cgroup")?;
-    let text = std::fs::read_to_string(d.join("cgroup.procs"))
+    let text = cgfs::read_to_string(d.join("cgroup.procs"))
         .with_context(|| format!("read {}/cgroup.procs", d.display()))?;
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
@@ -469,7 +467,7 @@ fn members(d: &Path) -> Vec<i32> {
     tree(d)
         .iter()
         .flat_map(|c| {
-            std::fs::read_to_string(c.join("cgroup.procs"))
+            cgfs::read_to_string(c.join("cgroup.procs"))
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|l| l.trim().parse().ok())
@@ -485,7 +483,7 @@ fn members(d: &Path) -> Vec<i32> {
 pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
     let d = dirs
         .iter()
-        .find(|d| d.join("cgroup.procs").exists())
+        .find(|d| cgfs::exists(d.join("cgroup.procs")))
         .context("container has no cgroup")?;
     let froze = sig == libc::SIGKILL && !is_frozen(dirs) && freeze(dirs, true).is_ok();
     for pid in members(d) {
@@ -505,7 +503,7 @@ pub fn signal_all(dirs: &[PathBuf], sig: i32) -> Result<()> {
 /// Whether the container's v1 freezer cgroup is frozen.
 pub fn is_frozen(dirs: &[PathBuf]) -> bool {
     dir_for(dirs, "freezer")
-        .and_then(|d| std::fs::read_to_string(d.join("freezer.state")).ok())
+        .and_then(|d| cgfs::read_to_string(d.join("freezer.state")).ok())
         .is_some_and(|s| s.trim() == "FROZEN")
 }
 
@@ -518,15 +516,15 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         // Writing again is how v1 retries a freeze that is stuck on a task in the kernel.
-        std::fs::write(&state, want).with_context(|| format!("write {}", state.display()))?;
+        cgfs::write(&state, want).with_context(|| format!("write {}", state.display()))?;
         let now =
-            std::fs::read_to_string(&state).with_context(|| format!("read {}", state.display()))?;
+            cgfs::read_to_string(&state).with_context(|| format!("read {}", state.display()))?;
         if now.trim() == want {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
             if frozen {
-                let _ = std::fs::write(&state, "THAWED");
+                let _ = cgfs::write(&state, "THAWED");
             }
             bail!("{} did not become {want} within 10 s", d.display());
         }
@@ -540,14 +538,14 @@ pub fn remove(leaves: &[PathBuf]) {
     for leaf in leaves {
         // Nearly always the container made no cgroups of its own and its tasks are gone: one
         // rmdir, without listing the directory's dozens of files for sub-cgroups first.
-        match std::fs::remove_dir(leaf) {
+        match cgfs::remove_dir(leaf) {
             Ok(()) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(_) => {}
         }
         for d in tree(leaf).iter().rev() {
             for _ in 0..200 {
-                match std::fs::remove_dir(d) {
+                match cgfs::remove_dir(d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
@@ -565,7 +563,7 @@ pub fn remove_made(j: &Joined) {
     remove(&leaves);
     parents.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     for p in parents {
-        let _ = std::fs::remove_dir(p);
+        let _ = cgfs::remove_dir(p);
     }
 }
 

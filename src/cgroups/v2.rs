@@ -7,6 +7,8 @@ use anyhow::{Context, Result, bail};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
+use crate::cgroups::cgfs;
+
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// The cgroup v2 mount: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones.
@@ -131,7 +133,7 @@ impl Drop for Created {
         if self.armed && self.owned {
             let _ = remove(&self.rel);
             for p in self.parents.iter().rev() {
-                let _ = std::fs::remove_dir(p);
+                let _ = cgfs::remove_dir(p);
             }
         }
     }
@@ -151,7 +153,7 @@ pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Cr
     // A cgroup that exists already (a pod's, say) is joined but never removed by rt. mkdir of
     // the leaf decides, so of two concurrent creates only one owns it.
     let mut parents = Vec::new();
-    let made = make_parents(&dir, &mut parents).and_then(|_| std::fs::create_dir(&dir));
+    let made = make_parents(&dir, &mut parents).and_then(|_| cgfs::create_dir(&dir));
     let owned = made.is_ok();
     let made = match made {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -159,7 +161,7 @@ pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Cr
     };
     if let Err(e) = made {
         for p in parents.iter().rev() {
-            let _ = std::fs::remove_dir(p);
+            let _ = cgfs::remove_dir(p);
         }
         // Rootless without a delegated cgroup: run without one, as runc does.
         if crate::sys::tolerate_cgroup_errors()
@@ -243,7 +245,7 @@ fn systemd_owns(dir: &Path, top: bool) -> bool {
 }
 
 fn words(file: &Path) -> Vec<String> {
-    std::fs::read_to_string(file)
+    cgfs::read_to_string(file)
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
@@ -285,11 +287,11 @@ pub fn enable_controllers(mount: &Path, rel: &str, systemd_unit: bool) {
         }
         let control = dir.join("cgroup.subtree_control");
         let all: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
-        if std::fs::write(&control, all.join(" ")).is_ok() {
+        if cgfs::write(&control, all.join(" ")).is_ok() {
             continue;
         }
         for c in &all {
-            if let Err(e) = std::fs::write(&control, c) {
+            if let Err(e) = cgfs::write(&control, c) {
                 crate::logging::debug(&format!(
                     "cgroup: {c} in {}: {}",
                     control.display(),
@@ -309,7 +311,7 @@ fn settle_thread_mode(mount: &Path, rel: &str, domain_limit: Option<&str>) -> Re
     let mut dir = mount.to_path_buf();
     for part in rel.split('/').filter(|p| !p.is_empty()) {
         dir.push(part);
-        let Ok(kind) = std::fs::read_to_string(dir.join("cgroup.type")) else {
+        let Ok(kind) = cgfs::read_to_string(dir.join("cgroup.type")) else {
             continue;
         };
         let kind = kind.trim();
@@ -319,7 +321,7 @@ fn settle_thread_mode(mount: &Path, rel: &str, domain_limit: Option<&str>) -> Re
                 dir.display()
             ),
             ("domain invalid", None) => {
-                std::fs::write(dir.join("cgroup.type"), "threaded").with_context(|| {
+                cgfs::write(dir.join("cgroup.type"), "threaded").with_context(|| {
                     format!(
                         "make cgroup {} threaded (it is \"domain invalid\")",
                         dir.display()
@@ -377,7 +379,7 @@ pub fn missing_controller(
         if !top && has_processes(&dir) {
             return crowded(field, c, &dir);
         }
-        let why = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))
+        let why = cgfs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))
             .err()
             .map_or("it was off".to_string(), |e| crate::sys::errno_str(&e));
         return anyhow::anyhow!(
@@ -388,7 +390,7 @@ pub fn missing_controller(
 }
 
 fn has_processes(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+    cgfs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
 }
 
 /// The error for a domain controller a cgroup with processes of its own can't pass down.
@@ -403,12 +405,12 @@ fn crowded(field: &str, c: &str, dir: &Path) -> anyhow::Error {
 fn make_parents(dir: &Path, made: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = dir.parent();
-    while let Some(p) = cur.filter(|p| !p.exists()) {
+    while let Some(p) = cur.filter(|p| !cgfs::exists(p)) {
         missing.push(p.to_path_buf());
         cur = p.parent();
     }
     for p in missing.into_iter().rev() {
-        match std::fs::create_dir(&p) {
+        match cgfs::create_dir(&p) {
             Ok(()) => made.push(p),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
@@ -423,7 +425,7 @@ pub fn dir_of(rel: &str) -> Option<PathBuf> {
 
 pub fn procs(rel: &str) -> Result<Vec<i32>> {
     let dir = dir_of(rel).context("no cgroup v2 mount")?;
-    let text = std::fs::read_to_string(dir.join("cgroup.procs"))
+    let text = cgfs::read_to_string(dir.join("cgroup.procs"))
         .with_context(|| format!("read {}/cgroup.procs", dir.display()))?;
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
@@ -432,7 +434,7 @@ pub fn procs(rel: &str) -> Result<Vec<i32>> {
 /// processes forked while we iterate.
 pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
     let dir = dir_of(rel).context("no cgroup v2 mount")?;
-    if sig == libc::SIGKILL && std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+    if sig == libc::SIGKILL && cgfs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return Ok(());
     }
     // Without cgroup.kill (kernels before 5.14), sub-cgroups the container made are walked.
@@ -466,7 +468,7 @@ pub fn empty(rel: &str) -> Result<()> {
         return Ok(());
     };
     let populated = || {
-        std::fs::read_to_string(dir.join("cgroup.events"))
+        cgfs::read_to_string(dir.join("cgroup.events"))
             .is_ok_and(|e| e.lines().any(|l| l == "populated 1"))
     };
     for i in 0..2000 {
@@ -484,7 +486,7 @@ pub fn empty(rel: &str) -> Result<()> {
 /// Whether the cgroup is frozen (cgroup.events says so once every task has stopped).
 pub fn is_frozen(rel: &str) -> bool {
     dir_of(rel)
-        .and_then(|d| std::fs::read_to_string(d.join("cgroup.events")).ok())
+        .and_then(|d| cgfs::read_to_string(d.join("cgroup.events")).ok())
         .is_some_and(|e| e.lines().any(|l| l == "frozen 1"))
 }
 
@@ -492,7 +494,7 @@ pub fn is_frozen(rel: &str) -> bool {
 /// new state: the kernel freezes asynchronously, and `pause` must not return before it is done.
 pub fn freeze(rel: &str, frozen: bool) -> Result<()> {
     let dir = dir_of(rel).context("no cgroup v2 mount")?;
-    std::fs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
+    cgfs::write(dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })
         .with_context(|| format!("write {}/cgroup.freeze", dir.display()))?;
     let events = crate::sys::open(&dir.join("cgroup.events"), libc::O_RDONLY, 0)
         .with_context(|| format!("open {}/cgroup.events", dir.display()))?;
@@ -527,7 +529,7 @@ pub fn remove(rel: &str) -> Result<()> {
     };
     // Nearly always there is nothing below it and nothing left in it: one rmdir, without
     // listing the directory's files for sub-cgroups first.
-    match std::fs::remove_dir(&dir) {
+    match cgfs::remove_dir(&dir) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(_) => {}
@@ -541,7 +543,7 @@ pub fn remove(rel: &str) -> Result<()> {
         }
     }
     for i in 0..200 {
-        match std::fs::remove_dir(&dir) {
+        match cgfs::remove_dir(&dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 199 => {

@@ -308,7 +308,7 @@ fn own_v2_cgroup() -> Option<PathBuf> {
 /// Moves the calling process into each of the container's v1 cgroups ("0" is the writer).
 pub(crate) fn join_v1_self(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
-        std::fs::write(d.join("cgroup.procs"), "0")
+        crate::cgroups::cgfs::write(d.join("cgroup.procs"), "0")
             .with_context(|| format!("join cgroup {}", d.display()))?;
     }
     Ok(())
