@@ -111,3 +111,37 @@ pub fn remove_dir(p: impl AsRef<Path>) -> io::Result<()> {
     crate::sys::check_int(unsafe { libc::unlinkat(fd, rest.as_ptr(), libc::AT_REMOVEDIR) })
         .map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_below_the_mount_are_split() {
+        let rest = |p: &str| below(Path::new(p)).map(|(_, r)| r.into_string().unwrap());
+        if mount_fd().is_none() {
+            return; // no /sys/fs/cgroup here: everything takes std::fs
+        }
+        assert_eq!(
+            rest("/sys/fs/cgroup/cpu/c1/cgroup.procs").as_deref(),
+            Some("cpu/c1/cgroup.procs")
+        );
+        assert_eq!(rest("/sys/fs/cgroup"), None);
+        assert_eq!(rest("/sys/fs/cgroupx/a"), None);
+        assert_eq!(rest("/tmp/sys/fs/cgroup/a"), None);
+    }
+
+    #[test]
+    fn other_paths_take_std_fs() {
+        let dir = std::env::temp_dir().join(format!("rt-cgfs-{}", std::process::id()));
+        create_dir(&dir).unwrap();
+        let f = dir.join("f");
+        write(&f, "a").unwrap();
+        assert!(exists(&f));
+        assert_eq!(read_to_string(&f).unwrap(), "a");
+        assert!(remove_dir(&dir).is_err(), "not empty");
+        std::fs::remove_file(&f).unwrap();
+        remove_dir(&dir).unwrap();
+        assert!(!exists(&dir));
+    }
+}
