@@ -80,6 +80,20 @@ pub fn open_write(p: impl AsRef<Path>) -> io::Result<std::fs::File> {
     open(p.as_ref(), libc::O_WRONLY)
 }
 
+/// An O_PATH fd of a cgroup directory (for CLONE_INTO_CGROUP and fstatfs).
+pub fn open_dir(p: impl AsRef<Path>) -> io::Result<OwnedFd> {
+    let p = p.as_ref();
+    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    match below(p) {
+        Some((fd, rest)) => {
+            use std::os::unix::ffi::OsStrExt;
+            let rest = Path::new(std::ffi::OsStr::from_bytes(rest.as_bytes()));
+            crate::sys::openat(fd, rest, flags, 0)
+        }
+        None => crate::sys::open(p, flags, 0),
+    }
+}
+
 /// As Path::exists.
 pub fn exists(p: impl AsRef<Path>) -> bool {
     let p = p.as_ref();

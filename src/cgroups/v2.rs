@@ -21,7 +21,7 @@ pub fn v2_mount() -> Option<PathBuf> {
                 .into_iter()
                 .map(PathBuf::from)
                 .find(|p| {
-                    crate::sys::open(p, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    cgfs::open_dir(p)
                         .and_then(|fd| {
                             crate::sys::fstatfs_magic(std::os::fd::AsRawFd::as_raw_fd(&fd))
                         })
@@ -181,8 +181,7 @@ pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Cr
     // Armed from here: a refusal below leaves nothing behind.
     let created = Created {
         rel: rel.to_string(),
-        fd: crate::sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .with_context(|| format!("open cgroup {}", dir.display()))?,
+        fd: cgfs::open_dir(&dir).with_context(|| format!("open cgroup {}", dir.display()))?,
         owned,
         parents,
         armed: true,

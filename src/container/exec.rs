@@ -461,8 +461,7 @@ fn open_cgroup(container: &str, sub: Option<&str>) -> Result<OwnedFd> {
     let dir = crate::cgroups::v2::v2_mount()
         .context("no cgroup v2 mount")?
         .join(rel.trim_start_matches('/'));
-    sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .with_context(|| format!("open cgroup {}", dir.display()))
+    crate::cgroups::cgfs::open_dir(&dir).with_context(|| format!("open cgroup {}", dir.display()))
 }
 
 struct ChildArgs<'a> {
@@ -492,10 +491,7 @@ fn child(a: &ChildArgs) -> Result<Infallible> {
     sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     // The v1 cgroups first, while their host paths still resolve (before joining the mount
     // namespace): "0" moves the writer itself. The v2 one came with clone3.
-    for d in a.v1_cgroups {
-        std::fs::write(d.join("cgroup.procs"), "0")
-            .with_context(|| format!("join cgroup {}", d.display()))?;
-    }
+    crate::process::init::join_v1_self(a.v1_cgroups)?;
     if a.ns_flags != 0 {
         match sys::setns(a.pidfd, a.ns_flags) {
             Ok(()) => {}
