@@ -309,6 +309,19 @@ fn events_report_an_oom() {
     let mut b = Bundle::sh("sleep 1; x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 1000");
     b.linux()["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
     let c = rt.create_ok(&b);
+    // memory.events counts its descendants' OOMs too: the parent's count says one happened.
+    let parent_ooms = || {
+        b.cgroup_dir()
+            .parent()
+            .and_then(|p| fs::read_to_string(p.join("memory.events")).ok())
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom ").map(|v| v.trim().to_string()))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let ooms_before = parent_ooms();
     let mut ev = rt.spawn(&["events", "--interval", "200ms", &c.id]);
     rt.start(&c.id).ok();
     assert!(rt.wait_status(&c.id, "stopped", Duration::from_secs(60)));
@@ -321,8 +334,23 @@ fn events_report_an_oom() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
         .collect();
-    assert!(kinds.iter().any(|k| k == "\"oom\""), "{kinds:?}");
     assert!(kinds.iter().any(|k| k == "\"stats\""), "{kinds:?}");
+    if systemd_driver() && !kinds.iter().any(|k| k == "\"oom\"") {
+        // The known limit (README, Differences from runc): systemd removes the emptied
+        // scope's cgroup, memory.events with it, at times before events has read the OOM
+        // kill that ended the container. The OOM must still have happened, and the cgroup
+        // must be the one systemd removed.
+        assert!(
+            parent_ooms() > ooms_before,
+            "no OOM in the parent's memory.events"
+        );
+        assert!(
+            !b.cgroup_dir().exists(),
+            "no oom event, yet the cgroup is still there"
+        );
+    } else {
+        assert!(kinds.iter().any(|k| k == "\"oom\""), "{kinds:?}");
+    }
     rt.delete(&c.id).ok();
 }
 
