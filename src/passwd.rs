@@ -1,8 +1,8 @@
 //! Reading /etc/passwd without NSS: rt is a static binary, and inside the container the file is
 //! the image's, so glibc's getpwuid (which may load NSS modules) is not an option either way.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::path::Path;
 
 /// The fields of one /etc/passwd line that rt uses.
 pub struct Entry {
@@ -14,15 +14,17 @@ pub struct Entry {
 /// or a device there must not block or feed us forever, so only a regular file's first MiB
 /// is read.
 pub fn lookup(uid: u32) -> Option<Entry> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/etc/passwd")
-        .ok()
-        .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))?;
-    let mut text = String::new();
-    f.take(1 << 20).read_to_string(&mut text).ok()?;
-    find(&text, uid)
+    let f = crate::sys::open(
+        Path::new("/etc/passwd"),
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )
+    .ok()
+    .filter(|f| {
+        crate::sys::fstat(f.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+    })?;
+    let text = crate::sys::read_fd_up_to(f.as_raw_fd(), 1 << 20).ok()?;
+    find(&String::from_utf8_lossy(&text), uid)
 }
 
 fn find(text: &str, uid: u32) -> Option<Entry> {

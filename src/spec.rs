@@ -23,7 +23,7 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     let dir =
         std::path::absolute(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
     let cfg = dir.join("config.json");
-    let text = std::fs::read(&cfg)
+    let text = crate::sys::read(&cfg)
         .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), crate::sys::errno_str(&e)))?;
     let spec: Spec = spec_from_slice(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", cfg.display(), tidy_serde_error(&e)))?;
@@ -372,7 +372,7 @@ pub fn check_process(process: &oci_spec::runtime::Process, field: &str) -> Resul
 }
 
 fn resctrl_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+    crate::sys::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
         m.lines().any(|l| {
             l.split(" - ")
                 .nth(1)

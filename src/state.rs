@@ -5,9 +5,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub const EXEC_FIFO: &str = "exec.fifo";
@@ -114,7 +113,7 @@ pub fn validate_id(id: &str) -> Result<()> {
 fn lock(path: &Path) -> Result<Option<File>> {
     use std::os::unix::fs::MetadataExt;
     loop {
-        let f = match File::open(path) {
+        let f = match crate::sys::open(path, libc::O_RDONLY, 0).map(File::from) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
@@ -204,14 +203,8 @@ impl Dir {
     /// Atomic write (temp + rename) so a crash never leaves half a state file.
     pub fn save(&self, st: &State) -> Result<()> {
         let tmp = self.path.join(".state.json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .context("write state")?;
-        f.write_all(&serde_json::to_vec(st)?)
+        let flags = libc::O_CREAT | libc::O_TRUNC;
+        crate::sys::write_at(libc::AT_FDCWD, &tmp, &serde_json::to_vec(st)?, flags, 0o600)
             .context("write state")?;
         std::fs::rename(&tmp, self.path.join(STATE_FILE)).context("write state")?;
         Ok(())
@@ -234,7 +227,7 @@ impl Dir {
 }
 
 pub fn read_state(dir: &Path) -> Result<State> {
-    let text = std::fs::read(dir.join(STATE_FILE))
+    let text = crate::sys::read(dir.join(STATE_FILE))
         .with_context(|| format!("read {}", dir.join(STATE_FILE).display()))?;
     serde_json::from_slice(&text)
         .with_context(|| format!("parse {}", dir.join(STATE_FILE).display()))
@@ -286,7 +279,7 @@ impl State {
 
 /// The container's config as saved by create.
 pub fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec> {
-    let text = std::fs::read(dir.join(CONFIG_COPY))
+    let text = crate::sys::read(dir.join(CONFIG_COPY))
         .with_context(|| format!("read {}", dir.join(CONFIG_COPY).display()))?;
     serde_json::from_slice(&text)
         .with_context(|| format!("parse {}", dir.join(CONFIG_COPY).display()))
@@ -323,7 +316,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, pid.to_string())
+    crate::sys::write_file(&tmp, pid.to_string())
         .with_context(|| format!("write pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -581,3 +581,47 @@ fn stdio_on_the_hosts_dev_null_is_reopened_in_the_container() {
     assert_eq!(link.to_str(), Some("/dev/null"));
     rt.delete_force(&c.id).ok();
 }
+
+/// A caller that ignores signals (nohup, a shell's `trap '' HUP`) passes that on through exec:
+/// the container's process must still start with every disposition at its default and
+/// nothing blocked, as runc gives it. Checked from outside in /proc/<pid>/status.
+#[test]
+fn process_starts_with_default_signals_whatever_the_caller_ignores() {
+    let rt = Rt::new();
+    let b = Bundle::new(&["sleep", "1000"]);
+    b.save();
+    let id = rt.new_id();
+    rt.track_bundle(&b, &id);
+    let mut cmd = rt.command(&["create", "--bundle", b.path(), &id]);
+    // SAFETY: signal and sigprocmask are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            // The raw call: libc's signal() refuses the signals the C library keeps (32-34).
+            let ignore = [libc::SIG_IGN, 0, 0, 0];
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGUSR2, 32, 33, 40, 64] {
+                libc::syscall(libc::SYS_rt_sigaction, sig, ignore.as_ptr(), 0usize, 8usize);
+            }
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    run_cmd(&mut cmd).ok();
+    rt.start(&id).ok();
+    let pid = rt.pid(&id);
+    assert!(wait_exec(pid, &["sleep", "1000"]), "{:?}", cmdline(pid));
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(field("SigIgn:"), "0000000000000000", "{status}");
+    assert_eq!(field("SigBlk:"), "0000000000000000", "{status}");
+    rt.cmd(&["delete", "-f", &id]).ok();
+}

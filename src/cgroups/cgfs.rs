@@ -5,11 +5,11 @@
 //! behind every sysfs writer: each new network namespace registering its loopback device, each
 //! one torn down. With 100 containers made at once, half of the times an rt process slept were
 //! in those lookups (perf, sched_switch). Below an fd of the cgroup mount, a path starts at
-//! the hierarchies. Paths elsewhere take the plain std::fs route.
+//! the hierarchies. Paths elsewhere are resolved as given. Reads and writes take the few
+//! system calls of crate::sys's whole-file helpers.
 
-use std::ffi::CString;
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -32,95 +32,64 @@ fn mount_fd() -> Option<RawFd> {
     .map(|fd| fd.as_raw_fd())
 }
 
-/// (the mount's fd, the path below it) for a path under /sys/fs/cgroup.
-fn below(p: &Path) -> Option<(RawFd, CString)> {
-    let rest = p.strip_prefix(MOUNT).ok()?;
-    if rest.as_os_str().is_empty() {
-        return None;
+/// Where `p` is to be resolved: (the mount's fd, the path below it) for a path under
+/// /sys/fs/cgroup, else (AT_FDCWD, `p`).
+fn at(p: &Path) -> (RawFd, &Path) {
+    match (p.strip_prefix(MOUNT), mount_fd()) {
+        (Ok(rest), Some(fd)) if !rest.as_os_str().is_empty() => (fd, rest),
+        _ => (libc::AT_FDCWD, p),
     }
-    let rest = crate::sys::cstring(rest).ok()?;
-    Some((mount_fd()?, rest))
-}
-
-fn open(p: &Path, flags: i32) -> io::Result<std::fs::File> {
-    let Some((fd, rest)) = below(p) else {
-        return if flags & libc::O_ACCMODE == libc::O_RDONLY {
-            std::fs::File::open(p)
-        } else {
-            let create = flags & libc::O_CREAT != 0;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(create)
-                .truncate(create)
-                .open(p)
-        };
-    };
-    // SAFETY: rest is a valid NUL-terminated path; the fd returned is ours alone.
-    let new = unsafe { libc::openat(fd, rest.as_ptr(), flags | libc::O_CLOEXEC, 0o666) };
-    crate::sys::check_int(new)?;
-    // SAFETY: new is an fd just opened, owned by nothing else.
-    Ok(unsafe { std::fs::File::from_raw_fd(new) })
 }
 
 /// As std::fs::read_to_string.
 pub fn read_to_string(p: impl AsRef<Path>) -> io::Result<String> {
-    let mut s = String::new();
-    open(p.as_ref(), libc::O_RDONLY)?.read_to_string(&mut s)?;
-    Ok(s)
+    let (fd, rest) = at(p.as_ref());
+    crate::sys::read_string_at(fd, rest)
 }
 
 /// As std::fs::write.
 pub fn write(p: impl AsRef<Path>, data: impl AsRef<[u8]>) -> io::Result<()> {
-    use std::io::Write;
-    open(p.as_ref(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?.write_all(data.as_ref())
+    let (fd, rest) = at(p.as_ref());
+    let flags = libc::O_CREAT | libc::O_TRUNC;
+    crate::sys::write_at(fd, rest, data.as_ref(), flags, 0o666)
 }
 
 /// A file opened for writing, to write several lines to one at a time.
 pub fn open_write(p: impl AsRef<Path>) -> io::Result<std::fs::File> {
-    open(p.as_ref(), libc::O_WRONLY)
+    let (fd, rest) = at(p.as_ref());
+    crate::sys::openat(fd, rest, libc::O_WRONLY, 0).map(std::fs::File::from)
 }
 
 /// An O_PATH fd of a cgroup directory (for CLONE_INTO_CGROUP and fstatfs).
 pub fn open_dir(p: impl AsRef<Path>) -> io::Result<OwnedFd> {
-    let p = p.as_ref();
-    let flags = libc::O_PATH | libc::O_DIRECTORY;
-    match below(p) {
-        Some((fd, rest)) => {
-            use std::os::unix::ffi::OsStrExt;
-            let rest = Path::new(std::ffi::OsStr::from_bytes(rest.as_bytes()));
-            crate::sys::openat(fd, rest, flags, 0)
-        }
-        None => crate::sys::open(p, flags, 0),
-    }
+    let (fd, rest) = at(p.as_ref());
+    crate::sys::openat(fd, rest, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
 /// As Path::exists.
 pub fn exists(p: impl AsRef<Path>) -> bool {
-    let p = p.as_ref();
-    let Some((fd, rest)) = below(p) else {
-        return p.exists();
+    let (fd, rest) = at(p.as_ref());
+    let Ok(rest) = crate::sys::cstring(rest) else {
+        return false;
     };
-    // SAFETY: rest is a valid NUL-terminated path; st is written by the kernel only.
+    // SAFETY: zeroed stat is a valid out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: rest is a valid NUL-terminated path; st is written by the kernel only.
     unsafe { libc::fstatat(fd, rest.as_ptr(), &mut st, 0) == 0 }
 }
 
 /// As std::fs::create_dir.
 pub fn create_dir(p: impl AsRef<Path>) -> io::Result<()> {
-    let p = p.as_ref();
-    let Some((fd, rest)) = below(p) else {
-        return std::fs::create_dir(p);
-    };
+    let (fd, rest) = at(p.as_ref());
+    let rest = crate::sys::cstring(rest)?;
     // SAFETY: rest is a valid NUL-terminated path.
     crate::sys::check_int(unsafe { libc::mkdirat(fd, rest.as_ptr(), 0o777) }).map(drop)
 }
 
 /// As std::fs::remove_dir.
 pub fn remove_dir(p: impl AsRef<Path>) -> io::Result<()> {
-    let p = p.as_ref();
-    let Some((fd, rest)) = below(p) else {
-        return std::fs::remove_dir(p);
-    };
+    let (fd, rest) = at(p.as_ref());
+    let rest = crate::sys::cstring(rest)?;
     // SAFETY: rest is a valid NUL-terminated path.
     crate::sys::check_int(unsafe { libc::unlinkat(fd, rest.as_ptr(), libc::AT_REMOVEDIR) })
         .map(drop)
@@ -132,12 +101,15 @@ mod tests {
 
     #[test]
     fn only_paths_below_the_mount_are_split() {
-        let rest = |p: &str| below(Path::new(p)).map(|(_, r)| r.into_string().unwrap());
-        if mount_fd().is_none() {
-            return; // no /sys/fs/cgroup here: everything takes std::fs
-        }
+        let Some(mount) = mount_fd() else {
+            return; // no /sys/fs/cgroup here: every path is resolved as given
+        };
+        let rest = |p: &'static str| {
+            let (fd, r) = at(Path::new(p));
+            (fd == mount).then(|| r.to_str().unwrap())
+        };
         assert_eq!(
-            rest("/sys/fs/cgroup/cpu/c1/cgroup.procs").as_deref(),
+            rest("/sys/fs/cgroup/cpu/c1/cgroup.procs"),
             Some("cpu/c1/cgroup.procs")
         );
         assert_eq!(rest("/sys/fs/cgroup"), None);
@@ -146,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn other_paths_take_std_fs() {
+    fn other_paths_are_resolved_as_given() {
         let dir = std::env::temp_dir().join(format!("rt-cgfs-{}", std::process::id()));
         create_dir(&dir).unwrap();
         let f = dir.join("f");

@@ -34,11 +34,11 @@ impl Cgroups {
 }
 
 pub fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+    crate::sys::read_to_string(p).ok()?.trim().parse().ok()
 }
 
 pub fn read_limit(p: &Path) -> Option<u64> {
-    match std::fs::read_to_string(p).ok()?.trim() {
+    match crate::sys::read_to_string(p).ok()?.trim() {
         "max" => Some(u64::MAX),
         v => v.parse().ok(),
     }
@@ -47,7 +47,7 @@ pub fn read_limit(p: &Path) -> Option<u64> {
 /// "key value" lines (cpu.stat, memory.stat, memory.events) as a map.
 fn flat(p: &Path) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    for l in std::fs::read_to_string(p).unwrap_or_default().lines() {
+    for l in crate::sys::read_to_string(p).unwrap_or_default().lines() {
         if let Some((k, v)) = l.split_once(' ')
             && let Ok(n) = v.trim().parse::<u64>()
         {
@@ -183,7 +183,7 @@ fn blkio(cg: &Cgroups, v2: Option<&Path>) -> Value {
         )
     };
     let (mut bytes, mut ios) = (Vec::new(), Vec::new());
-    if let Some(text) = v2.and_then(|d| std::fs::read_to_string(d.join("io.stat")).ok()) {
+    if let Some(text) = v2.and_then(|d| crate::sys::read_to_string(d.join("io.stat")).ok()) {
         for l in text.lines() {
             let mut f = l.split_whitespace();
             let Some(dev) = f.next() else { continue };
@@ -209,7 +209,7 @@ fn blkio(cg: &Cgroups, v2: Option<&Path>) -> Value {
         ] {
             let text = cg
                 .v1_file("blkio", file)
-                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|p| crate::sys::read_to_string(p).ok())
                 .unwrap_or_default();
             for l in text.lines() {
                 // "8:0 Read 4096"; the last line is an unattributed "Total N".

@@ -25,7 +25,7 @@ pub struct Hierarchy {
 pub fn hierarchies() -> &'static [Hierarchy] {
     static H: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
     H.get_or_init(|| {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let info = crate::sys::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut out: Vec<Hierarchy> = Vec::new();
         for line in info.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
@@ -89,7 +89,7 @@ fn own(controller: &str) -> String {
     // Asked once per hierarchy on the create path; it can't change within one call of rt.
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text =
-        TEXT.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+        TEXT.get_or_init(|| crate::sys::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for l in text.lines() {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
@@ -230,25 +230,24 @@ pub fn join(
     Ok(j)
 }
 
-/// mkdir -p, recording each directory made (parents first).
+/// mkdir -p, recording each directory made (parents first). The mkdir comes first and the
+/// parents only when it says they are missing: a container's cgroup is nearly always new, in
+/// a parent that exists, and looking first cost two lookups per hierarchy.
 fn make(d: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = d;
-    while !cgfs::exists(cur) {
-        missing.push(cur.to_path_buf());
-        cur = match cur.parent() {
-            Some(p) => p,
-            None => break,
-        };
-    }
-    for m in missing.into_iter().rev() {
-        match cgfs::create_dir(&m) {
-            Ok(()) => created.push(m),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("create cgroup {}", m.display()));
+    let context = || format!("create cgroup {}", d.display());
+    match cgfs::create_dir(d) {
+        Ok(()) => created.push(d.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = d.parent().ok_or(e).with_context(context)?;
+            make(parent, created)?;
+            match cgfs::create_dir(d) {
+                Ok(()) => created.push(d.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(context),
             }
         }
+        Err(e) => return Err(e).with_context(context),
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ pub fn v2_mount() -> Option<PathBuf> {
 
 /// rt's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
 fn own_cgroup() -> String {
-    std::fs::read_to_string("/proc/self/cgroup")
+    crate::sys::read_to_string("/proc/self/cgroup")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -451,7 +451,7 @@ pub fn signal_all(rel: &str, sig: i32) -> Result<()> {
         let Ok(fd) = crate::sys::pidfd_open(pid) else {
             continue;
         };
-        let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        let in_cgroup = crate::sys::read_to_string(format!("/proc/{pid}/cgroup"))
             .is_ok_and(|c| c.lines().any(|l| format!("{l}\n") == member));
         if in_cgroup {
             let _ = crate::sys::pidfd_send_signal(&fd, sig);

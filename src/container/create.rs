@@ -170,9 +170,6 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let kill_init = scopeguard(spawned.pid);
     crate::failpoint("create");
     crate::logging::phase("init ready, waiting for start");
-    // Normally joined already (see InitArgs::v1_cgroups); this covers an init that could not
-    // join by itself. The init waits for start, so this is still before the user's program.
-    crate::cgroups::v1::attach(&v1.dirs, spawned.pid)?;
 
     let (start_time, _) =
         sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
@@ -194,7 +191,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         });
     dir.save(&st)?;
     // exec needs the container's config as it was at create, whatever the bundle holds later.
-    std::fs::write(dir.path.join(state::CONFIG_COPY), &bundle.raw).context("save config")?;
+    crate::sys::write_file(dir.path.join(state::CONFIG_COPY), &bundle.raw)
+        .context("save config")?;
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, spawned.pid)?;
     }

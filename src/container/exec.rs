@@ -60,7 +60,7 @@ pub fn parse_process(text: &[u8]) -> Result<Process> {
 /// process with the command line's overrides.
 fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if let Some(path) = &o.process_file {
-        let text = std::fs::read(path)
+        let text = crate::sys::read(path)
             .map_err(|e| anyhow::anyhow!("--process {}: {}", path.display(), sys::errno_str(&e)))?;
         return parse_process(&text).with_context(|| format!("--process {}", path.display()));
     }

@@ -103,7 +103,8 @@ fn requested(resources: Option<&Path>, f: &UpdateFlags) -> Result<Value> {
             serde_json::from_slice(&text).context("--resources -: not a JSON LinuxResources")?
         }
         Some(p) => {
-            let text = std::fs::read(p).with_context(|| format!("--resources {}", p.display()))?;
+            let text =
+                crate::sys::read(p).with_context(|| format!("--resources {}", p.display()))?;
             serde_json::from_slice(&text).with_context(|| {
                 format!("--resources {}: not a JSON LinuxResources", p.display())
             })?
@@ -226,13 +227,13 @@ fn fill_from_current(v: &mut Value, cg: Option<&Path>, v1: &[PathBuf]) {
     let v2_file = |name: &str| cg.map(|c| c.join(name)).unwrap_or_default();
     let v1_file = |name: &str| v1.iter().map(|d| d.join(name)).find(|p| p.exists());
     let read_i64 = |p: &Path| -> Option<i64> {
-        match std::fs::read_to_string(p).ok()?.trim() {
+        match crate::sys::read_to_string(p).ok()?.trim() {
             "max" | "-1" => Some(-1),
             s => s.parse().ok(),
         }
     };
     if let Some(cpu) = v.get_mut("cpu").and_then(Value::as_object_mut) {
-        let (quota, period) = match std::fs::read_to_string(v2_file("cpu.max")) {
+        let (quota, period) = match crate::sys::read_to_string(v2_file("cpu.max")) {
             Ok(s) => {
                 let mut f = s.split_whitespace();
                 let q = f.next().map(|q| {

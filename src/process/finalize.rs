@@ -183,7 +183,7 @@ pub fn finalize<'a>(
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(umask as libc::mode_t) };
 
-    reset_signals();
+    reset_signals(hostproc);
 
     let to_c = |v: &[String], what: &str| {
         v.iter()
@@ -290,13 +290,39 @@ fn find_executable(name: &str, env: &[String]) -> Result<PathBuf> {
 }
 
 /// rt ignores SIGPIPE (Rust's default) and blocks signals while it forwards them; the container
-/// must start with default dispositions and an empty mask.
-fn reset_signals() {
-    // SAFETY: resetting dispositions to SIG_DFL and clearing the mask are always valid.
+/// must start with default dispositions and an empty mask. execve itself resets every handled
+/// signal, so only the ignored ones need it: /proc's SigIgn names them (one read, where asking
+/// each of the 64 signals is 64 traps).
+fn reset_signals(hostproc: RawFd) {
+    let ignored = sys::read_string_at(hostproc, Path::new("self/status"))
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("SigIgn:"))?.trim();
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .unwrap_or(u64::MAX);
+    // The kernel's struct sigaction. The raw call, since musl's signal() refuses 32 to 34,
+    // which it keeps for itself, and the caller may have left those ignored as well.
+    #[repr(C)]
+    struct KSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: resetting dispositions to SIG_DFL and clearing the mask are always valid; the
+    // action is the kernel's layout, with the 8-byte mask rt_sigaction expects.
     unsafe {
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in (1..=64).filter(|s| ignored & 1 << (s - 1) != 0) {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+                let act: *const KSigaction = &default;
+                libc::syscall(libc::SYS_rt_sigaction, sig, act, 0usize, 8usize);
             }
         }
         let mut set: libc::sigset_t = std::mem::zeroed();

@@ -26,7 +26,7 @@ pub(crate) fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         if maps.is_empty() {
             continue;
         }
-        std::fs::write(format!("/proc/{pid}/{file}"), &maps)
+        crate::sys::write_file(format!("/proc/{pid}/{file}"), &maps)
             .map_err(|e| anyhow!("{field}: write /proc/{pid}/{file}: {}", sys::errno_str(&e)))?;
     }
     Ok(())
@@ -48,11 +48,11 @@ fn write_id_maps_rootless(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<
     ] {
         if only_self(maps, own) {
             if file == "gid_map" {
-                std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+                crate::sys::write_file(format!("/proc/{pid}/setgroups"), "deny")
                     .map_err(|e| anyhow!("{field}: deny setgroups: {}", sys::errno_str(&e)))?;
             }
             let line = format!("{} {} 1\n", maps[0].container_id(), own);
-            std::fs::write(format!("/proc/{pid}/{file}"), line)
+            crate::sys::write_file(format!("/proc/{pid}/{file}"), line)
                 .map_err(|e| anyhow!("{field}: write {file}: {}", sys::errno_str(&e)))?;
             continue;
         }

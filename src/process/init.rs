@@ -300,7 +300,7 @@ pub(crate) fn wait_for_cgroup(a: &InitArgs, chan: &Channel) -> Result<()> {
 
 /// The cgroup v2 directory the calling process is in (before it unshares its cgroup namespace).
 fn own_v2_cgroup() -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let text = crate::sys::read_to_string("/proc/self/cgroup").ok()?;
     let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
     crate::cgroups::v2::v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
 }

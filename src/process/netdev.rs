@@ -82,7 +82,7 @@ fn move_one(host: &str, target: &str, netns: &OwnedFd) -> Result<()> {
     if in_netns(netns, || Ok(if_index(target).is_ok()))? {
         bail!("the container's network namespace has a device named {target} already");
     }
-    let was_up = std::fs::read_to_string(format!("/sys/class/net/{host}/flags"))
+    let was_up = crate::sys::read_to_string(format!("/sys/class/net/{host}/flags"))
         .ok()
         .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
         .is_some_and(|f| f & libc::IFF_UP as u32 != 0);

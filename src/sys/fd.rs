@@ -57,12 +57,10 @@ pub fn openat2(
     }
 }
 
+/// open(2) by way of openat: musl's open() follows an O_CLOEXEC open with an fcntl setting
+/// the flag again (for kernels older than 2.6.23), one trap too many.
 pub fn open(path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let c = cstring(path)?;
-    // SAFETY: c is a valid NUL-terminated path.
-    let fd = check_int(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
-    // SAFETY: new fd owned by us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    openat(libc::AT_FDCWD, path, flags, mode)
 }
 
 pub fn openat(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {

@@ -2,10 +2,12 @@
 //! differently across versions). Every wrapper returns `io::Result` so callers can add context.
 
 mod fd;
+mod file;
 mod mount;
 mod process;
 
 pub use fd::*;
+pub use file::*;
 pub use mount::*;
 pub use process::*;
 

@@ -166,7 +166,7 @@ pub fn tolerate_cgroup_errors() -> bool {
 /// Whether this process is in a user namespace other than the initial one (whose uid map is
 /// the whole range).
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
+    crate::sys::read_to_string("/proc/self/uid_map")
         .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }
 
@@ -180,7 +180,7 @@ pub fn rootless() -> bool {
 /// Reads the start time (clock ticks since boot, field 22 of /proc/PID/stat) and the state
 /// letter: together with the pid they identify a process even after its pid is reused.
 pub fn proc_start_time(pid: libc::pid_t) -> Option<(u64, char)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::sys::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

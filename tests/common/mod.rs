@@ -798,7 +798,7 @@ impl Rt {
         }
     }
 
-    fn track_bundle(&self, b: &Bundle, id: &str) {
+    pub fn track_bundle(&self, b: &Bundle, id: &str) {
         self.track(id);
         self.track_cgroup(&b.cgroup);
     }

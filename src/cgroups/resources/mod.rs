@@ -30,7 +30,7 @@ pub struct Write {
 /// The writes cgroup v2 at `mount` can take (its controllers), and those it can't.
 pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, Vec<&'a Write>) {
     let offered = mount
-        .and_then(|m| std::fs::read_to_string(m.join("cgroup.controllers")).ok())
+        .and_then(|m| crate::sys::read_to_string(m.join("cgroup.controllers")).ok())
         .unwrap_or_default();
     writes.iter().partition(|w| {
         w.v2_missing.is_none()
@@ -43,7 +43,7 @@ pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, 
 /// error naming the limit and why the controller isn't there. `systemd_unit`: the cgroup is a
 /// unit of the systemd driver.
 pub fn apply(mount: &Path, rel: &str, writes: &[&Write], systemd_unit: bool) -> Result<()> {
-    let have = std::fs::read_to_string(
+    let have = crate::sys::read_to_string(
         mount
             .join(rel.trim_start_matches('/'))
             .join("cgroup.controllers"),
@@ -84,7 +84,7 @@ pub fn write_files(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
             value = w.bfq_value.clone().unwrap_or(value);
         }
         let path = dir.join(&file);
-        std::fs::write(&path, &value).map_err(|e| {
+        crate::sys::write_file(&path, &value).map_err(|e| {
             anyhow::anyhow!(
                 "{}: write {:?} to {}: {}",
                 w.field,
@@ -101,7 +101,7 @@ pub fn write_files(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
         {
             let rsvd = dir.join(format!("hugetlb.{size}.rsvd.max"));
             if rsvd.exists() {
-                std::fs::write(&rsvd, &value).map_err(|e| {
+                crate::sys::write_file(&rsvd, &value).map_err(|e| {
                     anyhow::anyhow!(
                         "{}: write {}: {}",
                         w.field,

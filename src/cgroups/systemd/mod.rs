@@ -59,7 +59,7 @@ pub fn user_manager() -> bool {
 fn host_uid() -> u32 {
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    let Ok(map) = std::fs::read_to_string("/proc/self/uid_map") else {
+    let Ok(map) = crate::sys::read_to_string("/proc/self/uid_map") else {
         return euid;
     };
     map.lines()
@@ -314,7 +314,7 @@ impl Unit {
             let procs = mount
                 .join(unit.rel.trim_start_matches('/'))
                 .join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string())
+            crate::sys::write_file(&procs, pid.to_string())
                 .with_context(|| format!("join {}", procs.display()))?;
         } else {
             unit.rel = own_cgroup(pid)?;
@@ -344,7 +344,7 @@ impl Drop for Unit {
 
 /// The cgroup v2 path of `pid` (its `0::` line).
 fn own_cgroup(pid: u32) -> Result<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+    let text = crate::sys::read_to_string(format!("/proc/{pid}/cgroup"))
         .with_context(|| format!("read /proc/{pid}/cgroup"))?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))

@@ -119,7 +119,7 @@ pub fn resource_properties(r: &LinuxResources) -> Result<Vec<Property>> {
 /// rules alone, never a systemd policy that would deny what the config allows.
 pub fn device_properties(rules: &[crate::cgroups::devices::Rule]) -> Vec<Property> {
     let (lines, _) = crate::cgroups::v1::device_lines(rules);
-    let groups = std::fs::read_to_string("/proc/devices").unwrap_or_default();
+    let groups = crate::sys::read_to_string("/proc/devices").unwrap_or_default();
     let mut allow: Vec<(String, String)> = Vec::new();
     for (file, line) in &lines {
         if *file != "devices.allow" {

@@ -195,14 +195,16 @@ fn record_outside(criu: &CriuOpts, pid: i32, tty: Option<&str>) -> Result<()> {
         .collect();
     std::fs::create_dir_all(&criu.image_path)
         .with_context(|| format!("--image-path {}", criu.image_path.display()))?;
-    std::fs::write(
+    crate::sys::write_file(
         criu.image_path.join(DESCRIPTORS),
         serde_json::to_string(&fds)?,
     )
     .context("write descriptors.json")?;
     let terminal = criu.image_path.join(TERMINAL);
     match tty {
-        Some(key) => std::fs::write(&terminal, key).context("write the image's terminal key")?,
+        Some(key) => {
+            crate::sys::write_file(&terminal, key).context("write the image's terminal key")?
+        }
         None => {
             let _ = std::fs::remove_file(&terminal);
         }

@@ -144,7 +144,7 @@ impl CriuOpts {
 
     fn log_tail(&self, log: &str) -> String {
         let work = self.work_path.as_ref().unwrap_or(&self.image_path);
-        let text = std::fs::read_to_string(work.join(log)).unwrap_or_default();
+        let text = crate::sys::read_to_string(work.join(log)).unwrap_or_default();
         let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
         let pick = if errors.is_empty() {
             text.lines().rev().take(3).collect::<Vec<_>>()

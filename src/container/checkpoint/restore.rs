@@ -40,7 +40,7 @@ struct Terminal {
 fn restore_terminal(o: &RestoreOpts, spec: &oci_spec::runtime::Spec) -> Result<Option<Terminal>> {
     let terminal = has_console(spec);
     crate::process::console::check_usage(terminal, o.console_socket.as_ref(), o.detach)?;
-    let key = std::fs::read_to_string(o.criu.image_path.join(TERMINAL)).ok();
+    let key = crate::sys::read_to_string(o.criu.image_path.join(TERMINAL)).ok();
     let key = match (terminal, key) {
         (false, None) => return Ok(None),
         (true, Some(k)) => k,
@@ -100,7 +100,7 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     }
     // On failure the guards undo, in this order: placeholder, unit or cgroup, state dir.
     let pid = run_criu(cmd, "restore", &o.criu, LOG).and_then(|_| {
-        std::fs::read_to_string(&pidfile)
+        crate::sys::read_to_string(&pidfile)
             .context("criu restore wrote no pid")?
             .trim()
             .parse::<i32>()
@@ -111,7 +111,8 @@ pub fn restore(root: &Path, id: &str, o: &RestoreOpts) -> Result<i32> {
     let console_master = hand_over_terminal(terminal, pid)?;
     let st = home.state(&plan, id, pid)?;
     dir.save(&st)?;
-    std::fs::write(dir.path.join(state::CONFIG_COPY), &plan.bundle.raw).context("save config")?;
+    crate::sys::write_file(dir.path.join(state::CONFIG_COPY), &plan.bundle.raw)
+        .context("save config")?;
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, pid)?;
     }
@@ -178,7 +179,7 @@ impl Plan {
         if let Some(sd) = systemd.as_mut() {
             sd.filter_devices(device_rules.as_deref());
         }
-        let descriptors = std::fs::read_to_string(o.criu.image_path.join(DESCRIPTORS))
+        let descriptors = crate::sys::read_to_string(o.criu.image_path.join(DESCRIPTORS))
             .with_context(|| {
                 format!(
                     "--image-path {}: no {DESCRIPTORS} (not an image of rt checkpoint?)",

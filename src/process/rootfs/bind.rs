@@ -183,9 +183,9 @@ pub fn idmap_userns(
                     .collect::<String>()
             };
             let result = (|| {
-                std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))
+                crate::sys::write_file(format!("/proc/{pid}/uid_map"), fmt(uid))
                     .context("idmap uid_map")?;
-                std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
+                crate::sys::write_file(format!("/proc/{pid}/gid_map"), fmt(gid))
                     .context("idmap gid_map")?;
                 sys::open(
                     Path::new(&format!("/proc/{pid}/ns/user")),

@@ -21,7 +21,7 @@ pub fn chroot_into(rootfs: &Path) -> Result<()> {
 
 /// The mount ids at or under `rootfs` in this mount namespace, deepest path first.
 pub fn mounts_under(rootfs: &Path) -> Vec<(u64, PathBuf)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let info = crate::sys::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out: Vec<(u64, PathBuf)> = info
         .lines()
         .filter_map(|l| {
@@ -122,7 +122,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
 /// instance exists in the namespace), undoing maskedPaths. As runc: detach them, or cover
 /// them with an empty tmpfs where detaching is refused.
 pub(super) fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let info = crate::sys::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
     let full_views: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| {
@@ -156,7 +156,7 @@ pub(super) fn hide_host_proc_and_sys(rootfs: &Path) -> Result<()> {
 
 /// pivot_root needs the rootfs's parent mount not to be shared.
 pub(super) fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    let info = crate::sys::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
     let mut best: Option<String> = None;
     for line in info.lines() {
         let Some(mp) = line.split(' ').nth(4) else {

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 pub fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+    crate::sys::read_to_string("/sys/module/apparmor/parameters/enabled")
         .is_ok_and(|s| s.trim() == "Y")
 }
 

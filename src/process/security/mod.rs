@@ -58,6 +58,25 @@ pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
+/// The highest capability number the running kernel knows. They are numbered without gaps,
+/// and PR_CAPBSET_READ refuses a number past the last (EINVAL), so two probes from the highest
+/// the caps crate names find it; caps' thread_all_supported reads every one of them instead.
+fn last_cap() -> u8 {
+    // SAFETY: PR_CAPBSET_READ only reads; a number the kernel doesn't know is EINVAL.
+    let known = |n: u8| unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n)) } >= 0;
+    let mut n = caps::all().iter().map(|c| c.index()).max().unwrap_or(0);
+    if known(n) {
+        while n < 63 && known(n + 1) {
+            n += 1;
+        }
+    } else {
+        while n > 0 && !known(n) {
+            n -= 1;
+        }
+    }
+    n
+}
+
 /// A capability the running kernel doesn't have (newer than it) is left out with a warning,
 /// as runc does: asking for it would fail the whole capset.
 fn to_caps(set: Option<&Capabilities>, field: &str, kernel: &CapsHashSet) -> Result<CapsHashSet> {
@@ -80,6 +99,8 @@ fn to_caps(set: Option<&Capabilities>, field: &str, kernel: &CapsHashSet) -> Res
 
 /// The capability sets the process will end with, converted (and checked) up front.
 pub struct CapPlan {
+    /// The kernel's highest capability number.
+    last: u8,
     bounding: CapsHashSet,
     effective: CapsHashSet,
     permitted: CapsHashSet,
@@ -92,6 +113,7 @@ impl CapPlan {
         let Some(c) = c else {
             // No capabilities object: the process gets none, like runc.
             return Ok(CapPlan {
+                last: last_cap(),
                 bounding: CapsHashSet::new(),
                 effective: CapsHashSet::new(),
                 permitted: CapsHashSet::new(),
@@ -99,8 +121,13 @@ impl CapPlan {
                 ambient: CapsHashSet::new(),
             });
         };
-        let kernel = caps::runtime::thread_all_supported();
+        let last = last_cap();
+        let kernel: CapsHashSet = caps::all()
+            .into_iter()
+            .filter(|c| c.index() <= last)
+            .collect();
         Ok(CapPlan {
+            last,
             bounding: to_caps(c.bounding().as_ref(), "bounding", &kernel)?,
             effective: to_caps(c.effective().as_ref(), "effective", &kernel)?,
             permitted: to_caps(c.permitted().as_ref(), "permitted", &kernel)?,
@@ -110,13 +137,18 @@ impl CapPlan {
     }
 
     /// Drops what leaves the bounding set; needs CAP_SETPCAP, so it runs while still root.
+    /// By number, up to the kernel's last: a capability newer than the caps crate knows is
+    /// dropped too, and dropping one that is already out is no error, so nothing is read first.
     pub fn apply_bounding(&self) -> Result<()> {
-        let supported = caps::runtime::thread_all_supported();
-        for cap in supported {
-            if !self.bounding.contains(&cap) {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .with_context(|| format!("drop {cap} from the bounding set"))?;
-            }
+        let wanted: u64 = self.bounding.iter().fold(0, |m, c| m | 1 << c.index());
+        for n in (0..=self.last).filter(|n| wanted & 1 << n == 0) {
+            crate::sys::prctl(libc::PR_CAPBSET_DROP, n.into()).with_context(|| {
+                let name = caps::all().into_iter().find(|c| c.index() == n);
+                match name {
+                    Some(c) => format!("drop {c} from the bounding set"),
+                    None => format!("drop capability {n} from the bounding set"),
+                }
+            })?;
         }
         Ok(())
     }
@@ -476,4 +508,17 @@ pub fn set_oom_score_adj(hostproc: std::os::fd::RawFd, adj: i32) -> Result<()> {
     crate::sys::write_fd(f.as_raw_fd(), adj.to_string().as_bytes())
         .with_context(|| format!("process.oomScoreAdj {adj}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_cap_is_the_kernels() {
+        let kernel: u8 = crate::sys::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(super::last_cap(), kernel);
+    }
 }
