@@ -808,6 +808,18 @@ REPORTS = {"run": report_run, "lifecycle": report_lifecycle, "exec": report_exec
            "parallel": report_parallel, "cycles": report_cycles}
 
 
+def aslr():
+    """As the kernel has it. Off matters under an emulator (the VM's TCG): code it translated
+    for one process is reused by the next only at the same addresses, so with randomization on
+    every call pays for translating all the code it runs again, and that dominates its time."""
+    try:
+        with open("/proc/sys/kernel/randomize_va_space") as f:
+            v = f.read().strip()
+    except OSError:
+        return "unknown"
+    return "off (randomize_va_space=0)" if v == "0" else f"on (randomize_va_space={v})"
+
+
 def report(runtimes, args, crun_ns):
     md = [
         "# rt benchmark: busybox containers, rt vs runc vs crun",
@@ -817,6 +829,7 @@ def report(runtimes, args, crun_ns):
         f"- cgroups: {'hybrid (crun run in a mount namespace without ' + UNIFIED + ')' if crun_ns else 'as found'}",
         "- versions: " + "; ".join(f"{rt.name}: {version(rt.binary)}" for rt in runtimes),
         f"- scenarios: {', '.join(args.scenarios)}",
+        f"- address space layout randomization: {aslr()}",
         f"- spawn floor: {ms(args.spawn_floor_ns):.2f} ms (posix_spawn ... wait4 of a static program that "
         f"only exits: part of every timed call below, whatever the runtime)",
         "",

@@ -10,7 +10,7 @@ use crate::sys;
 
 use super::create::{CreateOpts, Created, create};
 use super::delete::{destroy, kill_and_wait};
-use super::start::start_locked;
+use super::start::start_created;
 
 /// How `rt run` stays with its container.
 pub struct RunWait {
@@ -32,7 +32,8 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
     } = w;
     if detach {
         let c = create(root, id, o, true)?;
-        if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state))
+        if let Err(e) =
+            start_created(&c.dir, &c.pidfd).and_then(|s| s.finish(&c.dir.path, &c.state))
         {
             undo_run(c, o);
             return Err(e);
@@ -48,7 +49,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
         sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
     }
     let c = create(root, id, o, false)?;
-    if let Err(e) = start_locked(&c.dir, &c.state).and_then(|s| s.finish(&c.dir.path, &c.state)) {
+    if let Err(e) = start_created(&c.dir, &c.pidfd).and_then(|s| s.finish(&c.dir.path, &c.state)) {
         undo_run(c, o);
         return Err(e);
     }

@@ -57,6 +57,21 @@ pub(crate) fn start_locked(dir: &Dir, st: &State) -> Result<Started> {
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     let pidfd = super::init_pidfd(st).context("container not running")?;
+    release(dir, pidfd)
+}
+
+/// `run`'s start: this process made the container a moment ago, and the pidfd clone3 gave it
+/// tells whether the init is still there, so neither the status nor the init's identity is
+/// read back from /proc and the cgroup.
+pub(crate) fn start_created(dir: &Dir, pidfd: &OwnedFd) -> Result<Started> {
+    release(
+        dir,
+        pidfd.try_clone().context("duplicate the init's pidfd")?,
+    )
+}
+
+/// Opens the exec fifo, which lets the waiting init exec, and hears how that went.
+fn release(dir: &Dir, pidfd: OwnedFd) -> Result<Started> {
     let notify = crate::notify::listen(&dir.path)?;
     let fifo_path = dir.fifo();
     let fifo =
