@@ -48,9 +48,17 @@ pub fn read_to_string(p: impl AsRef<Path>) -> io::Result<String> {
 }
 
 /// As std::fs::write.
+/// Below the mount, a plain O_WRONLY: a cgroup file always exists, and O_CREAT would make the
+/// lookup take its directory's lock exclusively, O_TRUNC a setattr that kernfs takes its
+/// rwsem for. With both, the nine writes that join a container's v1 cgroups took twice as
+/// long (0.26 against 0.12 ms here).
 pub fn write(p: impl AsRef<Path>, data: impl AsRef<[u8]>) -> io::Result<()> {
     let (fd, rest) = at(p.as_ref());
-    let flags = libc::O_CREAT | libc::O_TRUNC;
+    let flags = if fd == libc::AT_FDCWD {
+        libc::O_CREAT | libc::O_TRUNC
+    } else {
+        0
+    };
     crate::sys::write_at(fd, rest, data.as_ref(), flags, 0o666)
 }
 

@@ -30,7 +30,7 @@ pub struct Write {
 /// The writes cgroup v2 at `mount` can take (its controllers), and those it can't.
 pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, Vec<&'a Write>) {
     let offered = mount
-        .and_then(|m| crate::sys::read_to_string(m.join("cgroup.controllers")).ok())
+        .and_then(|m| crate::cgroups::cgfs::read_to_string(m.join("cgroup.controllers")).ok())
         .unwrap_or_default();
     writes.iter().partition(|w| {
         w.v2_missing.is_none()
@@ -43,7 +43,7 @@ pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, 
 /// error naming the limit and why the controller isn't there. `systemd_unit`: the cgroup is a
 /// unit of the systemd driver.
 pub fn apply(mount: &Path, rel: &str, writes: &[&Write], systemd_unit: bool) -> Result<()> {
-    let have = crate::sys::read_to_string(
+    let have = crate::cgroups::cgfs::read_to_string(
         mount
             .join(rel.trim_start_matches('/'))
             .join("cgroup.controllers"),
@@ -79,12 +79,12 @@ pub fn write_files(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
         let mut file = w.file.clone();
         let mut value = w.value.clone();
         // With the BFQ scheduler, weights live in io.bfq.weight, in blkio's own 1..1000 range.
-        if file == "io.weight" && dir.join("io.bfq.weight").exists() {
+        if file == "io.weight" && crate::cgroups::cgfs::exists(dir.join("io.bfq.weight")) {
             file = "io.bfq.weight".into();
             value = w.bfq_value.clone().unwrap_or(value);
         }
         let path = dir.join(&file);
-        crate::sys::write_file(&path, &value).map_err(|e| {
+        crate::cgroups::cgfs::write(&path, &value).map_err(|e| {
             anyhow::anyhow!(
                 "{}: write {:?} to {}: {}",
                 w.field,
@@ -100,8 +100,8 @@ pub fn write_files(mount: &Path, rel: &str, writes: &[&Write]) -> Result<()> {
             .and_then(|f| f.strip_suffix(".max"))
         {
             let rsvd = dir.join(format!("hugetlb.{size}.rsvd.max"));
-            if rsvd.exists() {
-                crate::sys::write_file(&rsvd, &value).map_err(|e| {
+            if crate::cgroups::cgfs::exists(&rsvd) {
+                crate::cgroups::cgfs::write(&rsvd, &value).map_err(|e| {
                     anyhow::anyhow!(
                         "{}: write {}: {}",
                         w.field,

@@ -314,7 +314,7 @@ impl Unit {
             let procs = mount
                 .join(unit.rel.trim_start_matches('/'))
                 .join("cgroup.procs");
-            crate::sys::write_file(&procs, pid.to_string())
+            crate::cgroups::cgfs::write(&procs, pid.to_string())
                 .with_context(|| format!("join {}", procs.display()))?;
         } else {
             unit.rel = own_cgroup(pid)?;
