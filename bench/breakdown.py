@@ -10,8 +10,15 @@ rt and by the container's init, each with a nanosecond timestamp; see logging::p
 iteration runs `rt --debug --root STATE run -b BUNDLE ID`, and the time between consecutive
 marks is charged to the phase that ends at the later one; the medians over the iterations make
 the table. The marks cost a few microseconds each (one write), so the total is a little above
-a plain `make bench` run. Beside it, the namespace floor: `unshare -pfmnui --fork /bin/true`,
-the kernel's cost of the namespaces alone, timed the same way.
+a plain `make bench` run.
+
+Beside it, the kernel's floor for the same container: bench/floor.c (built here with gcc, no C
+library) makes the kernel do what any runtime must for this config and nothing else: the
+cgroups (v2, and one in each v1 hierarchy on v1 and hybrid hosts), clone3 into the same
+namespaces, the config's mounts, device nodes, masked and read-only paths, pivot_root, the
+hostname, execve of /bin/true, the wait and the cgroups' removal. No state, checks, device
+filter or capabilities: a lower bound for any runtime, timed the same way as rt (fork, exec,
+wait), so what rt takes above it is rt's own cost.
 """
 
 import argparse
@@ -67,6 +74,29 @@ def one_run(rt, bundle, state, cid):
     return [(name, (t - t0) * 1000) for (t0, _), (t, name) in zip(marks, marks[1:])]
 
 
+def build_floor(work):
+    exe = os.path.join(work, "floor")
+    subprocess.run(["gcc", "-O2", "-static", "-no-pie", "-nostdlib", "-ffreestanding", "-fno-stack-protector",
+                    "-o", exe, os.path.join(REPO, "bench/floor.c")], check=True)
+    return exe
+
+
+def cgroup_dirs():
+    """The cgroup2 mount and the v1 hierarchies' mounts (where the floor makes its cgroups)."""
+    v2, v1 = None, []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype == "cgroup2" and v2 is None:
+                v2 = fields[4]
+            elif fstype == "cgroup":
+                v1.append(fields[4])
+    if v2 is None:
+        raise SystemExit("breakdown: no cgroup2 mount")
+    return v2, v1
+
+
 def timed(argv, n):
     out = []
     for _ in range(n):
@@ -103,8 +133,12 @@ def main():
                 if name not in phases:
                     order.append(name)
                 phases.setdefault(name, []).append(ms)
-        floor = timed(["unshare", "-pfmnui", "--fork", "/bin/true"], args.iterations)
-        plain = timed(["/bin/true"], args.iterations)
+        v2, v1 = cgroup_dirs()
+        rootfs = bench_config(args.bundle)["root"]["path"]
+        floor = timed([build_floor(work), rootfs, v2, *v1], args.iterations)
+        whole = timed([args.rt, "--root", state, "run", "-b", bundle, f"breakdown-{os.getpid()}"],
+                      args.iterations)
+        plain = timed([os.path.join(rootfs, "bin/true")], args.iterations)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -124,8 +158,9 @@ def main():
     lines += [
         f"| **total** (median of sums) | **{total:.2f}** | |",
         "",
-        f"- namespace floor, `unshare -pfmnui --fork /bin/true`: {floor:.2f} ms "
-        f"(`/bin/true` alone: {plain:.2f} ms)",
+        f"- the kernel's floor for this container (bench/floor.c, cgroups in {1 + len(v1)} hierarchies): "
+        f"{floor:.2f} ms, against {whole:.2f} ms for `rt run` timed the same way (without `--debug`): "
+        f"rt's own cost is {whole - floor:.2f} ms (the container's `/bin/true` alone: {plain:.2f} ms)",
         "",
         "Produced by `make bench` (bench/breakdown.py); method described at the top of that script.",
         "",
