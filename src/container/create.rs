@@ -148,6 +148,40 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     // moves it into a new unit; its limits and device filter follow before the init goes on.
     let adopt = |pid: i32| driver.adopt(pid);
     let cgroup_by_parent: Option<&dyn Fn(i32) -> Result<()>> = driver.adopts().then_some(&adopt);
+    // The state files. rt's side has nothing to do while the init mounts its rootfs, so they
+    // are written then (0.1 ms less of every create here); with the systemd driver, whose
+    // unit exists only once it has adopted the init, after the init is ready.
+    let record = |pid: i32| -> Result<State> {
+        let (start_time, _) =
+            sys::proc_start_time(pid).context("container init exited during setup")?;
+        let mut st = state_of(&bundle, id, pid, start_time, &v1);
+        st.cgroup = driver.rel();
+        st.cgroup_owned = driver.owned();
+        (st.systemd_unit, st.systemd_user) = match driver.unit() {
+            Some((name, user)) => (Some(name), user),
+            None => (None, false),
+        };
+        // What was mounted under the rootfs before: everything else there is the container's,
+        // including what its program mounts later.
+        st.shared_mounts = shared_root
+            .as_ref()
+            .zip(mounts_before.as_ref())
+            .map(|(r, before)| crate::state::SharedMounts {
+                root: r.clone(),
+                before: before.clone(),
+            });
+        dir.save(&st)?;
+        // exec needs the container's config as it was at create, whatever the bundle holds
+        // later.
+        crate::sys::write_file(dir.path.join(state::CONFIG_COPY), &bundle.raw)
+            .context("save config")?;
+        Ok(st)
+    };
+    let recorded = std::cell::RefCell::new(None);
+    let record_early = |pid: i32| -> Result<()> {
+        *recorded.borrow_mut() = Some(record(pid)?);
+        Ok(())
+    };
     let args = crate::process::InitArgs {
         id,
         bundle: &bundle,
@@ -165,34 +199,16 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         v2_cgroup: v2_dir.clone(),
         v1_cgroups: &v1.dirs,
         cgroup_by_parent,
+        meanwhile: (!driver.adopts()).then_some(&record_early),
     };
     let spawned = crate::process::spawn(&args)?;
     let kill_init = scopeguard(spawned.pid);
     crate::failpoint("create");
     crate::logging::phase("init ready, waiting for start");
-
-    let (start_time, _) =
-        sys::proc_start_time(spawned.pid).context("container init exited during setup")?;
-    let mut st = state_of(&bundle, id, spawned.pid, start_time, &v1);
-    st.cgroup = driver.rel();
-    st.cgroup_owned = driver.owned();
-    (st.systemd_unit, st.systemd_user) = match driver.unit() {
-        Some((name, user)) => (Some(name), user),
-        None => (None, false),
+    let st = match recorded.into_inner() {
+        Some(st) => st,
+        None => record(spawned.pid)?,
     };
-    // What was mounted under the rootfs before: everything else there is the container's,
-    // including what its program mounts later.
-    st.shared_mounts = shared_root
-        .as_ref()
-        .zip(mounts_before.as_ref())
-        .map(|(r, before)| crate::state::SharedMounts {
-            root: r.clone(),
-            before: before.clone(),
-        });
-    dir.save(&st)?;
-    // exec needs the container's config as it was at create, whatever the bundle holds later.
-    crate::sys::write_file(dir.path.join(state::CONFIG_COPY), &bundle.raw)
-        .context("save config")?;
     if let Some(p) = &o.pid_file {
         state::write_pid_file(p, spawned.pid)?;
     }

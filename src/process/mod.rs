@@ -62,4 +62,8 @@ pub struct InitArgs<'a> {
     /// moves it into a new unit): called with the pid of the first child, which waits for it
     /// before anything else, so the init's cgroup namespace is rooted in its cgroup.
     pub cgroup_by_parent: Option<&'a dyn Fn(i32) -> Result<()>>,
+    /// rt's side's own work, done while the init sets itself up: called once with the init's
+    /// pid right after clone3 (when the first child is the init itself and needs nothing from
+    /// rt first). A failure kills the init.
+    pub meanwhile: Option<&'a dyn Fn(i32) -> Result<()>>,
 }

@@ -103,6 +103,9 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let mut guard = KillGuard {
         pids: vec![(first_pid, Some(first_pidfd))],
     };
+    if let Some(work) = a.meanwhile.filter(|_| !staged && !new_userns) {
+        work(first_pid)?;
+    }
     let mut init_pid = if staged { None } else { Some(first_pid) };
     loop {
         let (msg, fd) = match parent_end.recv_fd()? {
