@@ -199,14 +199,15 @@ BENCH_VM_ARGS ?= --runtimes rt,rt+systemd,runc,runc+systemd,crun,crun+systemd --
 	--scenarios run,lifecycle,exec
 BENCH_VM_FIXED_ARGS ?= --runtimes rt,rt+systemd,crun,crun+systemd --iterations 20 --rss-iterations 1 \
 	--scenarios run,lifecycle,exec
+# One line: vm/run.sh hands the VM its command as one.
+BENCH_VM_SCRIPT = python3 bench/bench.py --rt $(abspath $(RT)) $(BENCH_VM_ARGS) --out /tmp/bench-vm.md && \
+	echo 0 > /proc/sys/kernel/randomize_va_space && \
+	python3 bench/bench.py --rt $(abspath $(RT)) $(BENCH_VM_FIXED_ARGS) --out /tmp/bench-vm-fixed.md && \
+	echo "--- table" && cat /tmp/bench-vm.md && echo "--- fixed" && cat /tmp/bench-vm-fixed.md
 bench-vm: bench-deps build rootfs
 	@$(call apt_install,$(VM_PACKAGES))
 	@mkdir -p bench-results
-	set -o pipefail; VM_INIT=systemd vm/run.sh sh -c 'python3 bench/bench.py --rt $(abspath $(RT)) $(BENCH_VM_ARGS) --out /tmp/bench-vm.md && \
-		echo 0 > /proc/sys/kernel/randomize_va_space && \
-		python3 bench/bench.py --rt $(abspath $(RT)) $(BENCH_VM_FIXED_ARGS) --out /tmp/bench-vm-fixed.md && \
-		echo "--- table" && cat /tmp/bench-vm.md && echo "--- fixed" && cat /tmp/bench-vm-fixed.md' \
-		| tee /tmp/rt-bench-vm.log
+	set -o pipefail; VM_INIT=systemd vm/run.sh sh -c '$(BENCH_VM_SCRIPT)' | tee /tmp/rt-bench-vm.log
 	@sed -n '/^--- table$$/,/^--- fixed$$/p' /tmp/rt-bench-vm.log | sed '1d;$$d' > bench-results/vm-systemd.md
 	@sed -n '/^--- fixed$$/,$$p' /tmp/rt-bench-vm.log | tail -n +2 > bench-results/vm-systemd-fixed-addresses.md
 	@echo "wrote bench-results/vm-systemd.md and bench-results/vm-systemd-fixed-addresses.md"

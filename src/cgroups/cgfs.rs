@@ -74,6 +74,14 @@ pub fn open_dir(p: impl AsRef<Path>) -> io::Result<OwnedFd> {
     crate::sys::openat(fd, rest, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
+/// The filesystem type (statfs's f_type) at `p`; the mount itself through the fd already open.
+pub fn fs_magic(p: impl AsRef<Path>) -> io::Result<i64> {
+    match mount_fd().filter(|_| p.as_ref() == Path::new(MOUNT)) {
+        Some(fd) => crate::sys::fstatfs_magic(fd),
+        None => crate::sys::fstatfs_magic(open_dir(p)?.as_raw_fd()),
+    }
+}
+
 /// As Path::exists.
 pub fn exists(p: impl AsRef<Path>) -> bool {
     let (fd, rest) = at(p.as_ref());

@@ -18,6 +18,13 @@ pub mod v2;
 use anyhow::Result;
 use std::os::fd::RawFd;
 
+/// rt's own cgroups, as /proc/self/cgroup lists them (read once: they can't change within one
+/// call of rt; the init, which moves, reads its own).
+pub fn own_cgroups() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| crate::sys::read_to_string("/proc/self/cgroup").unwrap_or_default())
+}
+
 /// How a container's cgroup is made while rt starts its init (create and restore).
 pub trait Driver {
     /// The cgroup made before the init exists, to clone it straight into (CLONE_INTO_CGROUP):

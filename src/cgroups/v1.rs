@@ -86,11 +86,7 @@ pub fn v1_name(controller: &str) -> &str {
 
 /// rt's own cgroup in the v1 hierarchy that has `controller`.
 fn own(controller: &str) -> String {
-    // Asked once per hierarchy on the create path; it can't change within one call of rt.
-    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let text =
-        TEXT.get_or_init(|| crate::sys::read_to_string("/proc/self/cgroup").unwrap_or_default());
-    for l in text.lines() {
+    for l in super::own_cgroups().lines() {
         let mut parts = l.splitn(3, ':');
         let (_, ctrls, path) = (parts.next(), parts.next(), parts.next());
         if let (Some(c), Some(p)) = (ctrls, path)

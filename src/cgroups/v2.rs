@@ -20,25 +20,16 @@ pub fn v2_mount() -> Option<PathBuf> {
             ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
                 .into_iter()
                 .map(PathBuf::from)
-                .find(|p| {
-                    cgfs::open_dir(p)
-                        .and_then(|fd| {
-                            crate::sys::fstatfs_magic(std::os::fd::AsRawFd::as_raw_fd(&fd))
-                        })
-                        .is_ok_and(|m| m == CGROUP2_SUPER_MAGIC)
-                })
+                .find(|p| cgfs::fs_magic(p).is_ok_and(|m| m == CGROUP2_SUPER_MAGIC))
         })
         .clone()
 }
 
 /// rt's own cgroup v2 path (the `0::` line of /proc/self/cgroup).
 fn own_cgroup() -> String {
-    crate::sys::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
-        })
+    super::own_cgroups()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
         .unwrap_or_else(|| "/".into())
 }
 
