@@ -249,6 +249,12 @@ impl Setup<'_> {
                 .bind(root, &host, dest, &bind)
                 .with_context(|| format!("bind the host's {typ} ({})", host.display()));
         }
+        // The new mount, for what still acts on it; most entries need nothing more.
+        let verify = matches!(typ, "proc" | "sysfs");
+        let refine = o.rec_set != 0 || o.rec_clr != 0 || !o.propagation.is_empty();
+        if lower.is_none() && !verify && !refine {
+            return Ok(());
+        }
         let after = root.resolve(dest, false)?;
         if let Some(lower) = lower {
             let upper = sys::openat(
