@@ -92,11 +92,9 @@ pub fn write_file(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> io::Result<
 /// All of `data` to `fd`, however many writes it takes.
 pub fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: data is valid for data.len() bytes.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        match check(n as libc::c_long) {
+        match super::write_fd(fd, data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n as usize..],
+            Ok(n) => data = &data[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
