@@ -4,15 +4,18 @@
 use clap::{CommandFactory, FromArgMatches};
 use rt::{cli, logging};
 
+// Why rt brings its own: see sys/alloc.rs.
+#[global_allocator]
+static HEAP: rt::sys::alloc::Heap = rt::sys::alloc::Heap::new();
+
 fn main() {
     // A caller that ignores SIGCHLD would have the kernel reap our children, and `rt run`
     // could not collect the container's exit status.
     // SAFETY: restoring the default disposition of one signal.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
-    // clap's parser and matches are left allocated, not dropped: musl's malloc would hand
-    // their memory back to the kernel group by group, only for rt to map it again (an
-    // `rt state` made 140 system calls instead of 100, and took 0.08 ms longer of its 0.7 ms on
-    // the build machine).
+    // clap's parser and matches are left allocated, not dropped: freeing them walks every
+    // argument's definition only to put blocks on free lists that this short process would
+    // not use again (with musl's allocator it also cost 40 system calls; see sys/alloc.rs).
     let mut cmd = cli::Cli::command();
     let parsed = cmd
         .try_get_matches_from_mut(std::env::args_os())

@@ -1,6 +1,7 @@
 //! Thin, safe wrappers over the raw system calls rt needs and libc/nix do not wrap (or wrap
 //! differently across versions). Every wrapper returns `io::Result` so callers can add context.
 
+pub mod alloc;
 mod fd;
 mod file;
 mod mount;
