@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub const EXEC_FIFO: &str = "exec.fifo";
 pub const CONFIG_COPY: &str = "config.json";
 pub const STATE_FILE: &str = "state.json";
+// The same, for the calls that take C strings.
+const FILES: [&std::ffi::CStr; 3] = [c"exec.fifo", c"config.json", c"state.json"];
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct State {
@@ -220,9 +222,40 @@ impl Dir {
         self.path.join(EXEC_FIFO)
     }
 
+    /// Lets other calls lock the container while this one keeps its directory open: `run`
+    /// waiting for its container, while `state`, `exec` and `kill` must work.
+    pub fn unlock(&self) {
+        // SAFETY: flock on an fd we own.
+        unsafe { libc::flock(self.lock_fd(), libc::LOCK_UN) };
+    }
+
+    /// Locks the directory again after `unlock`. None if it was removed meanwhile (a delete,
+    /// maybe followed by a create of the same id, whose directory is a new one): then the
+    /// container is no longer this call's to touch.
+    pub fn relock(self) -> Result<Option<Dir>> {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(self.lock_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("lock container state");
+        }
+        let held = self._lock.metadata().context("lock container state")?;
+        // A removed directory has no links left, even while open.
+        Ok((std::os::unix::fs::MetadataExt::nlink(&held) > 0).then_some(self))
+    }
+
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.path)
-            .with_context(|| format!("remove {}", self.path.display()))
+        // The files rt leaves there, then the directory: four calls, where walking it takes a
+        // dozen. Anything else in it (a failed save's temporary file) is left to the walk.
+        for name in FILES {
+            let _ = crate::sys::unlinkat(self.lock_fd(), name, 0);
+        }
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                std::fs::remove_dir_all(&self.path)
+                    .with_context(|| format!("remove {}", self.path.display()))
+            }
+            Err(e) => Err(e).with_context(|| format!("remove {}", self.path.display())),
+        }
     }
 }
 
@@ -339,4 +372,32 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     }
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_files_removed_by_name_are_the_files_rt_writes() {
+        let mut names: Vec<_> = FILES.iter().map(|c| c.to_str().unwrap()).collect();
+        names.sort();
+        let mut expect = vec![EXEC_FIFO, CONFIG_COPY, STATE_FILE];
+        expect.sort();
+        assert_eq!(names, expect);
+    }
+
+    #[test]
+    fn relock_tells_a_removed_directory_from_a_live_one() {
+        let root = std::env::temp_dir().join(format!("rt-state-test-{}", std::process::id()));
+        let dir = Dir::create(&root, "c").unwrap();
+        dir.unlock();
+        let dir = dir.relock().unwrap().expect("still there");
+        dir.unlock();
+        // A delete and a create of the same id meanwhile: a new directory at the same path.
+        std::fs::remove_dir(root.join("c")).unwrap();
+        std::fs::create_dir(root.join("c")).unwrap();
+        assert!(dir.relock().unwrap().is_none());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

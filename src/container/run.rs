@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::state::Dir;
 use crate::sys;
 
 use super::create::{CreateOpts, Created, create};
@@ -61,7 +60,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
         console_master,
     } = c;
     // Unlock while waiting: state, kill and exec on this container must work meanwhile.
-    drop(dir);
+    dir.unlock();
     let status = {
         let _raw = console_master
             .as_ref()
@@ -72,11 +71,8 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
     if !keep {
         // Someone may have deleted it meanwhile (delete --force), even made a new container
         // with the id: only what is still ours is removed.
-        if let Ok(dir) = Dir::open(root, id)
-            && let Ok(st) = dir.load()
-            && st.pid == state.pid
-            && st.start_time == state.start_time
-            && let Err(e) = destroy(dir, &st)
+        if let Ok(Some(dir)) = dir.relock()
+            && let Err(e) = destroy(dir, &state)
         {
             // The container's own status is what the caller waits for: a failed clean-up is
             // said, not put in its place.

@@ -251,6 +251,11 @@ pub fn create_excl(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     )
 }
 
+pub fn unlinkat(dirfd: RawFd, name: &std::ffi::CStr, flags: i32) -> io::Result<()> {
+    // SAFETY: name is NUL-terminated.
+    check_int(unsafe { libc::unlinkat(dirfd, name.as_ptr(), flags) }).map(drop)
+}
+
 /// fstatat without following a final symlink.
 pub fn fstatat_nofollow(dirfd: RawFd, name: &std::ffi::CStr) -> io::Result<libc::stat> {
     // SAFETY: zeroed stat is a valid out-parameter.
