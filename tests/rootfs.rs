@@ -454,8 +454,10 @@ fn uts_sysctls_agreeing_with_the_config() {
     assert_eq!(rt.run_stdout(&b), "via-sysctl\nsame.example\n");
 }
 
-/// Private rootfs with `evil -> <abs host dir>` and `evil2 -> ../../../..<host dir>`,
-/// tmpfs mounts on /evil/sub and /evil2/sub; the host dirs hold only a "canary" file.
+/// Private rootfs with `evil -> <abs host dir>`, `evil2 -> ../../../..<host dir>` and
+/// `evil3 -> <abs host dir>/last`, tmpfs mounts on /evil/sub, /evil2/sub and /evil3 (a dangling
+/// link as the last component, in a parent that exists); the host dirs hold only a "canary"
+/// file.
 fn symlink_escape_setup(script: &str) -> (Bundle, TempDir, TempDir) {
     let canary_abs = TempDir::new("rt-canary");
     let canary_rel = TempDir::new("rt-canary");
@@ -470,8 +472,10 @@ fn symlink_escape_setup(script: &str) -> (Bundle, TempDir, TempDir) {
         canary_rel.path().to_str().unwrap()
     );
     std::os::unix::fs::symlink(&rel, rootfs.join("evil2")).unwrap();
+    std::os::unix::fs::symlink(canary_abs.path().join("last"), rootfs.join("evil3")).unwrap();
     b.add_mount("/evil/sub", "tmpfs", "tmpfs", &["size=1m"]);
     b.add_mount("/evil2/sub", "tmpfs", "tmpfs", &["size=1m"]);
+    b.add_mount("/evil3", "tmpfs", "tmpfs", &["size=1m"]);
     (b, canary_abs, canary_rel)
 }
 
@@ -500,8 +504,9 @@ fn assert_canaries_untouched(canaries: &[&TempDir]) {
 #[test]
 fn symlink_mount_destination_never_touches_host() {
     let rt = Rt::new();
-    let (b, c1, c2) =
-        symlink_escape_setup("echo pwned > /evil/sub/x; echo pwned > /evil2/sub/x; true");
+    let (b, c1, c2) = symlink_escape_setup(
+        "echo pwned > /evil/sub/x; echo pwned > /evil2/sub/x; echo pwned > /evil3/x; true",
+    );
     let _ = rt.run_new(&b);
     assert_canaries_untouched(&[&c1, &c2]);
 }
@@ -512,12 +517,13 @@ fn symlink_mount_destination_never_touches_host() {
 fn symlink_mount_destination_resolved_inside_rootfs() {
     let rt = Rt::new();
     let (b, c1, c2) = symlink_escape_setup(
-        "echo pwned > /evil/sub/x && echo pwned > /evil2/sub/x && cat /evil/sub/x /evil2/sub/x",
+        "echo pwned > /evil/sub/x && echo pwned > /evil2/sub/x && echo pwned > /evil3/x && \
+         cat /evil/sub/x /evil2/sub/x /evil3/x && grep -c ' /tmp/.*/last tmpfs' /proc/mounts",
     );
     let o = rt.run_new(&b);
     assert_canaries_untouched(&[&c1, &c2]);
     o.ok();
-    assert_eq!(o.stdout, "pwned\npwned\n");
+    assert_eq!(o.stdout, "pwned\npwned\npwned\n1\n");
 }
 
 /// The `tmpcopyup` mount option (runtime-spec 1.3, as runc): a tmpfs over a directory starts

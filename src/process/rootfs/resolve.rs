@@ -63,11 +63,27 @@ impl Root {
             return Ok(fd);
         }
         let mut comps = rel_components(path);
+        // Mostly only the last component is missing (a mount point in a fresh /dev): start at
+        // its parent when that resolves, instead of walking down from the root.
+        let mut start = match comps.len() {
+            n if n > 1 => {
+                let parent: PathBuf = comps[..n - 1].iter().collect();
+                self.resolve(&parent, false).ok().map(|fd| (n - 1, fd))
+            }
+            _ => None,
+        };
         // A dangling symlink on the way (`/evil -> /somewhere/new`) is followed inside the
         // root and its missing target created there, as runc does; 40 links at most, as the
         // kernel allows.
         for _ in 0..40 {
-            match self.mkdir_walk(&comps, kind)? {
+            let walk = match start.take() {
+                Some((from, parent)) => self.mkdir_walk(&comps, from, parent, true, kind)?,
+                None => {
+                    let root = self.resolve(Path::new("."), false)?;
+                    self.mkdir_walk(&comps, 0, root, false, kind)?
+                }
+            };
+            match walk {
                 Walk::Done(fd) => return Ok(fd),
                 Walk::Relink(next) => comps = next,
             }
@@ -75,27 +91,32 @@ impl Root {
         bail!("{}: too many levels of symbolic links", path.display())
     }
 
-    fn mkdir_walk(&self, comps: &[PathBuf], kind: Kind) -> Result<Walk> {
-        let mut parent = self.resolve(Path::new("."), false)?;
-        let mut sofar = PathBuf::new();
-        for (i, c) in comps.iter().enumerate() {
+    /// Walks `comps` from the `from`th, whose parent is `parent` (and which is known to be
+    /// missing if `missing`), making what is missing.
+    fn mkdir_walk(
+        &self,
+        comps: &[PathBuf],
+        from: usize,
+        mut parent: OwnedFd,
+        mut missing: bool,
+        kind: Kind,
+    ) -> Result<Walk> {
+        let mut sofar: PathBuf = comps[..from].iter().collect();
+        for (i, c) in comps.iter().enumerate().skip(from) {
             sofar.push(c);
             let last = i + 1 == comps.len();
-            let fd = match self.resolve(&sofar, false) {
+            let found = if missing {
+                Err(std::io::Error::from_raw_os_error(libc::ENOENT))
+            } else {
+                self.resolve(&sofar, false)
+            };
+            missing = false;
+            let fd = match found {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let name = sys::cstring(c)?;
-                    if let Some(target) = readlink_at(&parent, &name) {
-                        // Re-plan from the link's target: absolute targets start at the root.
-                        let mut next = if target.is_absolute() {
-                            Vec::new()
-                        } else {
-                            comps[..i].to_vec()
-                        };
-                        next.extend(rel_components(&target));
-                        next.extend(comps[i + 1..].iter().cloned());
-                        return Ok(Walk::Relink(next));
-                    }
+                    // Neither call follows a symlink in the last place: on a dangling one, both
+                    // fail with EEXIST.
                     let made = if last && kind == Kind::File {
                         sys::create_excl(parent.as_raw_fd(), &name).map(drop)
                     } else {
@@ -105,11 +126,28 @@ impl Root {
                         })
                         .map(drop)
                     };
-                    if let Err(e) = made
-                        && e.raw_os_error() != Some(libc::EEXIST)
-                    {
-                        return Err(e)
-                            .with_context(|| format!("create {} in the rootfs", sofar.display()));
+                    match made {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                            if let Some(target) = readlink_at(&parent, &name) {
+                                // Re-plan from the link's target: absolute targets start at
+                                // the root.
+                                let mut next = if target.is_absolute() {
+                                    Vec::new()
+                                } else {
+                                    comps[..i].to_vec()
+                                };
+                                next.extend(rel_components(&target));
+                                next.extend(comps[i + 1..].iter().cloned());
+                                return Ok(Walk::Relink(next));
+                            }
+                            // Made by someone else meanwhile: use it.
+                        }
+                        Err(e) => {
+                            return Err(e).with_context(|| {
+                                format!("create {} in the rootfs", sofar.display())
+                            });
+                        }
                     }
                     self.resolve(&sofar, false)
                         .with_context(|| format!("open {} in the rootfs", sofar.display()))?
