@@ -203,7 +203,7 @@ pub fn join(
                 );
             }
             if h.controllers.iter().any(|c| c == "cpuset") {
-                inherit_cpuset(&d)?;
+                inherit_cpuset(&d, j.created.contains(&d))?;
             }
             for w in &mine {
                 for (file, value) in translate(w)? {
@@ -396,16 +396,21 @@ fn write_device_rules(
 }
 
 /// A new v1 cpuset starts with no cpus and mems, and no task can join it until they are set:
-/// start from the parent's.
-fn inherit_cpuset(d: &Path) -> Result<()> {
+/// start from the parent's. One rt just made (`fresh`) is not asked first: it is empty, or
+/// already has its parent's (cgroup.clone_children), which are written again.
+fn inherit_cpuset(d: &Path, fresh: bool) -> Result<()> {
     let parent = d.parent().context("cpuset cgroup has no parent")?;
     for f in ["cpuset.cpus", "cpuset.mems"] {
-        let mine = cgfs::read_to_string(d.join(f)).unwrap_or_default();
+        let mine = if fresh {
+            String::new()
+        } else {
+            cgfs::read_to_string(d.join(f)).unwrap_or_default()
+        };
         if mine.trim().is_empty() {
             // The parent may be new and empty too: fill it from its own parent first.
             let mut v = cgfs::read_to_string(parent.join(f)).unwrap_or_default();
             if v.trim().is_empty() && parent.parent().is_some() {
-                inherit_cpuset(parent)?;
+                inherit_cpuset(parent, false)?;
                 v = cgfs::read_to_string(parent.join(f)).unwrap_or_default();
             }
             cgfs::write(d.join(f), v.trim())

@@ -144,7 +144,12 @@ pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Cr
     // A cgroup that exists already (a pod's, say) is joined but never removed by rt. mkdir of
     // the leaf decides, so of two concurrent creates only one owns it.
     let mut parents = Vec::new();
-    let made = make_parents(&dir, &mut parents).and_then(|_| cgfs::create_dir(&dir));
+    let made = match cgfs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_parents(&dir, &mut parents).and_then(|_| cgfs::create_dir(&dir))
+        }
+        r => r,
+    };
     let owned = made.is_ok();
     let made = match made {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
@@ -177,7 +182,8 @@ pub fn create(rel: &str, domain_limit: Option<(&str, &str)>) -> Result<Option<Cr
         parents,
         armed: true,
     };
-    if !procs(rel).unwrap_or_default().is_empty() {
+    // One that rt just made is empty.
+    if !owned && !procs(rel).unwrap_or_default().is_empty() {
         bail!("cgroup {rel} already has processes: is another container using it?");
     }
     // A domain controller can't reach the container past a cgroup with processes of its own;
@@ -265,13 +271,18 @@ fn ancestors(mount: &Path, rel: &str) -> Vec<(PathBuf, bool)> {
 /// everywhere under the systemd driver (`systemd_unit`).
 pub fn enable_controllers(mount: &Path, rel: &str, systemd_unit: bool) {
     for (dir, top) in ancestors(mount, rel) {
-        let systemds = systemd_unit || systemd_owns(&dir, top);
         let have = words(&dir.join("cgroup.subtree_control"));
-        let missing: Vec<String> = words(&dir.join("cgroup.controllers"))
+        let mut missing: Vec<String> = words(&dir.join("cgroup.controllers"))
             .into_iter()
             .filter(|c| !have.contains(c))
-            .filter(|c| !(systemds && SYSTEMD_MANAGED.contains(&c.as_str())))
             .collect();
+        if missing
+            .iter()
+            .any(|c| SYSTEMD_MANAGED.contains(&c.as_str()))
+            && (systemd_unit || systemd_owns(&dir, top))
+        {
+            missing.retain(|c| !SYSTEMD_MANAGED.contains(&c.as_str()));
+        }
         if missing.is_empty() {
             continue;
         }

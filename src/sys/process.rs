@@ -163,11 +163,15 @@ pub fn tolerate_cgroup_errors() -> bool {
     }
 }
 
-/// Whether this process is in a user namespace other than the initial one (whose uid map is
-/// the whole range).
+/// Whether rt runs in a user namespace other than the initial one (whose uid map is the whole
+/// range). Asked once: rt never changes its own user namespace, and a container's init that
+/// gets a new one knows so from its config (the answer it inherits stays rt's).
 pub fn in_user_namespace() -> bool {
-    crate::sys::read_to_string("/proc/self/uid_map")
-        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    static IN_USERNS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_USERNS.get_or_init(|| {
+        crate::sys::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    })
 }
 
 /// Running without root (rootless mode): maps, cgroups and devices are limited to what an

@@ -29,7 +29,9 @@ pub struct Write {
 
 /// The writes cgroup v2 at `mount` can take (its controllers), and those it can't.
 pub fn split<'a>(mount: Option<&Path>, writes: &'a [Write]) -> (Vec<&'a Write>, Vec<&'a Write>) {
+    // Read only when a limit asks (most containers are made without any).
     let offered = mount
+        .filter(|_| writes.iter().any(|w| !w.controller.is_empty()))
         .and_then(|m| crate::cgroups::cgfs::read_to_string(m.join("cgroup.controllers")).ok())
         .unwrap_or_default();
     writes.iter().partition(|w| {
