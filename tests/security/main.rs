@@ -234,13 +234,23 @@ fn fd_audit_of_init_and_exec() {
 }
 
 /// CVE-2024-21626: a cwd through /proc/self/fd/N must never leave the process in a host
-/// directory via one of rt's fds.
+/// directory via one of rt's fds, nor make the link's target (a host path, or
+/// "memfd:...") in the rootfs.
 #[test]
 fn cwd_through_proc_self_fd_never_lands_outside() {
     let rt = Rt::new();
-    let rootfs = rootfs();
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let rootfs = b.private_rootfs();
+    let listing = || {
+        let mut l: Vec<_> = fs::read_dir(&rootfs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        l.sort();
+        l
+    };
+    let before = listing();
     for n in 3..12 {
-        let mut b = Bundle::new(&["sleep", "1000"]);
         b.process()["cwd"] = serde_json::json!(format!("/proc/self/fd/{n}"));
         let id = rt.new_id();
         let o = rt.create(&b, &id, &[]);
@@ -260,6 +270,7 @@ fn cwd_through_proc_self_fd_never_lands_outside() {
         );
         rt.delete_force(&id).ok();
     }
+    assert_eq!(listing(), before, "the rootfs gained entries");
 }
 
 /// CVE-2022-29162: inheritable (and ambient) capabilities stay empty unless asked for.

@@ -59,14 +59,16 @@ impl Root {
     /// component as `kind`). Each new entry is made with *at() calls on an already resolved
     /// parent, so a racing symlink swap can't redirect the creation out of the rootfs.
     pub fn mkdir_all(&self, path: &Path, kind: Kind) -> Result<OwnedFd> {
-        if let Ok(fd) = self.resolve(path, false) {
-            return Ok(fd);
-        }
+        let missing = match self.resolve(path, false) {
+            Ok(fd) => return Ok(fd),
+            Err(e) => e.raw_os_error() == Some(libc::ENOENT),
+        };
         let mut comps = rel_components(path);
         // Mostly only the last component is missing (a mount point in a fresh /dev): start at
-        // its parent when that resolves, instead of walking down from the root.
+        // its parent when that resolves, instead of walking down from the root. Only then: any
+        // other failure (a magic link, ELOOP) is the walk's to report.
         let mut start = match comps.len() {
-            n if n > 1 => {
+            n if n > 1 && missing => {
                 let parent: PathBuf = comps[..n - 1].iter().collect();
                 self.resolve(&parent, false).ok().map(|fd| (n - 1, fd))
             }
