@@ -2,6 +2,7 @@
 //! on the exec fifo. Every step has a guard that undoes it if a later one fails.
 
 use anyhow::{Context, Result, bail};
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -131,17 +132,33 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let v2_dir = driver
         .rel()
         .and_then(|rel| crate::cgroups::v2::dir_of(&rel));
-    let v1 = join_v1(
-        &on_v1,
-        device_rules.as_deref(),
-        v2_dir.is_none(),
-        cgroups_path.as_deref(),
-        id,
-    )?;
-    let v1_guard = V1Guard(Some(&v1));
-    if let Some(rules) = device_rules.as_ref().filter(|_| systemd.is_none()) {
-        attach_device_filter(rules, v2_dir.as_deref(), &v1, &bundle.spec)?;
-    }
+    // The v1 hierarchies and the device filter: made while the init makes its namespaces
+    // where it can wait for them (most containers), else now.
+    let after_clone = systemd.is_none() && crate::process::spawn::init_is_first_child(&bundle.spec);
+    let v1_cell: RefCell<Option<crate::cgroups::v1::Joined>> = RefCell::new(None);
+    let v1_guard = V1Guard(&v1_cell);
+    let make_v1 = || -> Result<Vec<PathBuf>> {
+        let v1 = join_v1(
+            &on_v1,
+            device_rules.as_deref(),
+            v2_dir.is_none(),
+            cgroups_path.as_deref(),
+            id,
+        )?;
+        let dirs = v1.dirs.clone();
+        let mut cell = v1_cell.borrow_mut();
+        let v1 = cell.insert(v1);
+        if let Some(rules) = device_rules.as_ref().filter(|_| systemd.is_none()) {
+            attach_device_filter(rules, v2_dir.as_deref(), v1, &bundle.spec)?;
+        }
+        Ok(dirs)
+    };
+    let make_v1_for = |pid: i32| -> Result<Vec<PathBuf>> {
+        let dirs = make_v1()?;
+        crate::cgroups::v1::attach(&dirs, pid)?;
+        Ok(dirs)
+    };
+    let v1_dirs = if after_clone { Vec::new() } else { make_v1()? };
     crate::logging::phase("cgroups ready");
 
     // The systemd driver: once the init (or the first stage it comes from) exists, systemd
@@ -154,7 +171,16 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
     let record = |pid: i32| -> Result<State> {
         let (start_time, _) =
             sys::proc_start_time(pid).context("container init exited during setup")?;
-        let mut st = state_of(&bundle, id, pid, start_time, &v1);
+        let mut st = state_of(
+            &bundle,
+            id,
+            pid,
+            start_time,
+            v1_cell
+                .borrow()
+                .as_ref()
+                .context("internal: state before the v1 cgroups")?,
+        );
         st.cgroup = driver.rel();
         st.cgroup_owned = driver.owned();
         (st.systemd_unit, st.systemd_user) = match driver.unit() {
@@ -177,7 +203,7 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
             .context("save config")?;
         Ok(st)
     };
-    let recorded = std::cell::RefCell::new(None);
+    let recorded = RefCell::new(None);
     let record_early = |pid: i32| -> Result<()> {
         *recorded.borrow_mut() = Some(record(pid)?);
         Ok(())
@@ -197,7 +223,8 @@ pub fn create(root: &Path, id: &str, o: &CreateOpts, detached: bool) -> Result<C
         trampoline: trampoline.as_raw_fd(),
         idmaps: &idmaps,
         v2_cgroup: v2_dir.clone(),
-        v1_cgroups: &v1.dirs,
+        v1_cgroups: &v1_dirs,
+        cgroups_after_clone: after_clone.then_some(&make_v1_for),
         cgroup_by_parent,
         meanwhile: (!driver.adopts()).then_some(&record_early),
     };
@@ -537,11 +564,11 @@ impl Drop for MountGuard<'_> {
 }
 
 /// Removes the v1 cgroups a failed create made.
-struct V1Guard<'a>(Option<&'a crate::cgroups::v1::Joined>);
+struct V1Guard<'a>(&'a RefCell<Option<crate::cgroups::v1::Joined>>);
 
 impl Drop for V1Guard<'_> {
     fn drop(&mut self) {
-        if let Some(j) = self.0 {
+        if let Some(j) = self.0.borrow().as_ref() {
             crate::cgroups::v1::remove_made(j);
         }
     }

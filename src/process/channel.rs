@@ -4,6 +4,8 @@
 use anyhow::{Context, Result, bail};
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use crate::sys::{self};
 
@@ -56,6 +58,39 @@ impl Channel {
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e).context("sync: receive"),
             }
+        }
+    }
+
+    /// The container's v1 cgroup directories, as bytes: a mount point need not be UTF-8.
+    pub fn send_dirs(&self, dirs: &[PathBuf]) -> Result<()> {
+        let mut msg = b"cgroups".to_vec();
+        for d in dirs {
+            msg.push(0);
+            msg.extend_from_slice(d.as_os_str().as_bytes());
+        }
+        sys::write_fd(self.0.as_raw_fd(), &msg)
+            .map(drop)
+            .context("sync: send")
+    }
+
+    pub fn expect_dirs(&self) -> Result<Vec<PathBuf>> {
+        let data = loop {
+            match sys::recv_msg(self.0.as_raw_fd()) {
+                Ok((data, _)) => break data,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e).context("sync: receive"),
+            }
+        };
+        let mut parts = data.split(|b| *b == 0);
+        match parts.next() {
+            Some(b"cgroups") => Ok(parts
+                .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+                .collect()),
+            Some(b"") if data.is_empty() => bail!("sync: rt went away"),
+            _ => bail!(
+                "sync: expected cgroups, got {}",
+                String::from_utf8_lossy(&data)
+            ),
         }
     }
 

@@ -30,13 +30,13 @@ pub(crate) fn init(
         .process()
         .as_ref()
         .context("config.json: process is required")?;
-    settle_in_namespaces(a, plan, chan, needs_map, staged)?;
+    let v1_cgroups = settle_in_namespaces(a, plan, chan, needs_map, staged)?;
     // Read now, through the host's view of /proc: after pivot_root /proc is the container's.
     let userns = in_user_namespace(spec);
     if !a.no_new_keyring {
         join_session_keyring(a.id);
     }
-    let pty = build_rootfs(a, plan, chan, userns)?;
+    let pty = build_rootfs(a, plan, chan, userns, &v1_cgroups)?;
     set_names_and_sysctls(a)?;
     if let Some(adj) = process.oom_score_adj() {
         crate::process::security::set_oom_score_adj(a.hostproc, adj)?;
@@ -73,17 +73,27 @@ fn in_user_namespace(spec: &oci_spec::runtime::Spec) -> bool {
 }
 
 /// In the cgroup and namespaces, as root of a new user namespace, non-dumpable, a session
-/// leader: the state every later step assumes.
+/// leader: the state every later step assumes. Returns the container's v1 cgroups.
 fn settle_in_namespaces(
     a: &InitArgs,
     plan: &NsPlan,
     chan: &Channel,
     needs_map: bool,
     staged: bool,
-) -> Result<()> {
+) -> Result<Vec<PathBuf>> {
     if !staged {
         wait_for_cgroup(a, chan)?;
     }
+    // rt's side is making the rest of the cgroups meanwhile, and puts us in them.
+    let v1_cgroups = if a.cgroups_after_clone.is_some() {
+        let flags = plan.new_flags & super::spawn::UNSHARED_BY_INIT;
+        if flags != 0 {
+            sys::unshare(flags).context("unshare the container's namespaces")?;
+        }
+        chan.expect_dirs()?
+    } else {
+        a.v1_cgroups.to_vec()
+    };
     crate::failpoint("init");
     crate::logging::phase("init: in its namespaces");
     if needs_map {
@@ -105,7 +115,7 @@ fn settle_in_namespaces(
     // Join the v1 cgroups before the cgroup namespace is made, so its v1 roots are the
     // container's cgroups. Staged, stage1 did it already; in a new user namespace rt moved
     // us while we waited for the maps.
-    if !needs_map && !staged {
+    if !needs_map && !staged && a.cgroups_after_clone.is_none() {
         join_v1_self(a.v1_cgroups)?;
     }
     if plan.new_cgroupns {
@@ -113,7 +123,7 @@ fn settle_in_namespaces(
     }
     // SAFETY: setsid has no arguments; failing only means we already lead a session.
     unsafe { libc::setsid() };
-    Ok(())
+    Ok(v1_cgroups)
 }
 
 /// The container's filesystem: mounts (with the prestart/createRuntime hooks run by rt and
@@ -124,6 +134,7 @@ fn build_rootfs(
     plan: &NsPlan,
     chan: &Channel,
     userns: bool,
+    v1_cgroups: &[PathBuf],
 ) -> Result<Option<crate::process::console::Pty>> {
     use crate::process::rootfs;
     let spec = &a.bundle.spec;
@@ -143,7 +154,7 @@ fn build_rootfs(
         } else {
             a.v2_cgroup.clone()
         },
-        v1_cgroups: a.v1_cgroups,
+        v1_cgroups,
         host_source: plan.host_sources.then_some(&ask_host),
     };
     let root = setup.prepare()?;

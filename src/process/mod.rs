@@ -62,6 +62,12 @@ pub struct InitArgs<'a> {
     /// moves it into a new unit): called with the pid of the first child, which waits for it
     /// before anything else, so the init's cgroup namespace is rooted in its cgroup.
     pub cgroup_by_parent: Option<&'a dyn Fn(i32) -> Result<()>>,
+    /// The cgroups rt's side makes while the init makes its namespaces (v1 hierarchies,
+    /// device filter): called with the init's pid right after clone3, it puts the init in
+    /// them and returns the v1 directories, which the init waits for before it unshares its
+    /// cgroup namespace. Set only when the init is the first child
+    /// (`spawn::init_is_first_child`) and rt makes the cgroups (cgroupfs driver).
+    pub cgroups_after_clone: Option<&'a dyn Fn(i32) -> Result<Vec<PathBuf>>>,
     /// rt's side's own work, done while the init sets itself up: called once with the init's
     /// pid right after clone3 (when the first child is the init itself and needs nothing from
     /// rt first). A failure kills the init.

@@ -24,7 +24,7 @@ pub struct Spawned {
 pub(crate) struct NsPlan {
     /// CLONE_NEW* flags of namespaces to create (cgroup excluded: the init unshares it once
     /// it sits in its cgroup, so the namespace is rooted there).
-    new_flags: i32,
+    pub(crate) new_flags: i32,
     pub(crate) new_cgroupns: bool,
     joins: Vec<(LinuxNamespaceType, PathBuf)>,
     offsets: Vec<(String, i64, u32)>,
@@ -62,6 +62,21 @@ fn plan(spec: &Spec) -> NsPlan {
     p
 }
 
+/// Whether clone3 makes the container's init itself, not a first child that joins namespaces
+/// (or sets time offsets) and forks it, and no new user namespace needs its id maps first:
+/// then rt's side can make the rest of the cgroups while the init makes its namespaces
+/// (`InitArgs::cgroups_after_clone`).
+pub fn init_is_first_child(spec: &Spec) -> bool {
+    let p = plan(spec);
+    p.joins.is_empty() && p.offsets.is_empty() && p.new_flags & libc::CLONE_NEWUSER == 0
+}
+
+/// The namespaces the init unshares itself when rt's side has cgroup work to do meanwhile
+/// (the network namespace alone costs more than all of it). Not the pid and time namespaces,
+/// which unshare gives only to children, nor a user namespace, which must come first.
+pub(crate) const UNSHARED_BY_INIT: i32 =
+    libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+
 /// Creates the container's init and returns once it is blocked waiting for `start`. The
 /// conversation with the init (id maps, network devices, hooks, errors, "ready") is one loop
 /// here, in the order the init asks, so both sides of the protocol can be read side by side.
@@ -79,7 +94,15 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     if !sys::rootless() {
         sys::prctl(libc::PR_SET_DUMPABLE, 0).context("set non-dumpable")?;
     }
-    let first_flags = if staged { 0 } else { plan.new_flags as u64 };
+    let after_clone = a.cgroups_after_clone;
+    if after_clone.is_some() && (staged || new_userns) {
+        bail!("internal: cgroups after clone3 asked of an init that is not the first child");
+    }
+    let first_flags = match (staged, after_clone) {
+        (true, _) => 0,
+        (false, Some(_)) => (plan.new_flags & !UNSHARED_BY_INIT) as u64,
+        (false, None) => plan.new_flags as u64,
+    };
     let forked = sys::clone3(first_flags, a.cgroup_fd, true).context("clone3")?;
     let (first_pid, first_pidfd) = match forked {
         Forked::Child => {
@@ -103,6 +126,15 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
     let mut guard = KillGuard {
         pids: vec![(first_pid, Some(first_pidfd))],
     };
+    if let Some(make) = after_clone {
+        let dirs = make(first_pid)?;
+        // A send that finds the init gone leaves its reason to the loop below.
+        if let Err(e) = parent_end.send_dirs(&dirs)
+            && !has_errno(&e, libc::EPIPE)
+        {
+            return Err(e);
+        }
+    }
     if let Some(work) = a.meanwhile.filter(|_| !staged && !new_userns) {
         work(first_pid)?;
     }
@@ -384,4 +416,10 @@ fn open_source_for(hostproc: RawFd, pid: i32, path: &Path) -> Result<OwnedFd> {
             }
         }
     }
+}
+
+fn has_errno(e: &anyhow::Error, errno: i32) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.raw_os_error() == Some(errno))
 }
