@@ -49,6 +49,11 @@ pub fn setup_spec(spec: &mut Spec, state_dir: &Path) -> Result<()> {
 }
 
 /// Before start: rt's end of the socket, if create prepared one and NOTIFY_SOCKET is set now.
+/// Whether the caller passed NOTIFY_SOCKET on to the container.
+pub fn configured() -> bool {
+    host_socket().is_some()
+}
+
 pub fn listen(state_dir: &Path) -> Result<Option<UnixDatagram>> {
     if host_socket().is_none() || !state_dir.join(DIR).is_dir() {
         return Ok(None);

@@ -254,7 +254,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Create(a) => {
             needs_features("create")?;
-            container::create(root, &a.id, &create_opts(&a, cli.systemd_cgroup)?, true)?;
+            container::create(
+                root,
+                &a.id,
+                &create_opts(&a, cli.systemd_cgroup)?,
+                true,
+                false,
+            )?;
         }
         Cmd::Start { id } => container::start(root, &id)?,
         Cmd::State { id } => {

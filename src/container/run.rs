@@ -30,9 +30,10 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
         subreaper,
     } = w;
     if detach {
-        let c = create(root, id, o, true)?;
+        let mut c = create(root, id, o, true, true)?;
+        let reader = c.fifo_reader.take();
         if let Err(e) =
-            start_created(&c.dir, &c.pidfd).and_then(|s| s.finish(&c.dir.path, &c.state))
+            start_created(&c.dir, &c.pidfd, reader).and_then(|s| s.finish(&c.dir.path, &c.state))
         {
             undo_run(c, o);
             return Err(e);
@@ -47,8 +48,11 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
     if subreaper {
         sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1).context("become a subreaper")?;
     }
-    let c = create(root, id, o, false)?;
-    if let Err(e) = start_created(&c.dir, &c.pidfd).and_then(|s| s.finish(&c.dir.path, &c.state)) {
+    let mut c = create(root, id, o, false, true)?;
+    let reader = c.fifo_reader.take();
+    if let Err(e) =
+        start_created(&c.dir, &c.pidfd, reader).and_then(|s| s.finish(&c.dir.path, &c.state))
+    {
         undo_run(c, o);
         return Err(e);
     }
@@ -58,6 +62,7 @@ pub fn run(root: &Path, id: &str, o: &CreateOpts, w: RunWait) -> Result<i32> {
         state,
         pidfd,
         console_master,
+        ..
     } = c;
     // Unlock while waiting: state, kill and exec on this container must work meanwhile.
     dir.unlock();

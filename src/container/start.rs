@@ -57,25 +57,35 @@ pub(crate) fn start_locked(dir: &Dir, st: &State) -> Result<Started> {
         Status::Stopped => bail!("cannot start a container that has stopped"),
     }
     let pidfd = super::init_pidfd(st).context("container not running")?;
-    release(dir, pidfd)
+    release(dir, pidfd, None)
 }
 
 /// `run`'s start: this process made the container a moment ago, and the pidfd clone3 gave it
 /// tells whether the init is still there, so neither the status nor the init's identity is
 /// read back from /proc and the cgroup.
-pub(crate) fn start_created(dir: &Dir, pidfd: &OwnedFd) -> Result<Started> {
+/// `reader`: the fifo's read side if create opened it already.
+pub(crate) fn start_created(
+    dir: &Dir,
+    pidfd: &OwnedFd,
+    reader: Option<OwnedFd>,
+) -> Result<Started> {
     release(
         dir,
         pidfd.try_clone().context("duplicate the init's pidfd")?,
+        reader,
     )
 }
 
 /// Opens the exec fifo, which lets the waiting init exec, and hears how that went.
-fn release(dir: &Dir, pidfd: OwnedFd) -> Result<Started> {
+fn release(dir: &Dir, pidfd: OwnedFd, reader: Option<OwnedFd>) -> Result<Started> {
     let notify = crate::notify::listen(&dir.path)?;
     let fifo_path = dir.fifo();
-    let fifo =
-        sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0).context("open exec fifo")?;
+    let fifo = match reader {
+        Some(r) => r,
+        None => {
+            sys::open(&fifo_path, libc::O_RDONLY | libc::O_NONBLOCK, 0).context("open exec fifo")?
+        }
+    };
     // Opening the read side released the init's blocking open; it now writes one byte and
     // execs, which closes its end (EOF here). If it dies instead, the pidfd says so.
     // The init answers "0" (going on to exec) or "E<error>" (a startContainer hook failed).
