@@ -14,8 +14,9 @@ a plain `make bench` run.
 
 Beside it, the kernel's floor for the same container: bench/floor.c (built here with gcc, no C
 library) makes the kernel do what any runtime must for this config and nothing else: the
-cgroups (v2, and one in each v1 hierarchy on v1 and hybrid hosts), clone3 into the same
-namespaces, the config's mounts, device nodes, masked and read-only paths, pivot_root, the
+cgroups (v2, and one in each v1 hierarchy on v1 and hybrid hosts), the same namespaces (split
+between clone3 and the child's unshare as rt splits them, the v1 cgroups made meanwhile), the
+config's mounts, device nodes, masked and read-only paths, pivot_root, the
 hostname, execve of /bin/true, the wait and the cgroups' removal. No state, checks, device
 filter or capabilities: a lower bound for any runtime, timed the same way as rt (fork, exec,
 wait), so what rt takes above it is rt's own cost.
@@ -46,15 +47,15 @@ WHAT = {
     "rt started": "exec of rt, argument parsing, logging",
     "config loaded": "config.json read and checked",
     "state dir, fifo, trampoline, filters ready": "state dir and lock, exec fifo, trampoline memfd, seccomp and device filters compiled",
-    "cgroups ready": "cgroup v2 made (controllers, BPF device filter attached), v1 hierarchies joined",
-    "init: in its namespaces": "clone3 into the new namespaces and cgroup",
+    "cgroups ready": "cgroup v2 made (controllers, limits); the rest follows the clone",
+    "init: in its namespaces": "clone3 into the pid namespace and the v2 cgroup; the init unshares its mount, network, UTS and IPC namespaces while rt's side makes the v1 cgroups and the device filter and puts it in them; its cgroup namespace",
     "init: rootfs mounted": "mounts: rootfs, /proc, /sys, /dev and its nodes, the bundle's mounts (meanwhile rt's side writes the state files)",
     "init: pivoted": "pivot_root, old root detached",
     "init: ready (user, caps, seccomp next)": "hostname, sysctls, rlimits and the rest before the credentials",
     "init ready, waiting for start": "user, groups, capabilities, seccomp, fd closing; rt hears 'ready'",
     "created": "pid file and console, if any (create's work is done)",
-    "init: exec": "start: exec fifo opened, the init released",
-    "started": "start's state update and reply",
+    "init: exec": "the exec fifo (run opened its read side before the init existed, so the init does not wait for rt here), startContainer hooks",
+    "started": "rt hears the init's answer and the exec (fifo closed), removes the fifo",
     "container exited": "trampoline exec of /bin/true, /bin/true, the wait",
     "rt done": "delete: cgroups removed, state dir removed",
 }

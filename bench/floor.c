@@ -5,9 +5,11 @@
  *
  *   floor ROOTFS CGROUP2_DIR [V1_DIR...]   (as root; where to make its cgroups)
  *
- * Parent: mkdir the cgroup, clone3 into it with new mount, pid, network, ipc, uts and cgroup
- * namespaces, wait, rmdir (and a cgroup in each v1 hierarchy given, which the child joins
- * first). Child: / made a slave, the rootfs bound, the config's mounts
+ * Parent: mkdir the cgroup, clone3 into it with a new pid namespace; while the child unshares
+ * its mount, network, ipc and uts namespaces, a cgroup in each v1 hierarchy given, with the
+ * child's pid written to it, then a byte down a pipe; wait, rmdir. (The same division of work
+ * as rt's: the network namespace alone takes longer than the v1 cgroups.) Child: the byte, its
+ * cgroup namespace, / made a slave, the rootfs bound, the config's mounts
  * (proc, /dev tmpfs, devpts, shm, mqueue, sysfs read-only, /tmp), the six device nodes and
  * five /dev links, the masked and read-only paths, the read-only root, pivot_root, the old
  * root detached, the hostname, then execve of /bin/true. Exit status 0 if all of it worked.
@@ -64,6 +66,7 @@ static char *at(const char *root, const char *rel)
 
 static char v1[16][512];
 static int nv1;
+static int go[2]; /* the parent's "cgroups made" to the child */
 
 static void child(const char *root)
 {
@@ -76,14 +79,11 @@ static void child(const char *root)
 		{"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0}};
 	static const char *link[][2] = {{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
 		{"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"}};
-	char null[256];
+	char null[256], byte;
 
-	for (int i = 0; i < nv1; i++) {
-		long fd = sys(SYS_open, (long)at(v1[i], "/cgroup.procs"), O_WRONLY, 0, 0, 0, 0);
-		ok(fd, 9);
-		ok(sys(SYS_write, fd, (long)"0", 1, 0, 0, 0), 9);
-		sys(SYS_close, fd, 0, 0, 0, 0, 0);
-	}
+	ok(sys(SYS_unshare, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, 0, 0, 0, 0, 0), 9);
+	ok(sys(SYS_read, go[0], (long)&byte, 1, 0, 0, 0) == 1 ? 0 : -1, 9);
+	ok(sys(SYS_unshare, CLONE_NEWCGROUP, 0, 0, 0, 0, 0), 9);
 	ok(mnt(0, "/", 0, MS_REC | MS_SLAVE, 0), 10);
 	ok(mnt(root, root, 0, MS_BIND | MS_REC, 0), 11);
 	ok(mnt("proc", at(root, "/proc"), "proc", 0, 0), 12);
@@ -164,22 +164,33 @@ static int run(const char *root, const char *cgdir)
 	static char name[512];
 	leaf(name, cgdir);
 	ok(sys(SYS_mkdir, (long)name, 0755, 0, 0, 0, 0), 2);
-	for (int i = 0; i < nv1; i++) {
-		ok(sys(SYS_mkdir, (long)v1[i], 0755, 0, 0, 0, 0), 2);
-		if (v1[i][0] && is_cpuset(v1[i])) /* born empty: the parent's cpus and mems */
-			copy_up(v1[i], "/cpuset.cpus"), copy_up(v1[i], "/cpuset.mems");
-	}
 	long cg = sys(SYS_open, (long)name, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, 0, 0, 0);
 	ok(cg, 3);
+	ok(sys(SYS_pipe2, (long)go, O_CLOEXEC, 0, 0, 0, 0), 3);
 	struct clone_args a = {0};
-	a.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-		  CLONE_NEWCGROUP | CLONE_INTO_CGROUP;
+	a.flags = CLONE_NEWPID | CLONE_INTO_CGROUP;
 	a.exit_signal = SIGCHLD;
 	a.cgroup = (uint64_t)cg;
 	long pid = sys(SYS_clone3, (long)&a, sizeof a, 0, 0, 0, 0);
 	if (pid == 0)
 		child(root);
 	ok(pid, 4);
+	char num[24];
+	int len = 0;
+	for (long p = pid; p; p /= 10)
+		len++;
+	for (long p = pid, i = len; p; p /= 10)
+		num[--i] = (char)('0' + p % 10);
+	for (int i = 0; i < nv1; i++) {
+		ok(sys(SYS_mkdir, (long)v1[i], 0755, 0, 0, 0, 0), 2);
+		if (v1[i][0] && is_cpuset(v1[i])) /* born empty: the parent's cpus and mems */
+			copy_up(v1[i], "/cpuset.cpus"), copy_up(v1[i], "/cpuset.mems");
+		long fd = sys(SYS_open, (long)at(v1[i], "/cgroup.procs"), O_WRONLY, 0, 0, 0, 0);
+		ok(fd, 9);
+		ok(sys(SYS_write, fd, (long)num, len, 0, 0, 0), 9);
+		sys(SYS_close, fd, 0, 0, 0, 0, 0);
+	}
+	ok(sys(SYS_write, go[1], (long)"x", 1, 0, 0, 0), 9);
 	int status = -1;
 	ok(sys(SYS_wait4, pid, (long)&status, 0, 0, 0, 0), 5);
 	sys(SYS_close, cg, 0, 0, 0, 0, 0);
