@@ -55,7 +55,11 @@ impl Channel {
                 Ok((data, fd)) => {
                     return Ok(Some((String::from_utf8_lossy(&data).into_owned(), fd)));
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // A peer that exits with a message of ours unread resets the connection, and
+                // the kernel reports that before the messages it had sent us: they follow.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNRESET)) => {
+                    continue;
+                }
                 Err(e) => return Err(e).context("sync: receive"),
             }
         }
@@ -92,6 +96,29 @@ impl Channel {
                 String::from_utf8_lossy(&data)
             ),
         }
+    }
+
+    /// The other side's error report, if one is waiting (never blocks): why a step of ours
+    /// that involved it failed, when it failed first.
+    pub fn pending_error(&self) -> Option<String> {
+        let mut buf = [0u8; 4096];
+        let recv = |buf: &mut [u8]| {
+            // SAFETY: buf is valid for its length.
+            unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            }
+        };
+        let mut n = recv(&mut buf);
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECONNRESET) {
+            n = recv(&mut buf); // as in recv_fd
+        }
+        let msg = String::from_utf8_lossy(&buf[..usize::try_from(n).ok()?]).into_owned();
+        msg.strip_prefix("error ").map(str::to_string)
     }
 
     pub fn send_fd(&self, msg: &str, fd: RawFd) -> Result<()> {

@@ -90,6 +90,7 @@ fn settle_in_namespaces(
         if flags != 0 {
             sys::unshare(flags).context("unshare the container's namespaces")?;
         }
+        crate::failpoint("init-unshared");
         chan.expect_dirs()?
     } else {
         a.v1_cgroups.to_vec()

@@ -127,7 +127,12 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
         pids: vec![(first_pid, Some(first_pidfd))],
     };
     if let Some(make) = after_clone {
-        let dirs = make(first_pid)?;
+        // An init that failed (its unshare, say) and exited makes our joins fail too: its
+        // reason is the one to give.
+        let dirs = make(first_pid).map_err(|e| match parent_end.pending_error() {
+            Some(why) => anyhow!("{why}"),
+            None => e,
+        })?;
         // A send that finds the init gone leaves its reason to the loop below.
         if let Err(e) = parent_end.send_dirs(&dirs)
             && !has_errno(&e, libc::EPIPE)
