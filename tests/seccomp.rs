@@ -105,6 +105,53 @@ fn errno_action_defaults_to_eperm() {
     assert_contains(&out, "mkdir /tmp/a rc=1");
 }
 
+/// The compiled program is kept in the state root (`@seccomp`) and taken from there by later
+/// containers with the same profile, never by one with another profile, and a damaged entry
+/// is compiled afresh.
+#[test]
+fn compiled_profiles_are_cached_per_profile() {
+    let rt = Rt::new();
+    let cache = Path::new(rt.root_str()).join("@seccomp");
+    let entries = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    let profile = |errno: u32| {
+        allow_but(json!([{ "names": MKDIR, "action": "SCMP_ACT_ERRNO", "errnoRet": errno }]))
+    };
+    let run = |errno: u32| {
+        let mut b = Bundle::sh(&try_mkdir("/tmp/a"));
+        set_seccomp(&mut b, profile(errno));
+        run_ok(&rt, &b)
+    };
+    assert_contains(&run(13), "Permission denied");
+    assert_eq!(entries(), 1, "one entry for the profile");
+    assert_contains(&run(13), "Permission denied");
+    assert_eq!(
+        entries(),
+        1,
+        "the second container took the first one's program"
+    );
+    // Another profile: its own program, not the cached one.
+    assert_contains(&run(28), "No space left on device");
+    assert_eq!(entries(), 2);
+    // Entries damaged: compiled again, and right.
+    for e in std::fs::read_dir(&cache).unwrap() {
+        let p = e.unwrap().path();
+        let mut data = std::fs::read(&p).unwrap();
+        let n = data.len();
+        data[n - 3] ^= 0xff;
+        data.truncate(n - 1);
+        std::fs::write(&p, data).unwrap();
+    }
+    assert_contains(&run(13), "Permission denied");
+    assert_contains(&run(28), "No space left on device");
+    let o = rt.cmd(&["list"]);
+    o.ok();
+    assert!(
+        !o.stdout.contains("seccomp"),
+        "not a container: {}",
+        o.stdout
+    );
+}
+
 #[test]
 fn control_without_seccomp_mkdir_works() {
     // The same script with no linux.seccomp: proves the other tests' failures come from

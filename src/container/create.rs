@@ -24,6 +24,10 @@ pub struct CreateOpts {
     pub systemd_cgroup: bool,
 }
 
+/// Compiled seccomp programs, in the state root (see process::security::seccomp): a name no
+/// container id can take.
+pub const SECCOMP_CACHE: &str = "@seccomp";
+
 /// A freshly created container, still locked by this rt process.
 pub struct Created {
     pub dir: Dir,
@@ -125,7 +129,7 @@ pub fn create(
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::process::security::seccomp::build)
+        .map(|s| crate::process::security::seccomp::build(s, Some(&root.join(SECCOMP_CACHE))))
         .transpose()?;
     let device_rules = device_rules(&bundle.spec)?;
     if let Some(sd) = systemd.as_mut() {

@@ -219,7 +219,10 @@ fn exec_in(root: &Path, id: &str, o: &ExecOpts) -> Result<i32> {
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::process::security::seccomp::build)
+        .map(|s| {
+            let cache = root.join(crate::container::create::SECCOMP_CACHE);
+            crate::process::security::seccomp::build(s, Some(&cache))
+        })
         .transpose()?;
     let (parent_end, child_end) = crate::process::Channel::pair()?;
     crate::process::security::initial_affinity(&process)?;
