@@ -259,6 +259,30 @@ def bench_config(bundle_dir):
     return config
 
 
+def seccomp_from_docker_profile(path):
+    """linux.seccomp from a Docker/Podman seccomp.json (what those tools give every container
+    by default: /usr/share/containers/seccomp.json with Podman), for this machine's arch: the
+    rules for amd64 and no capability, as the tools keep for a container without added
+    capabilities."""
+    with open(path) as f:
+        p = json.load(f)
+    out = {"defaultAction": p["defaultAction"],
+           "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": []}
+    if "defaultErrnoRet" in p:
+        out["defaultErrnoRet"] = p["defaultErrnoRet"]
+    for r in p.get("syscalls", []):
+        inc, exc = r.get("includes", {}), r.get("excludes", {})
+        if inc.get("caps") or (inc.get("arches") and "amd64" not in inc["arches"]) \
+                or "amd64" in exc.get("arches", []):
+            continue
+        rule = {"names": r["names"], "action": r["action"]}
+        for k in ("args", "errnoRet"):
+            if r.get(k):
+                rule[k] = r[k]
+        out["syscalls"].append(rule)
+    return out
+
+
 class Runner:
     def __init__(self, workdir, protected=()):
         self.workdir = workdir
@@ -829,6 +853,7 @@ def report(runtimes, args, crun_ns):
         f"- cgroups: {'hybrid (crun run in a mount namespace without ' + UNIFIED + ')' if crun_ns else 'as found'}",
         "- versions: " + "; ".join(f"{rt.name}: {version(rt.binary)}" for rt in runtimes),
         f"- scenarios: {', '.join(args.scenarios)}",
+        f"- seccomp: {args.seccomp or 'none (the bundle has no linux.seccomp)'}",
         f"- address space layout randomization: {aslr()}",
         f"- spawn floor: {ms(args.spawn_floor_ns):.2f} ms (posix_spawn ... wait4 of a static program that "
         f"only exits: part of every timed call below, whatever the runtime)",
@@ -859,6 +884,9 @@ def main():
     ap.add_argument("--rt", default=default_rt(), help="rt binary")
     ap.add_argument("--bundle", default=os.path.join(REPO, "bundles/busybox"), help="source bundle")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results/latest.md"), help="markdown output")
+    ap.add_argument("--seccomp", metavar="SECCOMP_JSON",
+                    help="give the container this Docker/Podman seccomp profile, as those tools do "
+                         "(e.g. /usr/share/containers/seccomp.json)")
     args = ap.parse_args()
     args.out = os.path.abspath(args.out)
 
@@ -890,6 +918,8 @@ def main():
         else:
             binaries[n] = find_binary(base(n))
     config = bench_config(os.path.abspath(args.bundle))
+    if args.seccomp:
+        config.setdefault("linux", {})["seccomp"] = seccomp_from_docker_profile(args.seccomp)
 
     # Terminated (e.g. a timeout): clean up as on any error, in the finally below.
     signal.signal(signal.SIGTERM, lambda *_: die("terminated"))

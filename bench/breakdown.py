@@ -48,7 +48,7 @@ WHAT = {
     "config loaded": "config.json read and checked",
     "state dir, fifo, trampoline, filters ready": "state dir and lock, exec fifo, trampoline memfd, seccomp and device filters compiled",
     "cgroups ready": "cgroup v2 made (controllers, limits); the rest follows the clone",
-    "init: in its namespaces": "clone3 into the pid namespace and the v2 cgroup; the init unshares its mount, network, UTS and IPC namespaces while rt's side makes the v1 cgroups and the device filter and puts it in them; its cgroup namespace",
+    "init: in its namespaces": "clone3 into the pid namespace and the v2 cgroup; the init unshares its mount, network, UTS and IPC namespaces while rt's side makes the v1 cgroups and the device filter; it joins them, and its cgroup namespace",
     "init: rootfs mounted": "mounts: rootfs, /proc, /sys, /dev and its nodes, the bundle's mounts (meanwhile rt's side writes the state files)",
     "init: pivoted": "pivot_root, old root detached",
     "init: ready (user, caps, seccomp next)": "hostname, sysctls, rlimits and the rest before the credentials",

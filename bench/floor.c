@@ -6,8 +6,8 @@
  *   floor ROOTFS CGROUP2_DIR [V1_DIR...]   (as root; where to make its cgroups)
  *
  * Parent: mkdir the cgroup, clone3 into it with a new pid namespace; while the child unshares
- * its mount, network, ipc and uts namespaces, a cgroup in each v1 hierarchy given, with the
- * child's pid written to it, then a byte down a pipe; wait, rmdir. (The same division of work
+ * its mount, network, ipc and uts namespaces, a cgroup in each v1 hierarchy given, then a
+ * byte down a pipe, after which the child joins them; wait, rmdir. (The same division of work
  * as rt's: the network namespace alone takes longer than the v1 cgroups.) Child: the byte, its
  * cgroup namespace, / made a slave, the rootfs bound, the config's mounts
  * (proc, /dev tmpfs, devpts, shm, mqueue, sysfs read-only, /tmp), the six device nodes and
@@ -83,6 +83,12 @@ static void child(const char *root)
 
 	ok(sys(SYS_unshare, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, 0, 0, 0, 0, 0), 9);
 	ok(sys(SYS_read, go[0], (long)&byte, 1, 0, 0, 0) == 1 ? 0 : -1, 9);
+	for (int i = 0; i < nv1; i++) { /* "0" to tasks: no global lock (see rt's join_v1_self) */
+		long fd = sys(SYS_open, (long)at(v1[i], "/tasks"), O_WRONLY, 0, 0, 0, 0);
+		ok(fd, 9);
+		ok(sys(SYS_write, fd, (long)"0", 1, 0, 0, 0), 9);
+		sys(SYS_close, fd, 0, 0, 0, 0, 0);
+	}
 	ok(sys(SYS_unshare, CLONE_NEWCGROUP, 0, 0, 0, 0, 0), 9);
 	ok(mnt(0, "/", 0, MS_REC | MS_SLAVE, 0), 10);
 	ok(mnt(root, root, 0, MS_BIND | MS_REC, 0), 11);
@@ -175,20 +181,10 @@ static int run(const char *root, const char *cgdir)
 	if (pid == 0)
 		child(root);
 	ok(pid, 4);
-	char num[24];
-	int len = 0;
-	for (long p = pid; p; p /= 10)
-		len++;
-	for (long p = pid, i = len; p; p /= 10)
-		num[--i] = (char)('0' + p % 10);
 	for (int i = 0; i < nv1; i++) {
 		ok(sys(SYS_mkdir, (long)v1[i], 0755, 0, 0, 0, 0), 2);
 		if (v1[i][0] && is_cpuset(v1[i])) /* born empty: the parent's cpus and mems */
 			copy_up(v1[i], "/cpuset.cpus"), copy_up(v1[i], "/cpuset.mems");
-		long fd = sys(SYS_open, (long)at(v1[i], "/cgroup.procs"), O_WRONLY, 0, 0, 0, 0);
-		ok(fd, 9);
-		ok(sys(SYS_write, fd, (long)num, len, 0, 0, 0), 9);
-		sys(SYS_close, fd, 0, 0, 0, 0, 0);
 	}
 	ok(sys(SYS_write, go[1], (long)"x", 1, 0, 0, 0), 9);
 	int status = -1;

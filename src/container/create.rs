@@ -185,11 +185,8 @@ pub fn create(
         }
         Ok(dirs)
     };
-    let make_v1_for = |pid: i32| -> Result<Vec<PathBuf>> {
-        let dirs = make_v1()?;
-        crate::cgroups::v1::attach(&dirs, pid)?;
-        Ok(dirs)
-    };
+    // The init joins them itself once it has their directories (process::init::join_v1_self).
+    let make_v1_for = |_pid: i32| make_v1();
     let v1_dirs = if after_clone { Vec::new() } else { make_v1()? };
     crate::logging::phase("cgroups ready");
 

@@ -84,7 +84,7 @@ fn settle_in_namespaces(
     if !staged {
         wait_for_cgroup(a, chan)?;
     }
-    // rt's side is making the rest of the cgroups meanwhile, and puts us in them.
+    // rt's side is making the rest of the cgroups meanwhile, and sends their directories.
     let v1_cgroups = if a.cgroups_after_clone.is_some() {
         let flags = plan.new_flags & super::spawn::UNSHARED_BY_INIT;
         if flags != 0 {
@@ -116,8 +116,8 @@ fn settle_in_namespaces(
     // Join the v1 cgroups before the cgroup namespace is made, so its v1 roots are the
     // container's cgroups. Staged, stage1 did it already; in a new user namespace rt moved
     // us while we waited for the maps.
-    if !needs_map && !staged && a.cgroups_after_clone.is_none() {
-        join_v1_self(a.v1_cgroups)?;
+    if !needs_map && !staged {
+        join_v1_self(&v1_cgroups)?;
     }
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
@@ -317,10 +317,16 @@ fn own_v2_cgroup() -> Option<PathBuf> {
     crate::cgroups::v2::v2_mount().map(|m| m.join(rel.trim_start_matches('/')))
 }
 
-/// Moves the calling process into each of the container's v1 cgroups ("0" is the writer).
+/// Moves the calling process into each of the container's v1 cgroups: "0" (the writer) into
+/// `tasks`, which moves the calling thread, all of a process of rt's (rt runs no threads).
+/// Not `cgroup.procs`: a write there, or of another pid, takes the kernel's global
+/// cgroup_threadgroup_rwsem for writing, which first waits for an RCU grace period unless
+/// another such write came within the last one: 10 to 15 ms on the build machine for any
+/// create or exec not right behind another (`perf trace` of `rt exec` 50 ms apart). Moving
+/// only the current thread needs no such lock.
 pub(crate) fn join_v1_self(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
-        crate::cgroups::cgfs::write(d.join("cgroup.procs"), "0")
+        crate::cgroups::cgfs::write(d.join("tasks"), "0")
             .with_context(|| format!("join cgroup {}", d.display()))?;
     }
     Ok(())

@@ -63,9 +63,9 @@ pub struct InitArgs<'a> {
     /// before anything else, so the init's cgroup namespace is rooted in its cgroup.
     pub cgroup_by_parent: Option<&'a dyn Fn(i32) -> Result<()>>,
     /// The cgroups rt's side makes while the init makes its namespaces (v1 hierarchies,
-    /// device filter): called with the init's pid right after clone3, it puts the init in
-    /// them and returns the v1 directories, which the init waits for before it unshares its
-    /// cgroup namespace. Set only when the init is the first child
+    /// device filter): called with the init's pid right after clone3, it returns the v1
+    /// directories, which the init waits for and joins before it unshares its cgroup
+    /// namespace. Set only when the init is the first child
     /// (`spawn::init_is_first_child`) and rt makes the cgroups (cgroupfs driver).
     pub cgroups_after_clone: Option<&'a dyn Fn(i32) -> Result<Vec<PathBuf>>>,
     /// rt's side's own work, done while the init sets itself up: called once with the init's

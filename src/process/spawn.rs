@@ -127,8 +127,7 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
         pids: vec![(first_pid, Some(first_pidfd))],
     };
     if let Some(make) = after_clone {
-        // An init that failed (its unshare, say) and exited makes our joins fail too: its
-        // reason is the one to give.
+        // An init that failed first (its unshare, say): its reason is the one to give.
         let dirs = make(first_pid).map_err(|e| match parent_end.pending_error() {
             Some(why) => anyhow!("{why}"),
             None => e,
