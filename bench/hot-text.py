@@ -13,7 +13,8 @@ call. With them packed together, a call maps little more than the code it runs.
 How: a uprobe (tracefs) on the entry of every function of an unstripped rt; uprobes are per
 file, so they fire in every rt process, including the container's init before its exec. Then
 bench/bench.py drives rt through run, lifecycle and exec (what shims and `kubectl exec` call;
-on a v1 or hybrid host a second time on a pure cgroup v2 view of it, as users' hosts are),
+again with Podman's seccomp profile, as Docker and Podman give one to every container, and
+on a v1 or hybrid host on a pure cgroup v2 view of it, as users' hosts are),
 and a second phase through the rarer subcommands. A function whose probe fired is hot: first
 those of the first phase, then those only the second phase ran, each in address order (which
 keeps the compiler's neighbours together). The probes are removed on the way out.
@@ -225,6 +226,11 @@ def main():
                      "--rt", binary, "--scenarios", "run,lifecycle,exec", "--iterations", "3",
                      "--rss-iterations", "1", "--warmup", "0", "--out", os.path.join(tmp, "b.md")]
             subprocess.run(bench, check=True, stdout=subprocess.DEVNULL)
+            profile = "/usr/share/containers/seccomp.json"
+            if os.path.exists(profile):
+                # Docker and Podman give every container a seccomp profile: its paths too.
+                print(f"{time.strftime('%T')} phase 1, again with {profile}")
+                subprocess.run(bench + ["--seccomp", profile], check=True, stdout=subprocess.DEVNULL)
             if any(line.split()[2] == "cgroup" for line in open("/proc/self/mounts")):
                 # Users' hosts are pure cgroup v2, whose paths (the device filter's eBPF program,
                 # say) a v1 or hybrid host never runs: the same again in a mount namespace of its
