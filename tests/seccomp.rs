@@ -143,6 +143,15 @@ fn compiled_profiles_are_cached_per_profile() {
     }
     assert_contains(&run(13), "Permission denied");
     assert_contains(&run(28), "No space left on device");
+    // A cache others may write to is not rt's: neither read nor written.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_contains(&run(1), "Operation not permitted");
+    assert_eq!(
+        entries(),
+        2,
+        "nothing written to a cache others may write to"
+    );
     let o = rt.cmd(&["list"]);
     o.ok();
     assert!(

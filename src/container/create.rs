@@ -36,9 +36,9 @@ pub struct Created {
     /// The pty master when rt drives a foreground terminal itself.
     pub console_master: Option<OwnedFd>,
     /// The exec fifo's read side, opened before the init existed: a `run` whose create has
-    /// nothing left to do once the init is ready (no pid file, pidfd socket, terminal or
-    /// notify socket; the state written while the init mounts, so the init is the first
-    /// child and the cgroupfs driver is used). Its init then goes on to
+    /// nothing left to do once the init is ready (no pid file, pidfd socket, terminal, notify
+    /// socket or seccomp listener; the state written while the init mounts, so the init is the
+    /// first child and the cgroupfs driver is used). Its init then goes on to
     /// exec without waiting for rt to open the fifo after "ready": one round trip less.
     pub fifo_reader: Option<OwnedFd>,
 }
@@ -109,6 +109,13 @@ pub fn create(
         && systemd.is_none()
         && crate::process::spawn::init_is_first_child(&bundle.spec)
         && !crate::notify::configured()
+        // A seccomp agent must have the listener before the program runs.
+        && !bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .is_some_and(crate::process::security::seccomp::uses_notify)
     {
         Some(
             sys::open(&dir.fifo(), libc::O_RDONLY | libc::O_NONBLOCK, 0)

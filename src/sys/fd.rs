@@ -178,9 +178,10 @@ pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     check(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } as libc::c_long).map(drop)
 }
 
-/// Receives one message and the fd it carries, if any.
+/// Receives one message and the fd it carries, if any. A message longer than 64 KiB (a path
+/// list is the longest rt sends) is an error, never a cut one.
 pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut data = vec![0u8; 8192];
+    let mut data = vec![0u8; 64 << 10];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
@@ -212,6 +213,9 @@ pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
             None
         }
     };
+    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    }
     Ok((data, fd))
 }
 

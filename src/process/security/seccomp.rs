@@ -297,8 +297,26 @@ mod cache {
         dir.join(format!("{:016x}", h.finish()))
     }
 
+    /// Only rt's own: a directory and an entry owned by this user that nobody else may write,
+    /// not reached through a symlink.
+    fn ours(md: &std::fs::Metadata) -> bool {
+        // SAFETY: geteuid cannot fail.
+        md.uid() == unsafe { libc::geteuid() } && md.mode() & 0o022 == 0
+    }
+
     pub(super) fn get(dir: &Path, key: &[u8]) -> Option<Vec<libc::sock_filter>> {
-        let data = crate::sys::read(path(dir, key)).ok()?;
+        let md = std::fs::symlink_metadata(dir).ok()?;
+        if !md.is_dir() || !ours(&md) {
+            return None;
+        }
+        let file = std::fs::File::from(
+            crate::sys::open(&path(dir, key), libc::O_RDONLY | libc::O_NOFOLLOW, 0).ok()?,
+        );
+        let fmd = file.metadata().ok()?;
+        if !fmd.is_file() || !ours(&fmd) {
+            return None;
+        }
+        let data = crate::sys::read_fd_to_end(std::os::fd::AsRawFd::as_raw_fd(&file)).ok()?;
         let rest = data.strip_prefix(MAGIC)?;
         let len = u32::from_ne_bytes(rest.get(..4)?.try_into().ok()?) as usize;
         let (stored, prog) = rest.get(4..)?.split_at_checked(len)?;
@@ -315,6 +333,9 @@ mod cache {
                 .mode(0o700)
                 .recursive(true)
                 .create(dir)?;
+            if !ours(&std::fs::symlink_metadata(dir)?) {
+                return Err(std::io::ErrorKind::PermissionDenied.into());
+            }
             if std::fs::read_dir(dir)?.count() >= MAX_ENTRIES {
                 for e in std::fs::read_dir(dir)?.flatten() {
                     let _ = std::fs::remove_file(e.path());
@@ -527,6 +548,11 @@ impl Filter {
         };
         if r < 0 {
             return Err(std::io::Error::last_os_error()).context("linux.seccomp: load filter");
+        }
+        // With TSYNC (and no listener, whose fd the return value is then), a thread that
+        // could not take the filter is named by a positive return, and none got it.
+        if !self.notify && r > 0 {
+            bail!("linux.seccomp: load filter: thread {r} could not be synchronized");
         }
         Ok(self.notify.then_some(r as std::os::fd::RawFd))
     }
