@@ -13,18 +13,24 @@ fn main() {
     // could not collect the container's exit status.
     // SAFETY: restoring the default disposition of one signal.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The shims' lines on every container's path are recognised without clap (cli/fast.rs).
     // clap's parser and matches are left allocated, not dropped: freeing them walks every
     // argument's definition only to put blocks on free lists that this short process would
     // not use again (with musl's allocator it also cost 40 system calls; see sys/alloc.rs).
-    let mut cmd = cli::Cli::command();
-    let parsed = cmd
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut m| {
-            let r = cli::Cli::from_arg_matches_mut(&mut m);
-            std::mem::forget(m);
-            r
-        });
-    std::mem::forget(cmd);
+    let parsed = cli::fast::parse(&argv).map_or_else(
+        || {
+            let mut cmd = cli::Cli::command();
+            let parsed = cmd.try_get_matches_from_mut(argv).and_then(|mut m| {
+                let r = cli::Cli::from_arg_matches_mut(&mut m);
+                std::mem::forget(m);
+                r
+            });
+            std::mem::forget(cmd);
+            parsed
+        },
+        Ok,
+    );
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {

@@ -6,6 +6,7 @@ use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct CreateArgs {
     /// Path to the bundle directory
     #[arg(short, long, default_value = ".", value_name = "DIR")]
@@ -32,6 +33,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct ExecArgs {
     /// JSON file with the whole process (runtime-spec `process`)
     #[arg(short, long, value_name = "FILE")]
@@ -89,6 +91,7 @@ pub struct ExecArgs {
 
 /// CRIU options of both checkpoint and restore (runc's).
 #[derive(Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct CriuArgs {
     /// Directory for the image files
     #[arg(long, value_name = "DIR", default_value = "checkpoint")]
@@ -141,6 +144,7 @@ impl CriuArgs {
 }
 
 #[derive(Args)]
+#[cfg_attr(test, derive(Debug))]
 pub struct UpdateArgs {
     /// JSON LinuxResources file, or - for stdin
     #[arg(short, long, value_name = "FILE")]

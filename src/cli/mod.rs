@@ -2,6 +2,7 @@
 //! Parsing and printing live here; the work is in `container`.
 
 mod args;
+pub mod fast;
 mod output;
 
 pub use args::*;
@@ -13,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser)]
+#[cfg_attr(test, derive(Debug))]
 #[command(
     name = "rt",
     about = "A daemonless OCI container runtime with runc's command line",
@@ -47,12 +49,14 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+#[cfg_attr(test, derive(Debug))]
 pub enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub enum Format {
     Table,
     Json,
@@ -61,6 +65,7 @@ pub enum Format {
 /// Each subcommand's arguments are defined only when it is the one called: building all
 /// seventeen of them was 80% of the instructions of an `rt --version` (1.1 M of 1.4 M).
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug))]
 #[command(defer = true)]
 pub enum Cmd {
     /// Write a template config.json

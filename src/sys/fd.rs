@@ -181,10 +181,12 @@ pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
 /// Receives one message and the fd it carries, if any. A message longer than 64 KiB (a path
 /// list is the longest rt sends) is an error, never a cut one.
 pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
-    let mut data = vec![0u8; 64 << 10];
+    // Not zeroed: a reused 64 KiB block would be written over in full (16 pages touched) for
+    // the few bytes a message has; the kernel writes what it received and only that is kept.
+    let mut data: Vec<u8> = Vec::with_capacity(64 << 10);
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
+        iov_len: data.capacity(),
     };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
@@ -198,7 +200,8 @@ pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
     // SAFETY: msg points to live buffers of the sizes given.
     let n =
         check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_long)?;
-    data.truncate(n as usize);
+    // SAFETY: recvmsg wrote n bytes (at most the capacity it was given) at the start of data.
+    unsafe { data.set_len(n as usize) };
     // SAFETY: the control buffer was filled by the kernel; we only read what it wrote.
     let fd = unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
