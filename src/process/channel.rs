@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use crate::sys::{self};
 
+/// More v1 hierarchies than the kernel has controllers (and named ones) is not a host.
+const MAX_V1_HIERARCHIES: usize = 64;
+
 /// The parent/child channel: a SOCK_SEQPACKET pair, one message per datagram.
 pub struct Channel(OwnedFd);
 
@@ -65,31 +68,48 @@ impl Channel {
         }
     }
 
-    /// The container's v1 cgroup directories, as bytes: a mount point need not be UTF-8.
-    pub fn send_dirs(&self, dirs: &[PathBuf]) -> Result<()> {
+    /// The container's v1 cgroup directories, as bytes (a mount point need not be UTF-8),
+    /// with an fd of each one's `tasks` open for writing: the init joins them with one write
+    /// each instead of a path walk through cgroupfs, on its critical path, for each.
+    pub fn send_dirs(&self, dirs: &[PathBuf], tasks: &[OwnedFd]) -> Result<()> {
         let mut msg = b"cgroups".to_vec();
         for d in dirs {
             msg.push(0);
             msg.extend_from_slice(d.as_os_str().as_bytes());
         }
-        sys::write_fd(self.0.as_raw_fd(), &msg)
-            .map(drop)
-            .context("sync: send")
+        let fds: Vec<RawFd> = tasks.iter().map(|f| f.as_raw_fd()).collect();
+        if fds.is_empty() {
+            sys::write_fd(self.0.as_raw_fd(), &msg).map(drop)
+        } else {
+            sys::send_fds(self.0.as_raw_fd(), &msg, &fds)
+        }
+        .context("sync: send")
     }
 
-    pub fn expect_dirs(&self) -> Result<Vec<PathBuf>> {
-        let data = loop {
-            match sys::recv_msg(self.0.as_raw_fd()) {
-                Ok((data, _)) => break data,
+    /// The directories and `tasks` fds of send_dirs, one fd per directory.
+    pub fn expect_dirs(&self) -> Result<(Vec<PathBuf>, Vec<OwnedFd>)> {
+        let (data, fds) = loop {
+            match sys::recv_msg_fds(self.0.as_raw_fd(), MAX_V1_HIERARCHIES) {
+                Ok(m) => break m,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e).context("sync: receive"),
             }
         };
         let mut parts = data.split(|b| *b == 0);
         match parts.next() {
-            Some(b"cgroups") => Ok(parts
-                .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
-                .collect()),
+            Some(b"cgroups") => {
+                let dirs: Vec<PathBuf> = parts
+                    .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+                    .collect();
+                if fds.len() != dirs.len() {
+                    bail!(
+                        "sync: {} cgroup directories came with {} fds",
+                        dirs.len(),
+                        fds.len()
+                    );
+                }
+                Ok((dirs, fds))
+            }
             Some(b"") if data.is_empty() => bail!("sync: rt went away"),
             _ => bail!(
                 "sync: expected cgroups, got {}",

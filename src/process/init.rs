@@ -85,7 +85,7 @@ fn settle_in_namespaces(
         wait_for_cgroup(a, chan)?;
     }
     // rt's side is making the rest of the cgroups meanwhile, and sends their directories.
-    let v1_cgroups = if a.cgroups_after_clone.is_some() {
+    let (v1_cgroups, v1_tasks) = if a.cgroups_after_clone.is_some() {
         let flags = plan.new_flags & super::spawn::UNSHARED_BY_INIT;
         if flags != 0 {
             sys::unshare(flags).context("unshare the container's namespaces")?;
@@ -93,7 +93,7 @@ fn settle_in_namespaces(
         crate::failpoint("init-unshared");
         chan.expect_dirs()?
     } else {
-        a.v1_cgroups.to_vec()
+        (a.v1_cgroups.to_vec(), Vec::new())
     };
     crate::failpoint("init");
     crate::logging::phase("init: in its namespaces");
@@ -117,7 +117,11 @@ fn settle_in_namespaces(
     // container's cgroups. Staged, stage1 did it already; in a new user namespace rt moved
     // us while we waited for the maps.
     if !needs_map && !staged {
-        join_v1_self(&v1_cgroups)?;
+        if v1_tasks.is_empty() {
+            join_v1_self(&v1_cgroups)?;
+        } else {
+            join_v1_tasks(&v1_cgroups, v1_tasks)?;
+        }
     }
     if plan.new_cgroupns {
         sys::unshare(libc::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
@@ -327,6 +331,16 @@ fn own_v2_cgroup() -> Option<PathBuf> {
 pub(crate) fn join_v1_self(dirs: &[PathBuf]) -> Result<()> {
     for d in dirs {
         crate::cgroups::cgfs::write(d.join("tasks"), "0")
+            .with_context(|| format!("join cgroup {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// join_v1_self through the `tasks` fds rt's side opened, one per directory (each closed
+/// once written: no host cgroup file stays open in the container).
+fn join_v1_tasks(dirs: &[PathBuf], tasks: Vec<std::os::fd::OwnedFd>) -> Result<()> {
+    for (d, fd) in dirs.iter().zip(tasks) {
+        sys::write_fd(fd.as_raw_fd(), b"0")
             .with_context(|| format!("join cgroup {}", d.display()))?;
     }
     Ok(())

@@ -132,8 +132,16 @@ pub fn spawn(a: &InitArgs) -> Result<Spawned> {
             Some(why) => anyhow!("{why}"),
             None => e,
         })?;
+        let tasks = dirs
+            .iter()
+            .map(|d| {
+                crate::cgroups::cgfs::open_write(d.join("tasks"))
+                    .map(OwnedFd::from)
+                    .with_context(|| format!("join cgroup {}", d.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // A send that finds the init gone leaves its reason to the loop below.
-        if let Err(e) = parent_end.send_dirs(&dirs)
+        if let Err(e) = parent_end.send_dirs(&dirs, &tasks)
             && !has_errno(&e, libc::EPIPE)
         {
             return Err(e);

@@ -181,6 +181,13 @@ pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
 /// Receives one message and the fd it carries, if any. A message longer than 64 KiB (a path
 /// list is the longest rt sends) is an error, never a cut one.
 pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let (data, fds) = recv_msg_fds(sock, 1)?;
+    Ok((data, fds.into_iter().next()))
+}
+
+/// Receives one message and up to `max_fds` fds sent with it. More fds than that (which the
+/// kernel closes) or a message longer than 64 KiB is an error, never a cut one.
+pub fn recv_msg_fds(sock: RawFd, max_fds: usize) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     // Not zeroed: a reused 64 KiB block would be written over in full (16 pages touched) for
     // the few bytes a message has; the kernel writes what it received and only that is kept.
     let mut data: Vec<u8> = Vec::with_capacity(64 << 10);
@@ -189,7 +196,8 @@ pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
         iov_len: data.capacity(),
     };
     // SAFETY: CMSG_SPACE is a pure computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let space = unsafe { libc::CMSG_SPACE((max_fds.max(1) * std::mem::size_of::<RawFd>()) as u32) }
+        as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
     // SAFETY: zeroed msghdr is valid; pointers below refer to live buffers.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -202,24 +210,29 @@ pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
         check(unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) } as libc::c_long)?;
     // SAFETY: recvmsg wrote n bytes (at most the capacity it was given) at the start of data.
     unsafe { data.set_len(n as usize) };
-    // SAFETY: the control buffer was filled by the kernel; we only read what it wrote.
-    let fd = unsafe {
+    let mut fds = Vec::new();
+    // SAFETY: the control buffer was filled by the kernel (msg_controllen says how much); we
+    // only read the SCM_RIGHTS header and the fds it counts, each taken once into an OwnedFd.
+    unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         if !cmsg.is_null()
             && (*cmsg).cmsg_level == libc::SOL_SOCKET
             && (*cmsg).cmsg_type == libc::SCM_RIGHTS
         {
-            Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(
-                libc::CMSG_DATA(cmsg) as *const RawFd,
-            )))
-        } else {
-            None
+            let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let first = libc::CMSG_DATA(cmsg) as *const RawFd;
+            for i in 0..len / std::mem::size_of::<RawFd>() {
+                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(first.add(i))));
+            }
         }
-    };
+    }
     if msg.msg_flags & libc::MSG_TRUNC != 0 {
         return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
     }
-    Ok((data, fd))
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+    }
+    Ok((data, fds))
 }
 
 /// Receives one fd sent with SCM_RIGHTS (the payload is ignored); EBADMSG without one.
