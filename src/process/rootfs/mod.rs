@@ -159,15 +159,12 @@ impl Setup<'_> {
         if typ.is_empty() || typ == "none" {
             bail!("type is required for a non-bind mount");
         }
-        let target = root.mkdir_all(dest, Kind::Dir)?;
         // A symlinked or non-directory /proc or /sys is how CVE-2019-19921 style attacks start.
-        if typ == "proc" || typ == "sysfs" {
-            let direct = root.resolve(dest, true)?;
-            let st = sys::fstat(direct.as_raw_fd())?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                bail!("destination must be a real directory, not a symlink or file");
-            }
-        }
+        let target = if typ == "proc" || typ == "sysfs" {
+            root.real_dir(dest)?
+        } else {
+            root.mkdir_all(dest, Kind::Dir)?
+        };
         // v1 and hybrid hosts: what runc shows, a tmpfs with one directory per hierarchy.
         // (A pure v2 host with only a named v1 hierarchy, such as name=systemd for old
         // images, keeps cgroup2: runc decides by what /sys/fs/cgroup is.)

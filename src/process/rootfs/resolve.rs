@@ -55,6 +55,34 @@ impl Root {
         )
     }
 
+    /// `path` as a real directory of the rootfs (made if missing), opened without following a
+    /// last symlink: a symlink there, as anything but a directory, is refused.
+    pub fn real_dir(&self, path: &Path) -> Result<OwnedFd> {
+        let open = || {
+            let rel: PathBuf = rel_components(path).iter().collect();
+            sys::openat2(
+                self.fd.as_raw_fd(),
+                &rel,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
+                0,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+            )
+        };
+        let fd = match open() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                drop(self.mkdir_all(path, Kind::Dir)?);
+                open()
+            }
+            r => r,
+        };
+        match fd {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                bail!("destination must be a real directory, not a symlink or file")
+            }
+            r => r.with_context(|| format!("open {}", path.display())),
+        }
+    }
+
     /// Resolves `path` inside the root, creating what is missing (directories, and the last
     /// component as `kind`). Each new entry is made with *at() calls on an already resolved
     /// parent, so a racing symlink swap can't redirect the creation out of the rootfs.
