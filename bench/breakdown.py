@@ -20,6 +20,12 @@ config's mounts, device nodes, masked and read-only paths, pivot_root, the
 hostname, execve of /bin/true, the wait and the cgroups' removal. No state, checks, device
 filter or capabilities: a lower bound for any runtime, timed the same way as rt (fork, exec,
 wait), so what rt takes above it is rt's own cost.
+
+Then both side by side, phase by phase, from the kernel's view: a tracefs instance records
+the process events (exec, fork, exit) and the system calls that mark the same steps in rt and
+in the floor (clone3, the init's two unshares, pivot_root, the first exec), with no mark of
+rt's own; each phase's median for rt, for the floor, and the difference: where rt's own cost
+is. Skipped (with a note) where tracefs or those events are missing.
 """
 
 import argparse
@@ -98,6 +104,94 @@ def cgroup_dirs():
     return v2, v1
 
 
+TRACEFS = "/sys/kernel/tracing"
+TRACE_EVENTS = ["sched/sched_process_exec", "sched/sched_process_fork", "sched/sched_process_exit",
+                "syscalls/sys_enter_clone3", "syscalls/sys_enter_unshare", "syscalls/sys_enter_pivot_root",
+                "syscalls/sys_enter_execve", "syscalls/sys_enter_execveat"]
+# The steps both programs take, in order, and what happens between one and the next.
+STEPS = [
+    ("start", "exec'd", ""),
+    ("clone3", "clone3 called", "the runtime starts, reads its input, makes the state and the v2 cgroup"),
+    ("forked", "init forked", "clone3: a copy of the caller's memory map, the pid namespace"),
+    ("unshare1", "init unshares", "the init starts running"),
+    ("unshare2", "init unshares its cgroup ns", "mount, network, UTS and IPC namespaces; the v1 cgroups made meanwhile and joined"),
+    ("pivot", "pivot_root", "mounts, devices, masked and read-only paths"),
+    ("exec1", "first exec", "old root detached, hostname, credentials, capabilities, the handshakes"),
+    ("true", "/bin/true exec'd", "rt: the trampoline's exec (the init's memory map goes); the floor: none"),
+    ("true_exit", "/bin/true exits", "/bin/true runs"),
+    ("end", "runtime exits", "the container's exit (its namespaces go), the wait, cgroups and state removed"),
+]
+TRACE_LINE = re.compile(r"^\s*(.+)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+):\s+(\w+)[:(]\s*(.*)$")
+
+
+def trace_runs(argvs, n):
+    """Runs each argv n times, alternating, under a tracefs instance of our own: the steps of
+    STEPS per run, as {name: [(step -> seconds)]}, or None without tracefs."""
+    if not os.path.isdir(os.path.join(TRACEFS, "instances")):
+        return None
+    inst = os.path.join(TRACEFS, "instances", f"rt-breakdown-{os.getpid()}")
+    try:
+        os.mkdir(inst)
+    except OSError:
+        return None
+    try:
+        for e in TRACE_EVENTS:
+            path = os.path.join(inst, "events", e, "enable")
+            if not os.path.exists(path):
+                return None
+            with open(path, "w") as f:
+                f.write("1")
+        with open(os.path.join(inst, "buffer_size_kb"), "w") as f:
+            f.write("8192")
+        for _ in range(n):
+            for argv in argvs.values():
+                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        with open(os.path.join(inst, "tracing_on"), "w") as f:
+            f.write("0")
+        with open(os.path.join(inst, "trace")) as f:
+            lines = f.read().splitlines()
+    finally:
+        os.rmdir(inst)
+    events = [m.groups() for m in map(TRACE_LINE.match, lines) if m]
+    runs = {name: [] for name in argvs}
+    exe = {argv[0]: name for name, argv in argvs.items()}
+    i = 0
+    while i < len(events):
+        _, pid, t, ev, rest = events[i]
+        i += 1
+        m = re.search(r"filename=(\S+)", rest) if ev == "sched_process_exec" else None
+        if not m or m.group(1) not in exe:
+            continue
+        marks, child = {"start": float(t)}, None
+        while i < len(events):
+            _, p, t, ev, rest = events[i]
+            i += 1
+            t = float(t)
+            if p == pid:
+                if ev == "sys_clone3":
+                    marks.setdefault("clone3", t)
+                elif ev == "sched_process_fork" and child is None:
+                    child = re.search(r"child_pid=(\d+)", rest).group(1)
+                    marks["forked"] = t
+                elif ev == "sched_process_exit":
+                    marks["end"] = t
+                    break
+            elif p == child:
+                if ev == "sys_unshare":
+                    marks["unshare2" if "unshare1" in marks else "unshare1"] = t
+                elif ev == "sys_pivot_root":
+                    marks["pivot"] = t
+                elif ev in ("sys_execve", "sys_execveat"):
+                    marks.setdefault("exec1", t)
+                elif ev == "sched_process_exec" and rest.startswith("filename=/bin/true"):
+                    marks["true"] = t
+                elif ev == "sched_process_exit":
+                    marks["true_exit"] = t
+        if all(s in marks for s, _, _ in STEPS):
+            runs[exe[m.group(1)]].append(marks)
+    return runs
+
+
 def timed(argv, n):
     out = []
     for _ in range(n):
@@ -140,6 +234,8 @@ def main():
         whole = timed([args.rt, "--root", state, "run", "-b", bundle, f"breakdown-{os.getpid()}"],
                       args.iterations)
         plain = timed([os.path.join(rootfs, "bin/true")], args.iterations)
+        side = trace_runs({"rt": [args.rt, "--root", state, "run", "-b", bundle, f"breakdown-tr-{os.getpid()}"],
+                           "floor": [os.path.join(work, "floor"), rootfs, v2, *v1]}, args.iterations)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -163,6 +259,25 @@ def main():
         f"{floor:.2f} ms, against {whole:.2f} ms for `rt run` timed the same way (without `--debug`): "
         f"rt's own cost is {whole - floor:.2f} ms (the container's `/bin/true` alone: {plain:.2f} ms)",
         "",
+    ]
+    if side and side["rt"] and side["floor"]:
+        def med(name, a, b):
+            return statistics.median([(r[b] - r[a]) * 1000 for r in side[name]])
+        lines += [
+            f"## rt beside the floor, from the kernel's view ({len(side['rt'])} and {len(side['floor'])} runs, "
+            "tracepoints, no marks of rt's; medians)",
+            "",
+            "| until | rt ms | floor ms | rt's own ms | what happens before it |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for (a, _, _), (b, label, what) in zip(STEPS, STEPS[1:]):
+            r, f = med("rt", a, b), med("floor", a, b)
+            lines.append(f"| {label} | {r:.3f} | {f:.3f} | {r - f:+.3f} | {what} |")
+        r, f = med("rt", "start", "end"), med("floor", "start", "end")
+        lines += [f"| **whole** (median of the whole) | **{r:.3f}** | **{f:.3f}** | **{r - f:+.3f}** | |", ""]
+    else:
+        lines += ["(no tracefs instance or events here: the side-by-side table is left out)", ""]
+    lines += [
         "Produced by `make bench` (bench/breakdown.py); method described at the top of that script.",
         "",
     ]

@@ -8,6 +8,24 @@ use rt::{cli, logging};
 #[global_allocator]
 static HEAP: rt::sys::alloc::Heap = rt::sys::alloc::Heap::new();
 
+/// clap's parse, in a frame of its own: inlined, its command definitions took 20 KiB of main's
+/// stack frame, each page of it touched (stack probes) on every call, fast path or not.
+/// clap's parser and matches are left allocated, not dropped: freeing them walks every
+/// argument's definition only to put blocks on free lists that this short process would not
+/// use again (with musl's allocator it also cost 40 system calls; see sys/alloc.rs).
+#[inline(never)]
+#[cold]
+fn parse_with_clap(argv: Vec<std::ffi::OsString>) -> Result<cli::Cli, clap::Error> {
+    let mut cmd = cli::Cli::command();
+    let parsed = cmd.try_get_matches_from_mut(argv).and_then(|mut m| {
+        let r = cli::Cli::from_arg_matches_mut(&mut m);
+        std::mem::forget(m);
+        r
+    });
+    std::mem::forget(cmd);
+    parsed
+}
+
 fn main() {
     // A caller that ignores SIGCHLD would have the kernel reap our children, and `rt run`
     // could not collect the container's exit status.
@@ -15,22 +33,7 @@ fn main() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The shims' lines on every container's path are recognised without clap (cli/fast.rs).
-    // clap's parser and matches are left allocated, not dropped: freeing them walks every
-    // argument's definition only to put blocks on free lists that this short process would
-    // not use again (with musl's allocator it also cost 40 system calls; see sys/alloc.rs).
-    let parsed = cli::fast::parse(&argv).map_or_else(
-        || {
-            let mut cmd = cli::Cli::command();
-            let parsed = cmd.try_get_matches_from_mut(argv).and_then(|mut m| {
-                let r = cli::Cli::from_arg_matches_mut(&mut m);
-                std::mem::forget(m);
-                r
-            });
-            std::mem::forget(cmd);
-            parsed
-        },
-        Ok,
-    );
+    let parsed = cli::fast::parse(&argv).map_or_else(|| parse_with_clap(argv), Ok);
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
