@@ -844,6 +844,20 @@ def aslr():
     return "off (randomize_va_space=0)" if v == "0" else f"on (randomize_va_space={v})"
 
 
+def probes():
+    """Dynamic probes left registered (a debugging session's `perf probe`, say). With one uprobe
+    left behind here (on another copy of rt), rt's start took twice as long until it was
+    removed: numbers taken so are not comparable with others."""
+    found = []
+    for name in ("uprobe_events", "kprobe_events", "dynamic_events"):
+        try:
+            with open(os.path.join("/sys/kernel/tracing", name)) as f:
+                found += [line.split()[0] for line in f if line.strip()]
+        except OSError:
+            pass
+    return "none registered" if not found else "REGISTERED, the times below are not comparable: " + ", ".join(sorted(set(found)))
+
+
 def report(runtimes, args, crun_ns):
     md = [
         "# rt benchmark: busybox containers, rt vs runc vs crun",
@@ -855,6 +869,7 @@ def report(runtimes, args, crun_ns):
         f"- scenarios: {', '.join(args.scenarios)}",
         f"- seccomp: {args.seccomp or 'none (the bundle has no linux.seccomp)'}",
         f"- address space layout randomization: {aslr()}",
+        f"- uprobes and kprobes: {probes()}",
         f"- spawn floor: {ms(args.spawn_floor_ns):.2f} ms (posix_spawn ... wait4 of a static program that "
         f"only exits: part of every timed call below, whatever the runtime)",
         "",
@@ -936,6 +951,8 @@ def main():
             runtimes.append(Runtime(n, binaries[n], workdir, config, crun_ns if base(n) == "crun" else None))
         runner = Runner(workdir, [crun_ns.holder.pid] if crun_ns else [])
 
+        if probes() != "none registered":
+            print(f"warning: uprobes or kprobes are registered ({probes()}): times are not comparable", file=sys.stderr)
         args.spawn_floor_ns = runner.spawn_floor()
         print(f"spawn floor: {ms(args.spawn_floor_ns):.2f} ms")
         for rt in runtimes:
