@@ -848,13 +848,16 @@ def probes():
     """Dynamic probes left registered (a debugging session's `perf probe`, say). With one uprobe
     left behind here (on another copy of rt), rt's start took twice as long until it was
     removed: numbers taken so are not comparable with others."""
-    found = []
+    found, read = [], False
     for name in ("uprobe_events", "kprobe_events", "dynamic_events"):
         try:
             with open(os.path.join("/sys/kernel/tracing", name)) as f:
                 found += [line.split()[0] for line in f if line.strip()]
+            read = True
         except OSError:
             pass
+    if not read:
+        return "unknown (no tracefs at /sys/kernel/tracing)"
     return "none registered" if not found else "REGISTERED, the times below are not comparable: " + ", ".join(sorted(set(found)))
 
 
@@ -951,7 +954,7 @@ def main():
             runtimes.append(Runtime(n, binaries[n], workdir, config, crun_ns if base(n) == "crun" else None))
         runner = Runner(workdir, [crun_ns.holder.pid] if crun_ns else [])
 
-        if probes() != "none registered":
+        if probes().startswith("REGISTERED"):
             print(f"warning: uprobes or kprobes are registered ({probes()}): times are not comparable", file=sys.stderr)
         args.spawn_floor_ns = runner.spawn_floor()
         print(f"spawn floor: {ms(args.spawn_floor_ns):.2f} ms")

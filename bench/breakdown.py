@@ -154,24 +154,32 @@ def trace_runs(argvs, n):
         os.rmdir(inst)
     events = [m.groups() for m in map(TRACE_LINE.match, lines) if m]
     runs = {name: [] for name in argvs}
-    exe = {argv[0]: name for name, argv in argvs.items()}
+    # The kernel names the file as execve was given it: subprocess passes a path as it is and
+    # resolves a bare name through PATH.
+    exe = {os.path.realpath(shutil.which(argv[0]) or argv[0]): name for name, argv in argvs.items()}
     i = 0
     while i < len(events):
         _, pid, t, ev, rest = events[i]
         i += 1
-        m = re.search(r"filename=(\S+)", rest) if ev == "sched_process_exec" else None
-        if not m or m.group(1) not in exe:
+        m = re.search(r"filename=(.+) pid=\d+ old_pid=\d+$", rest) if ev == "sched_process_exec" else None
+        if not m or os.path.realpath(m.group(1)) not in exe:
             continue
+        name = exe[os.path.realpath(m.group(1))]
         marks, child = {"start": float(t)}, None
         while i < len(events):
             _, p, t, ev, rest = events[i]
+            if ev == "sched_process_exec" and p != child:
+                nm = re.search(r"filename=(.+) pid=\d+ old_pid=\d+$", rest)
+                if nm and os.path.realpath(nm.group(1)) in exe:
+                    break  # the next run: this one's exit was lost, so it is left out
             i += 1
             t = float(t)
             if p == pid:
                 if ev == "sys_clone3":
                     marks.setdefault("clone3", t)
                 elif ev == "sched_process_fork" and child is None:
-                    child = re.search(r"child_pid=(\d+)", rest).group(1)
+                    cm = re.search(r"child_pid=(\d+)", rest)
+                    child = cm.group(1) if cm else None
                     marks["forked"] = t
                 elif ev == "sched_process_exit":
                     marks["end"] = t
@@ -188,7 +196,7 @@ def trace_runs(argvs, n):
                 elif ev == "sched_process_exit":
                     marks["true_exit"] = t
         if all(s in marks for s, _, _ in STEPS):
-            runs[exe[m.group(1)]].append(marks)
+            runs[name].append(marks)
     return runs
 
 
@@ -275,8 +283,10 @@ def main():
             lines.append(f"| {label} | {r:.3f} | {f:.3f} | {r - f:+.3f} | {what} |")
         r, f = med("rt", "start", "end"), med("floor", "start", "end")
         lines += [f"| **whole** (median of the whole) | **{r:.3f}** | **{f:.3f}** | **{r - f:+.3f}** | |", ""]
-    else:
+    elif side is None:
         lines += ["(no tracefs instance or events here: the side-by-side table is left out)", ""]
+    else:
+        lines += ["(the trace held no complete run of rt or of the floor: the side-by-side table is left out)", ""]
     lines += [
         "Produced by `make bench` (bench/breakdown.py); method described at the top of that script.",
         "",

@@ -211,19 +211,21 @@ pub fn recv_msg_fds(sock: RawFd, max_fds: usize) -> io::Result<(Vec<u8>, Vec<Own
     // SAFETY: recvmsg wrote n bytes (at most the capacity it was given) at the start of data.
     unsafe { data.set_len(n as usize) };
     let mut fds = Vec::new();
-    // SAFETY: the control buffer was filled by the kernel (msg_controllen says how much); we
-    // only read the SCM_RIGHTS header and the fds it counts, each taken once into an OwnedFd.
+    // SAFETY: the control buffer was filled by the kernel (msg_controllen says how much, and
+    // CMSG_NXTHDR stays within it); we read each header and, for SCM_RIGHTS, the fds it
+    // counts, each taken once into an OwnedFd, so every fd received is closed if unused. All
+    // messages are walked: another kind (credentials) may come first.
     unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if !cmsg.is_null()
-            && (*cmsg).cmsg_level == libc::SOL_SOCKET
-            && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-        {
-            let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-            let first = libc::CMSG_DATA(cmsg) as *const RawFd;
-            for i in 0..len / std::mem::size_of::<RawFd>() {
-                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(first.add(i))));
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let first = libc::CMSG_DATA(cmsg) as *const RawFd;
+                for i in 0..len / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(first.add(i))));
+                }
             }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
     if msg.msg_flags & libc::MSG_TRUNC != 0 {

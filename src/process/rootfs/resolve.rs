@@ -60,6 +60,11 @@ impl Root {
     pub fn real_dir(&self, path: &Path) -> Result<OwnedFd> {
         let open = || {
             let rel: PathBuf = rel_components(path).iter().collect();
+            let rel = if rel.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                rel
+            };
             sys::openat2(
                 self.fd.as_raw_fd(),
                 &rel,
