@@ -66,26 +66,12 @@ pub fn parse(argv: &[OsString]) -> Option<Cli> {
             }
         }
         "delete" => {
-            let mut force = false;
-            let id = loop {
-                match a.option()? {
-                    (n @ ("-f" | "--force"), v) => force = a.flag(n, v)?,
-                    (id, None) if !id.starts_with('-') => break id.to_string(),
-                    _ => return None,
-                }
-            };
+            let (force, id) = a.flag_then_id("-f", "--force")?;
             a.end()?;
             Cmd::Delete { force, id }
         }
         "kill" => {
-            let mut all = false;
-            let id = loop {
-                match a.option()? {
-                    (n @ ("-a" | "--all"), v) => all = a.flag(n, v)?,
-                    (id, None) if !id.starts_with('-') => break id.to_string(),
-                    _ => return None,
-                }
-            };
+            let (all, id) = a.flag_then_id("-a", "--all")?;
             let signal = match a.rest {
                 [] => "SIGTERM".to_string(),
                 [s] if !s.starts_with('-') => s.to_string(),
@@ -177,6 +163,18 @@ impl<'a> Args<'a> {
             }
         };
         (!v.is_empty() && !v.starts_with('-')).then_some(v)
+    }
+
+    /// One optional flag (short or long), then the id.
+    fn flag_then_id(&mut self, short: &str, long: &str) -> Option<(bool, String)> {
+        let mut set = false;
+        loop {
+            match self.option()? {
+                (n, v) if n == short || n == long => set = self.flag(n, v)?,
+                (id, None) if !id.starts_with('-') => return Some((set, id.to_string())),
+                _ => return None,
+            }
+        }
     }
 
     /// The id as the one argument left.
